@@ -1,0 +1,66 @@
+import { createServer, type Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { parseHostPort } from '../lib/net.ts';
+
+export interface AdminPorts {
+  readonly registry: Registry;
+  /** Refresh gauges from live state just before a scrape. */
+  readonly refresh: () => void;
+  readonly queue: () => unknown;
+}
+
+export interface Admin {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  address(): { host: string; port: number } | undefined;
+}
+
+/** The admin listener: /healthz, /metrics and a read-only /api/v1/queue for now. */
+export function createAdmin(options: { listen: string }, ports: AdminPorts, log: Logger): Admin {
+  let server: Server | undefined;
+  let bound: { host: string; port: number } | undefined;
+
+  const handler = async (path: string): Promise<{ status: number; type: string; body: string }> => {
+    if (path === '/healthz') return { status: 200, type: 'application/json', body: '{"status":"ok"}\n' };
+    if (path === '/metrics') {
+      ports.refresh();
+      return { status: 200, type: ports.registry.contentType, body: await ports.registry.metrics() };
+    }
+    if (path === '/api/v1/queue') return { status: 200, type: 'application/json', body: `${JSON.stringify(ports.queue())}\n` };
+    return { status: 404, type: 'application/json', body: '{"error":"not found"}\n' };
+  };
+
+  return {
+    async start() {
+      const { host, port } = parseHostPort(options.listen) as { host: string; port: number };
+      server = createServer((req, res) => {
+        const path = new URL(req.url ?? '/', 'http://admin').pathname;
+        if (req.method !== 'GET') {
+          res.writeHead(405, { 'content-type': 'application/json', allow: 'GET' }).end('{"error":"method not allowed"}\n');
+          return;
+        }
+        handler(path).then(
+          (r) => res.writeHead(r.status, { 'content-type': r.type }).end(r.body),
+          (err: unknown) => {
+            log.error({ err }, 'admin request failed');
+            res.writeHead(500).end();
+          },
+        );
+      });
+      await new Promise<void>((resolve, reject) => {
+        server?.once('error', reject);
+        server?.listen(port, host, () => resolve());
+      });
+      const a = server.address();
+      if (a && typeof a === 'object') bound = { host: a.address, port: a.port };
+      log.info({ listen: `${host}:${bound?.port}` }, 'admin listening');
+    },
+    async stop() {
+      if (!server) return;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server?.close(() => resolve()));
+    },
+    address: () => bound,
+  };
+}

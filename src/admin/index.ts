@@ -1,0 +1,2 @@
+/** admin: the HTTP listener for operators (/healthz, /metrics, /api/v1/...). */
+export { createAdmin, type Admin, type AdminPorts } from './admin.ts';

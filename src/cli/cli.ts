@@ -1,0 +1,104 @@
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { loadConfig, resolveConfigPath, type Loaded } from '../config/index.ts';
+import { createDaemon } from '../daemon.ts';
+import { systemClock } from '../lib/clock.ts';
+
+export interface Io {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+}
+
+const USAGE = `usage: tern <command> [options]
+
+commands:
+  start [--config FILE]          run the daemon in the foreground (JSON logs on stdout)
+  check-config [--config FILE]   validate the configuration; print every problem and exit 1
+
+--config defaults to $TERN_CONFIG, then config/tern.yaml, then built-in defaults.`;
+
+/** Returns the exit code; `start` resolves only when the daemon has stopped. */
+export async function run(argv: readonly string[], io: Io): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start':
+      return start(rest, io);
+    case 'check-config':
+      return checkConfig(rest, io);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      io.out(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      io.err(`tern: unknown command "${command}"\n${USAGE}`);
+      return 2;
+  }
+}
+
+function configFrom(args: readonly string[], io: Io): Loaded | number {
+  let values: { config?: string | undefined };
+  try {
+    ({ values } = parseArgs({ args: [...args], options: { config: { type: 'string', short: 'c' } }, strict: true }));
+  } catch (err) {
+    io.err(`tern: ${(err as Error).message}`);
+    return 2;
+  }
+  return loadConfig(resolveConfigPath(values.config, io.env, io.cwd));
+}
+
+function reportProblems(loaded: Extract<Loaded, { ok: false }>, io: Io): void {
+  io.err(`${loaded.source}: ${loaded.problems.length} problem${loaded.problems.length === 1 ? '' : 's'}`);
+  for (const p of loaded.problems) io.err(`  ${p.path}: ${p.problem}`);
+}
+
+function checkConfig(args: readonly string[], io: Io): number {
+  const loaded = configFrom(args, io);
+  if (typeof loaded === 'number') return loaded;
+  if (!loaded.ok) {
+    reportProblems(loaded, io);
+    return 1;
+  }
+  io.out(`${loaded.source}: configuration is valid`);
+  return 0;
+}
+
+async function start(args: readonly string[], io: Io): Promise<number> {
+  const loaded = configFrom(args, io);
+  if (typeof loaded === 'number') return loaded;
+  if (!loaded.ok) {
+    reportProblems(loaded, io);
+    return 1;
+  }
+  const log = pino({ level: loaded.config.log.level, base: { service: 'tern' } });
+  log.info({ config: loaded.source }, 'starting');
+  const daemon = createDaemon(loaded.config, { clock: systemClock, log });
+  try {
+    await daemon.start();
+  } catch (err) {
+    log.fatal({ err }, 'cannot start');
+    await daemon.stop(0).catch(() => undefined);
+    return 1;
+  }
+  log.info({ smtp: daemon.smtpAddresses(), admin: daemon.adminAddress() }, 'ready');
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const shutdown = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutdown requested');
+      daemon.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, 'unclean shutdown');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+}

@@ -1,0 +1,6 @@
+/**
+ * config: YAML text → a validated, read-only Config. Every problem is reported with its key path
+ * (smtp.listen[0]); unknown keys are errors. No file means built-in defaults.
+ */
+export { loadConfig, parseConfigText, resolveConfigPath, validateConfig, type ConfigProblem, type Loaded } from './load.ts';
+export type { Config, SmtpConfig, DeliveryConfig, DnsConfig, SpoolConfig, Limits } from './schema.ts';

@@ -1,0 +1,148 @@
+import { z } from 'zod';
+import { parseDuration, parseRate, parseSize, type Rate } from '../lib/units.ts';
+import { parseCidr, parseHostPort } from '../lib/net.ts';
+
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (examples: 90s, 20m, 4h, 3d)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const size = z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
+  const bytes = typeof value === 'number' ? value : parseSize(value);
+  if (bytes === undefined || bytes <= 0) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a size (examples: 25MB, 512KiB)` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const rate = z.string().transform((text, ctx): Rate => {
+  const parsed = parseRate(text);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a rate (examples: 100/s, 6000/h)` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const hostPort = z.string().refine((s) => parseHostPort(s) !== undefined, {
+  message: 'must be "host:port" (for example "127.0.0.1:2525" or "[::1]:2525")',
+});
+
+const cidr = z.string().refine((s) => parseCidr(s) !== undefined, {
+  message: 'must be an address or CIDR network (for example "127.0.0.0/8")',
+});
+
+const hostname = z.string().regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, {
+  message: 'must be a host name such as mta.example.com',
+});
+
+const smtp = z.strictObject({
+  listen: z.array(hostPort).min(1).default(['127.0.0.1:2525']),
+  max_message_size: size.default(25_000_000),
+  max_recipients: z.number().int().min(1).max(100_000).default(1000),
+  max_clients: z.number().int().min(1).default(1000),
+  allow_networks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
+  auth: z
+    .strictObject({
+      users: z.array(z.strictObject({ username: z.string().min(1), password: z.string().min(1) })).default([]),
+      allow_insecure: z.boolean().default(false),
+    })
+    .default({ users: [], allow_insecure: false }),
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+  timeout: duration.default(300_000),
+  banner: z.string().default('Tern ESMTP'),
+});
+
+const admin = z.strictObject({
+  listen: hostPort.default('127.0.0.1:8025'),
+  token: z.string().default(''),
+});
+
+const spool = z.strictObject({
+  dir: z.string().min(1).default('./var/spool'),
+  /** Ingress answers 452 4.3.1 below this much free disk. */
+  min_free: size.default(100_000_000),
+});
+
+const dns = z.strictObject({
+  servers: z.array(hostPort.or(z.string().regex(/^[0-9a-f:.]+$/i))).default([]),
+  timeout: duration.default(3_000),
+  attempts: z.number().int().min(1).max(10).default(2),
+  negative_ttl: duration.default(300_000),
+  cache_size: z.number().int().min(16).default(50_000),
+});
+
+const retry = z.strictObject({
+  base: duration.default(1_200_000),
+  max: duration.default(21_600_000),
+  jitter: z.number().min(0).max(1).default(0.1),
+});
+
+const timeouts = z.strictObject({
+  connect: duration.default(30_000),
+  greeting: duration.default(60_000),
+  command: duration.default(120_000),
+  data: duration.default(600_000),
+  idle: duration.default(5_000),
+});
+
+const delivery = z.strictObject({
+  port: z.number().int().min(1).max(65_535).default(25),
+  validity: duration.default(259_200_000),
+  retry: retry.default({ base: 1_200_000, max: 21_600_000, jitter: 0.1 }),
+  timeouts: timeouts.default({ connect: 30_000, greeting: 60_000, command: 120_000, data: 600_000, idle: 5_000 }),
+  /** Messages held in memory for delivery at once; the rest wait on disk. */
+  max_active: z.number().int().min(1).default(10_000),
+  tls: z.enum(['opportunistic', 'disabled']).default('opportunistic'),
+});
+
+const dkimKey = z.strictObject({
+  domain: hostname,
+  selector: z.string().regex(/^[a-z0-9._-]+$/i, { message: 'must be a DNS label such as s2026' }),
+  key_file: z.string().min(1),
+  algorithm: z.enum(['rsa-sha256', 'ed25519-sha256']).default('rsa-sha256'),
+});
+
+const limits = z.strictObject({
+  max_connections: z.number().int().min(1).max(10_000).default(10),
+  max_messages_per_connection: z.number().int().min(1).default(100),
+  max_message_rate: rate.optional(),
+  max_connection_rate: rate.optional(),
+});
+
+const shaping = z.strictObject({
+  defaults: limits.default({ max_connections: 10, max_messages_per_connection: 100 }),
+});
+
+const feedback = z.strictObject({
+  webhook: z.strictObject({ url: z.url(), secret: z.string().default('') }).optional(),
+});
+
+const log = z.strictObject({
+  level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export const configSchema = z.strictObject({
+  hostname: hostname.default('localhost'),
+  smtp: smtp.default(() => smtp.parse({})),
+  admin: admin.default(() => admin.parse({})),
+  spool: spool.default(() => spool.parse({})),
+  dns: dns.default(() => dns.parse({})),
+  delivery: delivery.default(() => delivery.parse({})),
+  dkim: z.strictObject({ keys: z.array(dkimKey).default([]) }).default({ keys: [] }),
+  shaping: shaping.default(() => shaping.parse({})),
+  feedback: feedback.default({}),
+  log: log.default({ level: 'info' }),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type SmtpConfig = Config['smtp'];
+export type DeliveryConfig = Config['delivery'];
+export type DnsConfig = Config['dns'];
+export type SpoolConfig = Config['spool'];
+export type Limits = Config['shaping']['defaults'];

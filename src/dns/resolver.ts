@@ -1,0 +1,166 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { LRUCache } from 'lru-cache';
+import type { Clock } from '../lib/clock.ts';
+import { parseHostPort } from '../lib/net.ts';
+import { siteNameOf } from '../model/ids.ts';
+import type { MxHost, RouteAnswer } from '../model/route.ts';
+import { query, RCODE, TYPE, type DnsResponse, type NameServer } from './transport.ts';
+
+export type MxAnswer =
+  | { readonly kind: 'mx'; readonly hosts: readonly { exchange: string; priority: number }[]; readonly implicit: boolean }
+  | { readonly kind: 'null-mx' }
+  | { readonly kind: 'nxdomain' }
+  | { readonly kind: 'temporary'; readonly detail: string };
+
+export type AddressAnswer =
+  | { readonly kind: 'addresses'; readonly addresses: readonly string[] }
+  | { readonly kind: 'nxdomain' }
+  | { readonly kind: 'temporary'; readonly detail: string };
+
+export interface Resolver {
+  resolveMx(domain: string): Promise<MxAnswer>;
+  resolveAddresses(host: string): Promise<AddressAnswer>;
+  route(domain: string): Promise<RouteAnswer>;
+}
+
+export interface ResolverOptions {
+  readonly servers: readonly string[];
+  readonly timeout: number;
+  readonly attempts: number;
+  readonly negative_ttl: number;
+  readonly cache_size: number;
+}
+
+interface Answer { readonly kind: 'answer'; readonly rcode: number; readonly response: DnsResponse }
+type Lookup = Answer | { readonly kind: 'temporary'; readonly detail: string };
+interface Cached { readonly value: Lookup }
+
+// Temporary failures are cached briefly so a dead resolver is not hammered by every queued message.
+const TEMPORARY_TTL_MS = 5_000;
+const MIN_TTL_MS = 1_000;
+
+export function createResolver(options: ResolverOptions, clock: Clock): Resolver {
+  const servers = resolveServers(options.servers);
+  const cache = new LRUCache<string, Cached>({ max: options.cache_size, perf: { now: () => clock.now() } });
+  const inflight = new Map<string, Promise<Lookup>>();
+
+  async function lookup(name: string, type: number): Promise<Lookup> {
+    const key = `${type}:${name}`;
+    const hit = cache.get(key);
+    if (hit) return hit.value;
+    const pending = inflight.get(key);
+    if (pending) return pending;
+    const promise = askServers(name, type).finally(() => inflight.delete(key));
+    inflight.set(key, promise);
+    const value = await promise;
+    cache.set(key, { value }, { ttl: ttlOf(value) });
+    return value;
+  }
+
+  function ttlOf(value: Lookup): number {
+    if (value.kind === 'temporary') return TEMPORARY_TTL_MS;
+    const { rcode, response } = value;
+    if (rcode !== RCODE.NOERROR || response.answers.length === 0) return options.negative_ttl;
+    const minTtl = Math.min(...response.answers.map((a) => a.ttl));
+    return Math.max(MIN_TTL_MS, minTtl * 1000);
+  }
+
+  async function askServers(name: string, type: number): Promise<Lookup> {
+    const problems: string[] = [];
+    for (let attempt = 0; attempt < options.attempts; attempt++) {
+      for (const server of servers) {
+        try {
+          const response = await query(server, name, type, options.timeout);
+          if (response.rcode === RCODE.NOERROR || response.rcode === RCODE.NXDOMAIN) {
+            return { kind: 'answer', rcode: response.rcode, response };
+          }
+          problems.push(`${server.host}:${server.port} rcode ${response.rcode}`);
+        } catch (err) {
+          problems.push((err as Error).message);
+        }
+      }
+    }
+    return { kind: 'temporary', detail: problems.slice(-3).join('; ') };
+  }
+
+  async function resolveMx(domain: string): Promise<MxAnswer> {
+    const result = await lookup(domain, TYPE.MX);
+    if (result.kind === 'temporary') return result;
+    if (result.rcode === RCODE.NXDOMAIN) return { kind: 'nxdomain' };
+    const records = result.response.answers.filter((a) => a.type === TYPE.MX);
+    if (records.length === 0) return { kind: 'mx', hosts: [{ exchange: domain, priority: 0 }], implicit: true };
+    // RFC 7505: a single "0 ." record says the domain accepts no mail.
+    if (records.length === 1 && normaliseName(records[0]?.exchange ?? '') === '') return { kind: 'null-mx' };
+    const hosts = records
+      .map((r) => ({ exchange: normaliseName(r.exchange ?? ''), priority: r.priority ?? 0 }))
+      .filter((h) => h.exchange !== '');
+    return { kind: 'mx', hosts, implicit: false };
+  }
+
+  async function resolveAddresses(host: string): Promise<AddressAnswer> {
+    if (isIP(host)) return { kind: 'addresses', addresses: [host] };
+    const [v4, v6] = await Promise.all([lookup(host, TYPE.A), lookup(host, TYPE.AAAA)]);
+    const addresses = [...addressesOf(v4, TYPE.A), ...addressesOf(v6, TYPE.AAAA)];
+    if (addresses.length > 0) return { kind: 'addresses', addresses };
+    if (v4.kind === 'temporary') return v4;
+    if (v4.rcode === RCODE.NXDOMAIN) return { kind: 'nxdomain' };
+    return { kind: 'addresses', addresses: [] };
+  }
+
+  async function route(domain: string): Promise<RouteAnswer> {
+    const mx = await resolveMx(normaliseName(domain));
+    if (mx.kind !== 'mx') return mx;
+    const answers = await Promise.all(mx.hosts.map(async (h) => ({ host: h, answer: await resolveAddresses(h.exchange) })));
+    const hosts = orderHosts(
+      answers.flatMap(({ host, answer }) =>
+        answer.kind === 'addresses' && answer.addresses.length > 0
+          ? [{ name: host.exchange, preference: host.priority, addresses: answer.addresses }]
+          : [],
+      ),
+    );
+    if (hosts.length > 0) return { kind: 'route', site: siteNameOf(mx.hosts.map((h) => h.exchange)), hosts, implicit: mx.implicit };
+    const temporary = answers.find((a) => a.answer.kind === 'temporary');
+    if (temporary && temporary.answer.kind === 'temporary') return { kind: 'temporary', detail: temporary.answer.detail };
+    if (mx.implicit) return { kind: 'nxdomain' };
+    return { kind: 'no-address', detail: `no address for MX ${mx.hosts.map((h) => h.exchange).join(', ')}` };
+  }
+
+  return { resolveMx, resolveAddresses, route };
+}
+
+function addressesOf(result: Lookup, type: number): string[] {
+  if (result.kind !== 'answer') return [];
+  return result.response.answers.flatMap((a) => (a.type === type && a.address ? [a.address] : []));
+}
+
+function normaliseName(name: string): string {
+  return name.trim().toLowerCase().replace(/\.$/, '');
+}
+
+/** Preference order; hosts of equal preference are shuffled so load spreads across them. */
+export function orderHosts(hosts: readonly MxHost[], random: () => number = Math.random): MxHost[] {
+  const keyed = hosts.map((h) => ({ h, k: random() }));
+  keyed.sort((a, b) => a.h.preference - b.h.preference || a.k - b.k);
+  return keyed.map((x) => x.h);
+}
+
+/** dns.servers entries, or the system's resolvers from /etc/resolv.conf. */
+export function resolveServers(configured: readonly string[]): NameServer[] {
+  const list = configured.length > 0 ? configured : systemNameServers();
+  return list.map((entry) => {
+    if (isIP(entry)) return { host: entry, port: 53 };
+    const parsed = parseHostPort(entry);
+    return parsed ?? { host: entry, port: 53 };
+  });
+}
+
+function systemNameServers(): string[] {
+  try {
+    const text = readFileSync('/etc/resolv.conf', 'utf8');
+    const servers = [...text.matchAll(/^\s*nameserver\s+(\S+)/gm)].map((m) => m[1] as string).filter((s) => isIP(s) !== 0);
+    return servers.length > 0 ? servers : ['127.0.0.1'];
+  } catch {
+    return ['127.0.0.1'];
+  }
+}

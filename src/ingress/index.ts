@@ -1,0 +1,9 @@
+/**
+ * ingress: the SMTP listener. Enforces relay permission (allow_networks or AUTH), address syntax,
+ * size and recipient limits; rewrites headers (Received, Message-ID, X-Tern-Meta removed); answers
+ * 250 only after the spool has the message durably, then hands the envelope to `accept`.
+ */
+export { createIngress, type Ingress, type IngressPorts, type IngressOptions } from './server.ts';
+export { parseMeta } from './meta.ts';
+export { MessageRewriter } from './rewrite.ts';
+export { checkMailbox, domainOf } from './address.ts';

@@ -1,0 +1,20 @@
+/** Faults carry a stable code so callers and logs can match on it, not on message text. */
+export type TernErrorCode =
+  | 'TERN_CONFIG_INVALID'
+  | 'TERN_SPOOL_WRITE'
+  | 'TERN_SPOOL_CORRUPT'
+  | 'TERN_DNS_TIMEOUT'
+  | 'TERN_USAGE';
+
+export class TernError extends Error {
+  readonly code: TernErrorCode;
+  constructor(code: TernErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'TernError';
+    this.code = code;
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

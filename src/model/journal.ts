@@ -1,0 +1,9 @@
+import type { SmtpReply } from './reply.ts';
+
+/**
+ * One decision about one recipient, as the spool journals it. Only "final" ends a recipient:
+ * anything without a final record is still owed delivery.
+ */
+export type JournalRecord =
+  | { readonly t: 'retry'; readonly r: number; readonly n: number; readonly next: number; readonly reply?: SmtpReply }
+  | { readonly t: 'final'; readonly r: number; readonly n: number; readonly v: 'delivered' | 'failed'; readonly reply?: SmtpReply; readonly cause?: string };

@@ -1,0 +1,321 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Clock, Timer } from '../lib/clock.ts';
+import type { Envelope, RecipientState } from '../model/envelope.ts';
+import type { QueueId, SiteName } from '../model/ids.ts';
+import type { JournalRecord } from '../model/journal.ts';
+import type { RouteAnswer } from '../model/route.ts';
+import type { AttemptOutcome, Route } from '../model/outcome.ts';
+import { formatReply, localReply, type SmtpReply } from '../model/reply.ts';
+import { decide, expiredReply, outcomeReplies, type Verdict } from './decide.ts';
+import { MinHeap } from './heap.ts';
+import type { RetryPolicy } from './retry.ts';
+
+export interface QueueJob {
+  readonly site: SiteName;
+  readonly hosts: readonly { name: string; addresses: readonly string[] }[];
+  readonly envelope: { sender: string; recipients: readonly string[]; size: number; eightBit: boolean; envid?: string; ret?: string };
+  readonly openBody: () => Readable;
+}
+
+/** A decision about one recipient, for logs, metrics and (later) events. */
+export interface RecipientOutcome {
+  readonly envelope: Envelope;
+  readonly index: number;
+  readonly attempt: number;
+  readonly verdict: Verdict;
+  readonly route: Route;
+}
+
+/** Everything the queue uses, passed in: it never reaches into other stages. */
+export interface QueuePorts {
+  load(id: QueueId): Promise<{ envelope: Envelope; states: RecipientState[] }>;
+  journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
+  remove(id: QueueId): Promise<void>;
+  openBody(id: QueueId, size: number): Readable;
+  route(domain: string): Promise<RouteAnswer>;
+  deliver(job: QueueJob): Promise<AttemptOutcome>;
+  observe?(outcome: RecipientOutcome): void;
+}
+
+export interface QueueOptions {
+  readonly retry: RetryPolicy;
+  readonly maxActive: number;
+  readonly maxRecipientsPerTransaction: number;
+  /** An activation running longer than this is abandoned by the watchdog and retried. */
+  readonly stallAfter: number;
+}
+
+export interface QueueSnapshot {
+  readonly scheduled: number;
+  readonly active: number;
+  readonly recipients: number;
+}
+
+export interface Queue {
+  /** A message just made durable by ingress. */
+  enqueue(envelope: Envelope): void;
+  /** Messages found on disk at start; loads each to learn when it is next due. */
+  recover(ids: readonly QueueId[]): Promise<void>;
+  snapshot(): QueueSnapshot;
+  start(): void;
+  /** Stop activating messages; resolves when active ones are done or `graceMs` passes. */
+  stop(graceMs: number): Promise<void>;
+}
+
+interface Scheduled { readonly id: QueueId; readonly pending: number }
+interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
+
+const WATCHDOG_MS = 30_000;
+const RETRY_AFTER_FAULT_MS = 60_000;
+
+export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { clock: Clock; log: Logger; random?: () => number }): Queue {
+  const { clock, log } = deps;
+  const random = deps.random ?? Math.random;
+  const heap = new MinHeap<Scheduled>();
+  const active = new Map<QueueId, Active>();
+  let queuedRecipients = 0;
+  let timer: { at: number; handle: Timer } | undefined;
+  let watchdog: Timer | undefined;
+  let running = false;
+  const idleWaiters: (() => void)[] = [];
+
+  function schedule(id: QueueId, due: number, pending: number): void {
+    heap.push(due, { id, pending });
+    arm();
+  }
+
+  function arm(): void {
+    const top = heap.peek();
+    if (!running || !top) return;
+    if (timer && timer.at <= top.due) return;
+    timer?.handle.cancel();
+    const at = top.due;
+    timer = { at, handle: clock.at(at, () => { timer = undefined; pump(); }) };
+  }
+
+  function pump(): void {
+    if (!running) return;
+    const now = clock.now();
+    while (active.size < options.maxActive) {
+      const top = heap.peek();
+      if (!top || top.due > now) break;
+      heap.pop();
+      activate(top.value.id, top.value.pending, undefined);
+    }
+    if (active.size < options.maxActive) arm();
+  }
+
+  function activate(id: QueueId, pending: number, fresh: { envelope: Envelope; states: RecipientState[] } | undefined): void {
+    const entry: Active = { startedAt: clock.now(), pending, abandoned: false };
+    active.set(id, entry);
+    void run(id, entry, fresh)
+      .catch((err: unknown) => {
+        // A fault (disk, bug) must not strand the message: try again later.
+        log.error({ err, queue_id: id }, 'queue fault; message rescheduled');
+        if (!entry.abandoned) schedule(id, clock.now() + RETRY_AFTER_FAULT_MS, entry.pending);
+      })
+      .finally(() => {
+        if (active.get(id) === entry) active.delete(id);
+        if (active.size === 0) for (const wake of idleWaiters.splice(0)) wake();
+        pump();
+      });
+  }
+
+  async function run(id: QueueId, entry: Active, fresh: { envelope: Envelope; states: RecipientState[] } | undefined): Promise<void> {
+    const { envelope, states } = fresh ?? (await ports.load(id));
+    const now = clock.now();
+    const due = states.flatMap((s, i) => (!s.final && s.nextAt <= now ? [i] : []));
+    const decisions = now >= envelope.expiresAt ? expireAll(states) : await attemptDue(envelope, states, due);
+    if (entry.abandoned) return;
+    await settle(id, entry, envelope, states, decisions);
+  }
+
+  function expireAll(states: RecipientState[]): Map<number, Decision> {
+    const decisions = new Map<number, Decision>();
+    states.forEach((s, i) => {
+      if (!s.final) decisions.set(i, { attempt: s.attempts, route: {}, verdict: { kind: 'failed', cause: 'expired', reply: expiredReply(s.lastReply) } });
+    });
+    return decisions;
+  }
+
+  interface Decision { readonly attempt: number; readonly route: Route; readonly verdict: Verdict }
+
+  async function attemptDue(envelope: Envelope, states: RecipientState[], due: readonly number[]): Promise<Map<number, Decision>> {
+    const decisions = new Map<number, Decision>();
+    const groups = groupByDomain(envelope, due, options.maxRecipientsPerTransaction);
+    await Promise.all(groups.map(async ({ domain, indexes }) => {
+      const outcome = await attemptGroup(envelope, domain, indexes);
+      const replies = outcomeReplies(outcome, indexes.length);
+      const siblingAccepted = replies.some((r) => r.code >= 200 && r.code < 300);
+      const now = clock.now();
+      indexes.forEach((index, k) => {
+        const state = states[index] as RecipientState;
+        const attempt = state.attempts + 1;
+        const reply = replies[k] as SmtpReply;
+        const verdict = decide(options.retry, { reply, attempt, now, expiresAt: envelope.expiresAt, random: random(), siblingAccepted });
+        decisions.set(index, { attempt: verdict.kind === 'retry' && !verdict.counts ? state.attempts : attempt, route: outcome.route, verdict });
+      });
+    }));
+    return decisions;
+  }
+
+  async function attemptGroup(envelope: Envelope, domain: string, indexes: readonly number[]): Promise<AttemptOutcome> {
+    const route = await ports.route(domain);
+    if (route.kind !== 'route') return { kind: 'site-unreachable', route: {}, reply: dnsReply(domain, route) };
+    return ports.deliver({
+      site: route.site,
+      hosts: route.hosts,
+      envelope: {
+        sender: envelope.sender,
+        recipients: indexes.map((i) => (envelope.recipients[i] as { address: string }).address),
+        size: envelope.bodySize,
+        eightBit: envelope.eightBit,
+        ...(envelope.envid ? { envid: envelope.envid } : {}),
+        ...(envelope.ret ? { ret: envelope.ret } : {}),
+      },
+      openBody: () => ports.openBody(envelope.id, envelope.bodySize),
+    });
+  }
+
+  async function settle(id: QueueId, entry: Active, envelope: Envelope, states: RecipientState[], decisions: Map<number, Decision>): Promise<void> {
+    const records: JournalRecord[] = [];
+    for (const [index, d] of decisions) {
+      const state = states[index] as RecipientState;
+      state.attempts = d.attempt;
+      state.lastReply = d.verdict.reply;
+      if (d.verdict.kind === 'retry') {
+        state.nextAt = d.verdict.at;
+        records.push({ t: 'retry', r: index, n: d.attempt, next: d.verdict.at, reply: d.verdict.reply });
+      } else {
+        state.final = d.verdict.kind === 'delivered' ? 'delivered' : 'failed';
+        records.push({ t: 'final', r: index, n: d.attempt, v: state.final, reply: d.verdict.reply, ...(d.verdict.kind === 'failed' ? { cause: d.verdict.cause } : {}) });
+      }
+      logAttempt(envelope, index, d);
+      ports.observe?.({ envelope, index, attempt: d.attempt, verdict: d.verdict, route: d.route });
+    }
+    const pending = states.filter((s) => !s.final);
+    queuedRecipients -= entry.pending - pending.length;
+    if (pending.length === 0) {
+      await ports.remove(id);
+      return;
+    }
+    if (records.length > 0) await ports.journal(id, records);
+    const nextDue = Math.min(...pending.map((s) => s.nextAt));
+    schedule(id, Math.min(nextDue, envelope.expiresAt), pending.length);
+  }
+
+  function logAttempt(envelope: Envelope, index: number, d: Decision): void {
+    const v = d.verdict;
+    log.info({
+      event: v.kind,
+      queue_id: envelope.id,
+      recipient: envelope.recipients[index]?.address,
+      attempt: d.attempt,
+      mx: d.route.mx,
+      remote_ip: d.route.remoteIp,
+      reply: formatReply(v.reply),
+      ...(v.kind === 'retry' ? { next_attempt: new Date(v.at).toISOString() } : {}),
+      ...(v.kind === 'failed' ? { cause: v.cause } : {}),
+    }, `${v.kind} ${envelope.recipients[index]?.address}`);
+  }
+
+  function runWatchdog(): void {
+    const now = clock.now();
+    for (const [id, entry] of active) {
+      if (now - entry.startedAt <= options.stallAfter || entry.abandoned) continue;
+      // Delivery's own timeouts should never let this happen; if they did, do not strand the
+      // message: forget this activation and schedule a fresh one. Its late result is ignored.
+      entry.abandoned = true;
+      active.delete(id);
+      log.error({ queue_id: id, running_ms: now - entry.startedAt }, 'watchdog: delivery attempt stalled; message rescheduled');
+      schedule(id, now, entry.pending);
+    }
+    if (running) watchdog = clock.at(clock.now() + WATCHDOG_MS, runWatchdog);
+  }
+
+  return {
+    enqueue(envelope) {
+      const count = envelope.recipients.length;
+      queuedRecipients += count;
+      const states = envelope.recipients.map(() => ({ attempts: 0, nextAt: 0 }));
+      if (running && active.size < options.maxActive && (heap.peek()?.due ?? Infinity) > clock.now()) {
+        activate(envelope.id, count, { envelope, states });
+      } else {
+        schedule(envelope.id, clock.now(), count);
+      }
+    },
+    async recover(ids) {
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < ids.length) {
+          const id = ids[next++] as QueueId;
+          try {
+            const { envelope, states } = await ports.load(id);
+            const pending = states.filter((s) => !s.final);
+            if (pending.length === 0) {
+              await ports.remove(id);
+              continue;
+            }
+            queuedRecipients += pending.length;
+            schedule(id, Math.min(envelope.expiresAt, ...pending.map((s) => s.nextAt)), pending.length);
+          } catch (err) {
+            log.error({ err, queue_id: id }, 'cannot recover message; left on disk for inspection');
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 32 }, worker));
+      log.info({ messages: ids.length, recipients: queuedRecipients }, 'queue recovered');
+    },
+    snapshot: () => ({ scheduled: heap.size, active: active.size, recipients: queuedRecipients }),
+    start() {
+      running = true;
+      watchdog = clock.at(clock.now() + WATCHDOG_MS, runWatchdog);
+      pump();
+    },
+    async stop(graceMs) {
+      running = false;
+      timer?.handle.cancel();
+      timer = undefined;
+      watchdog?.cancel();
+      if (active.size === 0) return;
+      await new Promise<void>((resolve) => {
+        const deadline = clock.at(clock.now() + graceMs, resolve);
+        idleWaiters.push(() => {
+          deadline.cancel();
+          resolve();
+        });
+      });
+    },
+  };
+}
+
+function groupByDomain(envelope: Envelope, due: readonly number[], chunk: number): { domain: string; indexes: number[] }[] {
+  const byDomain = new Map<string, number[]>();
+  for (const i of due) {
+    const address = (envelope.recipients[i] as { address: string }).address;
+    const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+    const list = byDomain.get(domain) ?? [];
+    list.push(i);
+    byDomain.set(domain, list);
+  }
+  const groups: { domain: string; indexes: number[] }[] = [];
+  for (const [domain, indexes] of byDomain) {
+    for (let k = 0; k < indexes.length; k += chunk) groups.push({ domain, indexes: indexes.slice(k, k + chunk) });
+  }
+  return groups;
+}
+
+/** DNS answers as replies: NXDOMAIN and null MX are permanent; the rest wait. */
+function dnsReply(domain: string, route: Exclude<RouteAnswer, { kind: 'route' }>): SmtpReply {
+  switch (route.kind) {
+    case 'nxdomain':
+      return localReply(550, '5.1.2', `Host or domain name not found: ${domain} (NXDOMAIN)`, 'DNS');
+    case 'null-mx':
+      return localReply(556, '5.1.10', `Domain ${domain} does not accept mail (null MX)`, 'DNS');
+    case 'no-address':
+      return localReply(451, '4.4.4', `Cannot reach ${domain}: ${route.detail}`, 'DNS');
+    case 'temporary':
+      return localReply(451, '4.4.3', `DNS lookup for ${domain} failed: ${route.detail}`, 'DNS');
+  }
+}
