@@ -55,7 +55,7 @@ const smtp = z.strictObject({
     .default({ users: [], allow_insecure: false }),
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   timeout: duration.default(300_000),
-  banner: z.string().default('Tern ESMTP'),
+  banner: z.string().default('Tern'),
 });
 
 const admin = z.strictObject({

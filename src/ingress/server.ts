@@ -172,6 +172,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       authMethods: ['PLAIN', 'LOGIN'],
       allowInsecureAuth: options.auth.allow_insecure,
       hideDSN: false,
+      hideENHANCEDSTATUSCODES: false,
       disabledCommands: [...(tls ? [] : ['STARTTLS']), ...(authEnabled ? [] : ['AUTH'])],
       ...(tls ? { key: tls.key, cert: tls.cert } : {}),
       logger: false,

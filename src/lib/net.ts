@@ -5,7 +5,7 @@ export function parseHostPort(text: string): { host: string; port: number } | un
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
   if (!match) return undefined;
   const port = Number(match[3]);
-  if (port < 1 || port > 65_535) return undefined;
+  if (port > 65_535) return undefined;
   return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
 }
 

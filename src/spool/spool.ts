@@ -1,7 +1,7 @@
 import { createReadStream, mkdirSync, type ReadStream } from 'node:fs';
-import { appendFile, open, readdir, readFile, rename, rm, statfs, unlink } from 'node:fs/promises';
+import { appendFile, open, readdir, readFile, rename, rm, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../lib/clock.ts';
 import { TernError } from '../lib/errors.ts';
@@ -62,7 +62,7 @@ export function openSpool(options: SpoolOptions, clock: Clock): Spool {
     const handle = await open(tmp, 'wx', 0o600).catch((err: unknown) => {
       throw new TernError('TERN_SPOOL_WRITE', `cannot create spool file: ${(err as Error).message}`, { cause: err });
     });
-    const stream = handle.createWriteStream({ autoClose: false, highWaterMark: 64 * 1024 });
+    const stream = handleWriter(handle);
     let closed = false;
     const close = async (): Promise<void> => {
       if (!closed) {
@@ -170,6 +170,20 @@ export function openSpool(options: SpoolOptions, clock: Clock): Spool {
     recover,
     healthy,
   };
+}
+
+/**
+ * A Writable over a FileHandle that leaves the handle open, so commit() can append the envelope
+ * and fsync. (FileHandle.createWriteStream with autoClose off keeps a reference that makes a
+ * later close() wait forever.)
+ */
+function handleWriter(handle: FileHandle): Writable {
+  return new Writable({
+    highWaterMark: 64 * 1024,
+    writev(chunks, done) {
+      handle.writev(chunks.map((c) => c.chunk as Buffer)).then(() => done(), done);
+    },
+  });
 }
 
 function ignoreMissing(err: NodeJS.ErrnoException): void {

@@ -1,0 +1,67 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { validateConfig, type Config } from '../../src/config/index.ts';
+import { createDaemon, type Daemon } from '../../src/daemon.ts';
+import { systemClock } from '../../src/lib/clock.ts';
+
+export interface RunningTern {
+  readonly daemon: Daemon;
+  readonly config: Config;
+  readonly smtpPort: number;
+  readonly adminPort: number;
+  readonly spoolDir: string;
+  stop(): Promise<void>;
+}
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> | unknown : unknown };
+
+/** Raw config (YAML-shaped) for a test daemon on loopback, merged over test defaults. */
+export function testConfig(raw: { dnsServer: string; deliveryPort: number; spoolDir: string } & Record<string, unknown>): Record<string, unknown> {
+  const { dnsServer, deliveryPort, spoolDir, ...rest } = raw;
+  const base: Record<string, any> = {
+    hostname: 'tern.test',
+    smtp: { listen: ['127.0.0.1:0'] },
+    admin: { listen: '127.0.0.1:0' },
+    spool: { dir: spoolDir, min_free: '1MB' },
+    dns: { servers: [dnsServer], timeout: '300ms', attempts: 2 },
+    delivery: {
+      port: deliveryPort,
+      tls: 'opportunistic',
+      retry: { base: '300ms', max: '2s', jitter: 0 },
+      timeouts: { connect: '2s', greeting: '2s', command: '3s', data: '5s', idle: '300ms' },
+    },
+    log: { level: process.env.TERN_TEST_LOG ?? 'silent' },
+  };
+  return merge(base, rest);
+}
+
+function merge(a: Record<string, any>, b: Record<string, any>): Record<string, any> {
+  const out: Record<string, any> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && a[k] && typeof a[k] === 'object' ? merge(a[k], v) : v;
+  }
+  return out;
+}
+
+export function tempDir(prefix = 'tern-test-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** The real daemon, in process: real spool on disk, real sockets, real DNS server. */
+export async function startTern(raw: Record<string, unknown>): Promise<RunningTern> {
+  const loaded = validateConfig(raw, 'test', process.cwd());
+  if (!loaded.ok) throw new Error(`bad test config: ${JSON.stringify(loaded.problems)}`);
+  const config = loaded.config;
+  const log = pino({ level: config.log.level });
+  const daemon = createDaemon(config, { clock: systemClock, log });
+  await daemon.start();
+  const smtp = daemon.smtpAddresses()[0];
+  const admin = daemon.adminAddress();
+  if (!smtp || !admin) throw new Error('daemon did not bind');
+  return { daemon, config, smtpPort: smtp.port, adminPort: admin.port, spoolDir: config.spool.dir, stop: () => daemon.stop(2_000) };
+}
+
+export type { DeepPartial };

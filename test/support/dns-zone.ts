@@ -1,0 +1,58 @@
+import dns2 from 'dns2';
+import { freePort } from './ports.ts';
+
+const { Packet } = dns2;
+
+export interface ZoneEntry {
+  readonly mx?: readonly { exchange: string; priority: number }[];
+  readonly a?: readonly string[];
+  /** Answer SERVFAIL for every query of this name. */
+  readonly servfail?: boolean;
+  /** Never answer (the client must time out). */
+  readonly silent?: boolean;
+}
+
+export interface DnsZone {
+  readonly port: number;
+  readonly server: string;
+  readonly queries: string[];
+  set(name: string, entry: ZoneEntry): void;
+  close(): Promise<void>;
+}
+
+/** A real DNS server on 127.0.0.1 serving a zone from a plain object; unknown names are NXDOMAIN. */
+export async function startDnsZone(zone: Record<string, ZoneEntry>): Promise<DnsZone> {
+  const entries = new Map(Object.entries(zone));
+  const queries: string[] = [];
+  const server = dns2.createServer({
+    udp: true,
+    tcp: true,
+    handle(request: any, send: (r: any) => void) {
+      const response: any = Packet.createResponseFromRequest(request);
+      const question = request.questions[0];
+      const name = String(question.name).toLowerCase();
+      queries.push(`${name}/${question.type}`);
+      const entry = entries.get(name);
+      if (entry?.silent) return;
+      if (!entry) response.header.rcode = 3;
+      else if (entry.servfail) response.header.rcode = 2;
+      else if (question.type === Packet.TYPE.MX) {
+        for (const mx of entry.mx ?? []) response.answers.push({ name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: 300, exchange: mx.exchange, priority: mx.priority });
+      } else if (question.type === Packet.TYPE.A) {
+        for (const address of entry.a ?? []) response.answers.push({ name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 300, address });
+      }
+      send(response);
+    },
+  } as any);
+  const udpPort = await freePort();
+  await server.listen({ udp: { port: udpPort, address: '127.0.0.1' }, tcp: { port: udpPort, address: '127.0.0.1' } } as any);
+  return {
+    port: udpPort,
+    server: `127.0.0.1:${udpPort}`,
+    queries,
+    set: (name, entry) => entries.set(name.toLowerCase(), entry),
+    close: async () => {
+      await server.close();
+    },
+  };
+}

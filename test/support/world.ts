@@ -1,0 +1,52 @@
+import { startDnsZone, type DnsZone, type ZoneEntry } from './dns-zone.ts';
+import { freePort } from './ports.ts';
+import { startSink, type Sink, type SinkOptions } from './sink.ts';
+
+/**
+ * A fake internet on loopback: one DNS server and SMTP sinks on 127.0.0.x, all on one port
+ * (delivery.port is global, as port 25 is in real life).
+ */
+export interface World {
+  readonly dns: DnsZone;
+  readonly port: number;
+  readonly sinks: Map<string, Sink>;
+  addSink(host: string, options?: Partial<SinkOptions>): Promise<Sink>;
+  close(): Promise<void>;
+}
+
+export const STANDARD_ZONE: Record<string, ZoneEntry> = {
+  'a.test': { mx: [{ exchange: 'mx1.a.test', priority: 10 }] },
+  'mx1.a.test': { a: ['127.0.0.2'] },
+  'b.test': { a: ['127.0.0.3'] },
+  'fallback.test': { mx: [{ exchange: 'dead.fallback.test', priority: 10 }, { exchange: 'mx.fallback.test', priority: 20 }] },
+  'dead.fallback.test': { a: ['127.0.0.9'] },
+  'mx.fallback.test': { a: ['127.0.0.2'] },
+  'null.test': { mx: [{ exchange: '', priority: 0 }] },
+  'servfail.test': { servfail: true },
+  'slow.test': { mx: [{ exchange: 'mx.slow.test', priority: 10 }] },
+  'mx.slow.test': { a: ['127.0.0.4'] },
+  'tls.test': { mx: [{ exchange: 'mx.tls.test', priority: 10 }] },
+  'mx.tls.test': { a: ['127.0.0.5'] },
+};
+
+export async function startWorld(zone: Record<string, ZoneEntry> = STANDARD_ZONE, hosts: readonly string[] = ['127.0.0.2', '127.0.0.3']): Promise<World> {
+  const port = await freePort(['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.9']);
+  const dns = await startDnsZone(zone);
+  const sinks = new Map<string, Sink>();
+  const world: World = {
+    dns,
+    port,
+    sinks,
+    async addSink(host, options = {}) {
+      const sink = await startSink({ host, port, ...options });
+      sinks.set(host, sink);
+      return sink;
+    },
+    async close() {
+      await Promise.all([...sinks.values()].map((s) => s.close()));
+      await dns.close();
+    },
+  };
+  for (const host of hosts) await world.addSink(host);
+  return world;
+}
