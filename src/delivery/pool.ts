@@ -210,7 +210,7 @@ export class SitePool {
       const e = err as { code?: string };
       // Opportunistic TLS: a failed handshake falls back to plaintext, as Postfix does at "may".
       if (e.code === 'ETLS' && tls === 'opportunistic') return this.#connectOne(mx, address, 'disabled');
-      return { kind: 'failed', route: { mx, remoteIp: address }, reply: replyFromError(err as Error, 'CONNECT') };
+      return { kind: 'failed', route: { mx, remoteIp: address }, reply: replyFromError(err as Error, 'connect') };
     }
   }
 }

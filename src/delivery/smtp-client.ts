@@ -53,13 +53,18 @@ const COMMAND_OF: Record<string, SmtpCommand> = {
   CONN: 'CONNECT', 'MAIL FROM': 'MAIL', 'RCPT TO': 'RCPT', DATA: 'DATA', STARTTLS: 'STARTTLS', EHLO: 'EHLO', HELO: 'EHLO',
 };
 
-export function replyFromError(err: NodemailerError, fallback: SmtpCommand): SmtpReply {
-  const command = (err.command && COMMAND_OF[err.command]) || fallback;
+/**
+ * A reply for a nodemailer error. `phase` says whether a session was already established:
+ * nodemailer labels a socket closing mid-transaction with command "CONN" too.
+ */
+export function replyFromError(err: NodemailerError, phase: 'connect' | 'transaction'): SmtpReply {
+  const labelled = err.command ? COMMAND_OF[err.command] : undefined;
+  const command: SmtpCommand = phase === 'connect' ? (labelled ?? 'CONNECT') : labelled && labelled !== 'CONNECT' ? labelled : 'DATA';
   if (err.responseCode && err.response) return parseReply(err.response, { command, origin: 'remote' });
   const code = err.code ?? 'ESOCKET';
   if (code === 'ETIMEDOUT') return localReply(451, '4.4.2', `timeout: ${err.message}`, command);
   if (code === 'ETLS') return localReply(451, '4.7.5', `TLS failure: ${err.message}`, command);
-  if (command === 'CONNECT') return localReply(451, '4.4.1', `connection failed: ${err.message}`, command);
+  if (phase === 'connect') return localReply(451, '4.4.1', `connection failed: ${err.message}`, command);
   return localReply(451, '4.4.2', `connection lost: ${err.message}`, command);
 }
 
@@ -158,18 +163,18 @@ function resultFromError(err: NodemailerError, recipients: readonly string[], cl
   const healthy = !closed && err.responseCode !== undefined && err.responseCode !== 421;
   if (err.code === 'EENVELOPE' && err.command === 'RCPT TO' && rejected.size > 0) {
     // Every recipient was refused at RCPT: each keeps its own reply.
-    const fallback = replyFromError(err, 'RCPT');
+    const fallback = replyFromError(err, 'transaction');
     return { kind: 'transaction', healthy, replies: recipients.map((r) => rejected.get(r.toLowerCase()) ?? fallback) };
   }
   if (err.command === 'DATA' && rejected.size > 0) {
-    const dataReply = replyFromError(err, 'DATA');
+    const dataReply = replyFromError(err, 'transaction');
     return { kind: 'transaction', healthy, replies: recipients.map((r) => rejected.get(r.toLowerCase()) ?? dataReply) };
   }
-  return { kind: 'message-refused', healthy, reply: replyFromError(err, err.command ? 'MAIL' : 'DATA') };
+  return { kind: 'message-refused', healthy, reply: replyFromError(err, 'transaction') };
 }
 
 function indexRejections(errors: readonly NodemailerError[]): Map<string, SmtpReply> {
   const map = new Map<string, SmtpReply>();
-  for (const e of errors) if (e.recipient) map.set(e.recipient.toLowerCase(), replyFromError(e, 'RCPT'));
+  for (const e of errors) if (e.recipient) map.set(e.recipient.toLowerCase(), replyFromError(e, 'transaction'));
   return map;
 }

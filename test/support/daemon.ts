@@ -6,16 +6,20 @@ import { validateConfig, type Config } from '../../src/config/index.ts';
 import { createDaemon, type Daemon } from '../../src/daemon.ts';
 import { systemClock } from '../../src/lib/clock.ts';
 
+/** A log line as pino writes it; tests read outcomes from these, as an operator would. */
+export type LogLine = Record<string, unknown> & { msg: string; event?: string; recipient?: string; reply?: string; cause?: string };
+
 export interface RunningTern {
   readonly daemon: Daemon;
+  readonly logs: LogLine[];
+  /** Final or retry log lines for one recipient, in order. */
+  outcomes(recipient: string): LogLine[];
   readonly config: Config;
   readonly smtpPort: number;
   readonly adminPort: number;
   readonly spoolDir: string;
   stop(): Promise<void>;
 }
-
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> | unknown : unknown };
 
 /** Raw config (YAML-shaped) for a test daemon on loopback, merged over test defaults. */
 export function testConfig(raw: { dnsServer: string; deliveryPort: number; spoolDir: string } & Record<string, unknown>): Record<string, unknown> {
@@ -55,13 +59,20 @@ export async function startTern(raw: Record<string, unknown>): Promise<RunningTe
   const loaded = validateConfig(raw, 'test', process.cwd());
   if (!loaded.ok) throw new Error(`bad test config: ${JSON.stringify(loaded.problems)}`);
   const config = loaded.config;
-  const log = pino({ level: config.log.level });
+  const logs: LogLine[] = [];
+  const echo = process.env.TERN_TEST_LOG !== undefined;
+  const log = pino({ level: echo ? config.log.level : 'info' }, {
+    write(line: string) {
+      logs.push(JSON.parse(line) as LogLine);
+      if (echo) process.stderr.write(line);
+    },
+  });
   const daemon = createDaemon(config, { clock: systemClock, log });
   await daemon.start();
   const smtp = daemon.smtpAddresses()[0];
   const admin = daemon.adminAddress();
   if (!smtp || !admin) throw new Error('daemon did not bind');
-  return { daemon, config, smtpPort: smtp.port, adminPort: admin.port, spoolDir: config.spool.dir, stop: () => daemon.stop(2_000) };
+  const outcomes = (recipient: string): LogLine[] =>
+    logs.filter((l) => l.recipient === recipient && ['delivered', 'retry', 'failed'].includes(String(l.event)));
+  return { daemon, logs, outcomes, config, smtpPort: smtp.port, adminPort: admin.port, spoolDir: config.spool.dir, stop: () => daemon.stop(2_000) };
 }
-
-export type { DeepPartial };

@@ -71,11 +71,10 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
     onData(stream, session: SMTPServerSession, done) {
       const chunks: Buffer[] = [];
       const rcpts = session.envelope.rcptTo.map((r) => r.address.toLowerCase());
-      if (rcpts.some((r) => r.startsWith('drop-data@'))) {
-        stream.once('data', () => (session as unknown as { socket?: unknown }) && destroyConnection(server, session));
-      }
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
+        // The connection dies after the data but before the reply: the sender cannot know.
+        if (rcpts.some((r) => r.startsWith('drop-data@'))) return destroyConnection(server, session);
         if (rcpts.some((r) => r.startsWith('reject-data@'))) return done(err(554, '5.7.1 Message rejected as spam'));
         received.push({
           host: options.host,

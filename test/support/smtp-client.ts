@@ -89,11 +89,14 @@ export async function sendMail(port: number, from: string, to: readonly string[]
   }
 }
 
-export async function until<T>(probe: () => T | undefined | false, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+type Truthy<T> = Exclude<T, false | 0 | '' | null | undefined>;
+
+/** Poll until probe() returns something truthy, and return it. */
+export async function until<T>(probe: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<Truthy<T>> {
   const start = Date.now();
   for (;;) {
-    const value = probe();
-    if (value) return value;
+    const value = await probe();
+    if (value) return value as Truthy<T>;
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
