@@ -160,6 +160,21 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     return `2.0.0 Ok: queued as ${id}`;
   }
 
+  const disabled = [...(tls ? [] : ['STARTTLS']), ...(authEnabled ? [] : ['AUTH'])];
+  // AUTH is not even advertised before STARTTLS: "AUTH PLAIN <credentials>" in one line would
+  // put the password on the wire before the server could refuse it.
+  const hideAuthUntilTls = authEnabled && tls !== undefined && !options.auth.allow_insecure;
+
+  function onConnect(session: SMTPServerSession, done: (err?: Error | null) => void): void {
+    if (hideAuthUntilTls) (session as SMTPServerSession & { disabledCommands?: string[] }).disabledCommands = [...disabled, 'AUTH'];
+    done();
+  }
+
+  function onSecure(_socket: unknown, session: SMTPServerSession, done: (err?: Error | null) => void): void {
+    (session as SMTPServerSession & { disabledCommands?: string[] }).disabledCommands = disabled;
+    done();
+  }
+
   function buildServer(): SMTPServer {
     const server = new SMTPServer({
       name: options.hostname,
@@ -173,9 +188,11 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       allowInsecureAuth: options.auth.allow_insecure,
       hideDSN: false,
       hideENHANCEDSTATUSCODES: false,
-      disabledCommands: [...(tls ? [] : ['STARTTLS']), ...(authEnabled ? [] : ['AUTH'])],
+      disabledCommands: disabled,
       ...(tls ? { key: tls.key, cert: tls.cert } : {}),
       logger: false,
+      onConnect,
+      onSecure,
       onAuth,
       onMailFrom,
       onRcptTo,

@@ -22,12 +22,12 @@ export function parseDuration(text: string): number | undefined {
 }
 
 const SIZE_UNITS: Record<string, number> = {
-  b: 1, kb: 1_000, mb: 1_000_000, gb: 1_000_000_000, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3,
+  b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
 };
 
 /** "25MB" (decimal) or "25MiB" (binary); a bare number is bytes. */
 export function parseSize(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?$/i.exec(text.trim());
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?$/i.exec(text.trim());
   if (!match) return undefined;
   const unit = (match[2] ?? 'b').toLowerCase();
   const factor = SIZE_UNITS[unit];

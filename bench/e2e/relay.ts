@@ -1,0 +1,883 @@
+/**
+ * End-to-end relay benchmark: Tern and Postfix side by side, same load, same sink, one run.
+ *
+ *   npm run bench                      # 5000 messages per MTA
+ *   BENCH_MESSAGES=20000 npm run bench
+ *
+ * For each MTA: a warm-up batch, then a throughput pass (Postfix's smtp-source injects N × 10 KiB
+ * messages over 20 sessions; the clock runs from the first injection to the last delivery counted
+ * by smtp-sink), then a latency pass (an in-process SMTP client, 20 persistent sessions, times
+ * end-of-DATA → 250 for every message). Tern resolves the sink through an in-process DNS zone;
+ * Postfix relays to it through relayhost. Output: one JSON line per MTA, then a short summary.
+ *
+ * Environment: BENCH_MESSAGES (5000), BENCH_LATENCY_MESSAGES (2000), BENCH_WARMUP (200),
+ * BENCH_STALL_S (60: give up waiting once the sink has counted nothing new for this long),
+ * BENCH_MTAS ("tern,postfix"), BENCH_TERN_LOG (warn), BENCH_REUSE_CONNECTIONS=1 (smtp-source -d: one
+ * connection per injecting session instead of one per message).
+ *
+ * A benchmark, not a test: slow figures are reported, never failed; only a broken setup exits non-zero.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDnsZone } from '../../test/support/dns-zone.ts';
+import { freePort } from '../../test/support/ports.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SIZE = 10_240;
+const SESSIONS = 20;
+const SINK_HOST = '127.0.0.2';
+const FROM = 'from@bench.test';
+const TO = 'to@bench.test';
+
+const MESSAGES = intEnv('BENCH_MESSAGES', 5000);
+const LATENCY_MESSAGES = intEnv('BENCH_LATENCY_MESSAGES', 2000);
+const WARMUP = intEnv('BENCH_WARMUP', 200);
+const STALL_MS = intEnv('BENCH_STALL_S', 60) * 1000;
+const MTAS = (process.env.BENCH_MTAS ?? 'tern,postfix').split(',').map((s) => s.trim()).filter(Boolean);
+const TERN_LOG = process.env.BENCH_TERN_LOG ?? 'warn';
+/** smtp-source -d: keep each injecting session open across messages instead of one connection per message. */
+const REUSE = process.env.BENCH_REUSE_CONNECTIONS === '1';
+
+function intEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
+  return n;
+}
+
+const progress = (text: string): void => {
+  process.stderr.write(`[bench] ${text}\n`);
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const now = (): number => performance.now();
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: every child process and scratch directory registers here; runs on success, on error
+// and on SIGINT/SIGTERM. A synchronous last resort on process exit kills whatever is left.
+
+const cleanups: { name: string; run: () => Promise<void> | void }[] = [];
+const children = new Set<ChildProcess>();
+
+function onCleanup(name: string, run: () => Promise<void> | void): void {
+  cleanups.push({ name, run });
+}
+
+let cleaning: Promise<void> | undefined;
+/** Once cleanup has begun nothing new may start (a signal can arrive mid-setup). */
+function cleanupAll(): Promise<void> {
+  cleaning ??= (async () => {
+    while (cleanups.length > 0) {
+      const step = cleanups.pop() as (typeof cleanups)[number];
+      try {
+        await step.run();
+      } catch (err) {
+        progress(`cleanup of ${step.name} failed: ${(err as Error).message}`);
+      }
+    }
+  })();
+  return cleaning;
+}
+
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    progress(`${signal}: cleaning up`);
+    void cleanupAll().finally(() => process.exit(130));
+  });
+}
+
+/** Spawn a child that is killed on cleanup. */
+function launch(command: string, args: readonly string[], options: { cwd?: string } = {}): ChildProcess {
+  if (cleaning) throw new Error(`aborted: not starting ${command}`);
+  const child = spawn(command, args, { cwd: options.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  child.once('error', () => children.delete(child));
+  return child;
+}
+
+async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+function run(command: string, args: readonly string[]): { code: number; out: string } {
+  if (cleaning && !args.includes('stop') && !args.includes('abort')) throw new Error(`aborted: not running ${command}`);
+  const r = spawnSync(command, args, { encoding: 'utf8' });
+  if (r.error) return { code: -1, out: r.error.message };
+  return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Postfix's tools: smtp-source (load), smtp-sink (receiver), postfix itself.
+
+function ensurePostfix(): void {
+  const needed = ['/usr/sbin/postfix', '/usr/sbin/smtp-source', '/usr/sbin/smtp-sink'];
+  if (needed.every((p) => existsSync(p))) return;
+  progress('installing Debian package postfix (for postfix, smtp-source, smtp-sink)');
+  const preseed = spawnSync('debconf-set-selections', { input: 'postfix postfix/main_mailer_type select No configuration\n', encoding: 'utf8' });
+  if (preseed.status !== 0) throw new Error(`debconf-set-selections failed: ${preseed.stderr || preseed.error?.message}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  let install = spawnSync('apt-get', ['install', '-y', 'postfix'], { env, encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] });
+  if (install.status !== 0) {
+    spawnSync('apt-get', ['update'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    install = spawnSync('apt-get', ['install', '-y', 'postfix'], { env, encoding: 'utf8', stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+  const missing = needed.filter((p) => !existsSync(p));
+  if (install.status !== 0 || missing.length > 0) throw new Error(`cannot install postfix (missing: ${missing.join(', ') || 'none'})`);
+}
+
+interface Sink {
+  readonly port: number;
+  /** Messages the sink has received ("." answered), cumulative. */
+  count(): number;
+  lastProgressAt(): number;
+  /** Resolves with the instant the counter first reached target. */
+  reached(target: number): Promise<number>;
+}
+
+async function startSink(): Promise<Sink> {
+  const port = await freePort([SINK_HOST]);
+  const child = launch('/usr/sbin/smtp-sink', ['-c', '-u', 'root', `${SINK_HOST}:${port}`, '1000']);
+  onCleanup('smtp-sink', () => stopChild(child));
+  let count = 0;
+  let lastProgress = now();
+  let rest = '';
+  let stderr = '';
+  const waiters: { target: number; resolve: (at: number) => void }[] = [];
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    const at = now();
+    const records = (rest + chunk).split(/[\r\n]/);
+    rest = records.pop() ?? '';
+    for (const record of records) {
+      const m = /mesg=(\d+)/.exec(record);
+      if (m) {
+        const n = Number(m[1]);
+        if (n > count) {
+          count = n;
+          lastProgress = at;
+        }
+      }
+    }
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const w = waiters[i] as (typeof waiters)[number];
+      if (count >= w.target) {
+        waiters.splice(i, 1);
+        w.resolve(at);
+      }
+    }
+  });
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (s: string) => (stderr += s));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // Ready when it accepts a connection and greets.
+  const deadline = Date.now() + 10_000;
+  while (!(await banner(SINK_HOST, port))) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`smtp-sink did not start on ${SINK_HOST}:${port}: ${stderr.trim()}`);
+    await Promise.race([sleep(100), exited]);
+  }
+  return {
+    port,
+    count: () => count,
+    lastProgressAt: () => lastProgress,
+    reached: (target) => (count >= target ? Promise.resolve(now()) : new Promise((resolve) => waiters.push({ target, resolve }))),
+  };
+}
+
+/** True when host:port accepts a TCP connection and sends a 220 greeting. */
+function banner(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    let buf = '';
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      socket.removeAllListeners('data');
+      socket.on('error', () => undefined);
+      if (ok) socket.end('QUIT\r\n');
+      else socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 2000);
+    socket.setEncoding('utf8');
+    socket.on('data', (s: string) => {
+      buf += s;
+      if (buf.includes('\n')) done(buf.startsWith('220'));
+    });
+    socket.once('error', () => done(false));
+    socket.once('close', () => done(false));
+  });
+}
+
+interface Injection {
+  readonly done: Promise<{ code: number | null; stderr: string }>;
+  readonly child: ChildProcess;
+}
+
+function smtpSource(port: number, messages: number): Injection {
+  const child = launch('/usr/sbin/smtp-source', [...(REUSE ? ['-d'] : []), '-s', String(SESSIONS), '-m', String(messages), '-l', String(SIZE), '-f', FROM, '-t', TO, `127.0.0.1:${port}`]);
+  let stderr = '';
+  child.stdout?.resume();
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (s: string) => (stderr += s));
+  const done = new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    child.once('exit', (code) => resolve({ code, stderr: stderr.trim() }));
+    child.once('error', (err) => resolve({ code: -1, stderr: err.message }));
+  });
+  return { done, child };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Latency client: persistent sessions, one transaction after another, end-of-DATA → 250 timed.
+
+class Session {
+  readonly #socket: Socket;
+  #buffer = '';
+  #lines: string[] = [];
+  #waiter: ((reply: { text: string; at: number }) => void) | undefined;
+  #ready: { text: string; at: number }[] = [];
+  #failure: Error | undefined;
+  #onFailure: ((err: Error) => void) | undefined;
+
+  private constructor(socket: Socket) {
+    this.#socket = socket;
+    socket.setEncoding('latin1');
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: string) => {
+      const at = now();
+      this.#buffer += chunk;
+      for (let i = this.#buffer.indexOf('\n'); i >= 0; i = this.#buffer.indexOf('\n')) {
+        const line = this.#buffer.slice(0, i).replace(/\r$/, '');
+        this.#buffer = this.#buffer.slice(i + 1);
+        this.#lines.push(line);
+        if (/^\d{3}-/.test(line)) continue;
+        const reply = { text: this.#lines.join('\n'), at };
+        this.#lines = [];
+        const waiter = this.#waiter;
+        this.#waiter = undefined;
+        if (waiter) waiter(reply);
+        else this.#ready.push(reply);
+      }
+    });
+    const fail = (err: Error): void => {
+      this.#failure ??= err;
+      this.#onFailure?.(this.#failure);
+    };
+    socket.on('error', fail);
+    socket.on('close', () => fail(new Error('connection closed')));
+  }
+
+  static async open(port: number): Promise<Session> {
+    const socket = connect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const session = new Session(socket);
+    const greeting = await session.reply();
+    if (!greeting.text.startsWith('220')) throw new Error(`greeting: ${greeting.text}`);
+    return session;
+  }
+
+  reply(timeoutMs = 60_000): Promise<{ text: string; at: number }> {
+    const ready = this.#ready.shift();
+    if (ready) return Promise.resolve(ready);
+    if (this.#failure) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('reply timeout')), timeoutMs);
+      this.#waiter = (r) => {
+        clearTimeout(timer);
+        this.#onFailure = undefined;
+        resolve(r);
+      };
+      this.#onFailure = (err) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+    });
+  }
+
+  async command(line: string | Buffer): Promise<{ text: string; at: number; sentAt: number }> {
+    const sentAt = now();
+    this.#socket.write(line);
+    const r = await this.reply();
+    return { ...r, sentAt };
+  }
+
+  write(bytes: Buffer): void {
+    this.#socket.write(bytes);
+  }
+
+  close(): void {
+    this.#socket.removeAllListeners('close');
+    this.#socket.on('error', () => undefined);
+    this.#socket.end('QUIT\r\n');
+  }
+}
+
+/** A message of exactly SIZE bytes (the terminating dot not included), with a unique Message-ID. */
+function makeMessage(n: number): Buffer {
+  const id = String(n).padStart(9, '0');
+  const head =
+    `From: <${FROM}>\r\nTo: <${TO}>\r\nSubject: tern relay bench ${id}\r\n` +
+    `Date: ${new Date().toUTCString()}\r\nMessage-ID: <${id}.latency@bench.test>\r\n\r\n`;
+  const line = `${'x'.repeat(76)}\r\n`;
+  let body = head;
+  while (body.length + 2 * line.length <= SIZE) body += line;
+  body += `${'y'.repeat(SIZE - body.length - 2)}\r\n`;
+  return Buffer.from(body, 'latin1');
+}
+
+async function latencyPass(port: number, messages: number): Promise<{ latencies: number[]; errors: string[] }> {
+  const latencies: number[] = [];
+  const errors: string[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    let session: Session | undefined;
+    try {
+      session = await Session.open(port);
+      const ehlo = await session.command('EHLO latency.bench.test\r\n');
+      if (!ehlo.text.startsWith('250')) throw new Error(`EHLO: ${ehlo.text}`);
+      while (next < messages) {
+        const n = next++;
+        const mail = await session.command(`MAIL FROM:<${FROM}>\r\n`);
+        const rcpt = mail.text.startsWith('250') ? await session.command(`RCPT TO:<${TO}>\r\n`) : mail;
+        const data = rcpt.text.startsWith('250') ? await session.command('DATA\r\n') : rcpt;
+        if (!data.text.startsWith('354')) {
+          errors.push(data.text.split('\n')[0] ?? data.text);
+          await session.command('RSET\r\n');
+          continue;
+        }
+        session.write(makeMessage(n));
+        const end = await session.command('.\r\n');
+        if (end.text.startsWith('250')) latencies.push(end.at - end.sentAt);
+        else errors.push(end.text.split('\n')[0] ?? end.text);
+      }
+    } catch (err) {
+      errors.push(`session: ${(err as Error).message}`);
+    } finally {
+      session?.close();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(SESSIONS, Math.max(1, messages)) }, worker));
+  return { latencies, errors };
+}
+
+function percentile(sorted: readonly number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(sorted.length, rank) - 1] as number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One measurement, MTA-agnostic: it needs only the MTA's SMTP port and the shared sink.
+
+interface Measured {
+  readonly msgs: number;
+  readonly delivered: number;
+  readonly seconds: number;
+  readonly injectSeconds: number;
+  readonly msgPerS: number;
+  readonly p50: number | null;
+  readonly p99: number | null;
+  readonly latencySamples: number;
+  readonly latencyPassPerS: number;
+  readonly problems: string[];
+}
+
+/** Wait until the sink has counted target messages, or nothing has arrived for STALL_MS. */
+async function delivered(sink: Sink, target: number): Promise<{ complete: boolean; at: number }> {
+  const since = now();
+  const reached = sink.reached(target).then((at) => ({ complete: true, at }));
+  let stop = false;
+  const stalled = (async () => {
+    while (!stop) {
+      await sleep(250);
+      const last = Math.max(since, sink.lastProgressAt());
+      if (now() - last > STALL_MS) return { complete: false, at: last };
+    }
+    return { complete: true, at: 0 };
+  })();
+  const result = await Promise.race([reached, stalled]);
+  stop = true;
+  return result;
+}
+
+async function inject(sink: Sink, port: number, messages: number, problems: string[], what: string): Promise<{ complete: boolean; start: number; end: number; injected: number }> {
+  const base = sink.count();
+  const start = now();
+  const injection = smtpSource(port, messages);
+  let injected = 0;
+  void injection.done.then((r) => {
+    injected = now();
+    if (r.code !== 0) problems.push(`${what}: smtp-source exited ${r.code}: ${r.stderr.split('\n').slice(-3).join(' | ')}`);
+  });
+  const outcome = await delivered(sink, base + messages);
+  if (!outcome.complete) {
+    problems.push(`${what}: sink counted ${sink.count() - base}/${messages} messages; nothing new for ${STALL_MS / 1000}s`);
+    await stopChild(injection.child, 1000);
+  }
+  await injection.done;
+  return { complete: outcome.complete, start, end: outcome.at, injected: injected || now() };
+}
+
+async function measure(name: string, port: number, sink: Sink, drained?: () => Promise<string | undefined>): Promise<Measured> {
+  const problems: string[] = [];
+  if (WARMUP > 0) {
+    progress(`${name}: warm-up, ${WARMUP} messages`);
+    await inject(sink, port, WARMUP, problems, 'warm-up');
+  }
+
+  progress(`${name}: throughput pass, ${MESSAGES} messages × ${SIZE} bytes over ${SESSIONS} sessions`);
+  const base = sink.count();
+  const t = await inject(sink, port, MESSAGES, problems, 'throughput');
+  const got = Math.min(MESSAGES, sink.count() - base);
+  const seconds = (t.end - t.start) / 1000;
+  const injectSeconds = (t.injected - t.start) / 1000;
+  const check = await drained?.();
+  if (check) problems.push(`after throughput pass: ${check}`);
+
+  progress(`${name}: latency pass, ${LATENCY_MESSAGES} messages over ${SESSIONS} persistent sessions`);
+  const latencyBase = sink.count();
+  const latencyStart = now();
+  const lat = await latencyPass(port, LATENCY_MESSAGES);
+  const latencySeconds = (now() - latencyStart) / 1000;
+  if (lat.errors.length > 0) problems.push(`latency pass: ${lat.errors.length} errors, first: ${lat.errors[0]}`);
+  const latOutcome = await delivered(sink, latencyBase + lat.latencies.length);
+  if (!latOutcome.complete) problems.push(`latency pass: sink counted ${sink.count() - latencyBase}/${lat.latencies.length} accepted messages`);
+  const sorted = lat.latencies.toSorted((a, b) => a - b);
+
+  return {
+    msgs: MESSAGES,
+    delivered: got,
+    seconds,
+    injectSeconds,
+    msgPerS: seconds > 0 ? got / seconds : 0,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    latencySamples: sorted.length,
+    latencyPassPerS: latencySeconds > 0 ? sorted.length / latencySeconds : 0,
+    problems,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tern: the real daemon as a child process, exactly as an operator starts it.
+
+interface Tern {
+  readonly port: number;
+  readonly adminPort: number;
+  queue(): Promise<{ scheduled: number; active: number; recipients: number }>;
+  /** Warning-or-worse log lines seen so far (first 20) and their count. */
+  complaints(): { count: number; first: string[] };
+  stop(): Promise<void>;
+}
+
+async function startTern(sinkPort: number, work: string): Promise<Tern> {
+  const dns = await startDnsZone({
+    'bench.test': { mx: [{ exchange: 'mx.bench.test', priority: 10 }] },
+    'mx.bench.test': { a: [SINK_HOST] },
+  });
+  onCleanup('dns zone', () => dns.close());
+  const port = await freePort();
+  const adminPort = await freePort();
+  const spool = join(work, 'tern-spool');
+  const configPath = join(work, 'tern.yaml');
+  writeFileSync(
+    configPath,
+    [
+      'hostname: tern.bench',
+      `smtp: { listen: ["127.0.0.1:${port}"], max_message_size: 25MB, max_recipients: 1000, max_clients: 1000 }`,
+      `admin: { listen: "127.0.0.1:${adminPort}" }`,
+      `spool: { dir: ${JSON.stringify(spool)}, min_free: 1MB }`,
+      `dns: { servers: ["${dns.server}"], timeout: 2s, attempts: 2 }`,
+      `delivery: { port: ${sinkPort}, max_active: 10000, timeouts: { idle: 2s } }`,
+      'shaping: { defaults: { max_connections: 20, max_messages_per_connection: 1000 } }',
+      `log: { level: ${TERN_LOG} }`,
+      '',
+    ].join('\n'),
+  );
+
+  const child = launch(process.execPath, ['bin/tern.js', 'start', '--config', configPath]);
+  const logFile = createWriteStream(join(work, 'tern.log'));
+  let ready = false;
+  let complaintCount = 0;
+  const complaints: string[] = [];
+  const tail: string[] = [];
+  const onLine = (line: string): void => {
+    if (line === '') return;
+    logFile.write(`${line}\n`);
+    tail.push(line);
+    if (tail.length > 20) tail.shift();
+    let entry: { msg?: unknown; level?: unknown } | undefined;
+    try {
+      entry = JSON.parse(line) as { msg?: unknown; level?: unknown };
+    } catch {
+      entry = undefined;
+    }
+    if (entry?.msg === 'ready') ready = true;
+    if (!entry || typeof entry.level !== 'number' || entry.level >= 40) {
+      complaintCount++;
+      if (complaints.length < 20) complaints.push(line);
+    }
+  };
+  for (const stream of [child.stdout, child.stderr]) {
+    let rest = '';
+    stream?.setEncoding('utf8');
+    stream?.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      lines.forEach(onLine);
+    });
+    stream?.on('end', () => onLine(rest));
+  }
+  const stop = async (): Promise<void> => {
+    await stopChild(child, 15_000);
+    await new Promise<void>((resolve) => logFile.end(resolve));
+  };
+  onCleanup('tern', stop);
+
+  // At log level warn the "ready" line is not printed, so also probe the listener itself.
+  const deadline = Date.now() + 30_000;
+  while (!ready && !(await banner('127.0.0.1', port))) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`tern exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${tail.join('\n')}`);
+    }
+    if (Date.now() > deadline) throw new Error(`tern not ready after 30s:\n${tail.join('\n')}`);
+    await sleep(100);
+  }
+
+  const queue = (): Promise<{ scheduled: number; active: number; recipients: number }> =>
+    new Promise((resolve, reject) => {
+      get({ host: '127.0.0.1', port: adminPort, path: '/api/v1/queue', timeout: 5000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (s: string) => (body += s));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(body) as { scheduled: number; active: number; recipients: number });
+          } catch (err) {
+            reject(new Error(`admin /api/v1/queue: ${res.statusCode} ${body.slice(0, 200)}`, { cause: err }));
+          }
+        });
+      }).on('error', reject);
+    });
+  return { port, adminPort, queue, complaints: () => ({ count: complaintCount, first: [...complaints] }), stop };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Postfix: a private instance in a scratch directory, relaying everything to the sink.
+
+const MASTER_CF = `
+pickup     unix  n       -       n       60      1       pickup
+cleanup    unix  n       -       n       -       0       cleanup
+qmgr       unix  n       -       n       300     1       qmgr
+tlsmgr     unix  -       -       n       1000?   1       tlsmgr
+rewrite    unix  -       -       n       -       -       trivial-rewrite
+bounce     unix  -       -       n       -       0       bounce
+defer      unix  -       -       n       -       0       bounce
+trace      unix  -       -       n       -       0       bounce
+verify     unix  -       -       n       -       1       verify
+flush      unix  n       -       n       1000?   0       flush
+proxymap   unix  -       -       n       -       -       proxymap
+proxywrite unix  -       -       n       -       1       proxymap
+smtp       unix  -       -       n       -       -       smtp
+relay      unix  -       -       n       -       -       smtp
+showq      unix  n       -       n       -       -       showq
+error      unix  -       -       n       -       -       error
+retry      unix  -       -       n       -       -       error
+discard    unix  -       -       n       -       -       discard
+local      unix  -       n       n       -       -       local
+virtual    unix  -       n       n       -       -       virtual
+lmtp       unix  -       -       n       -       -       lmtp
+anvil      unix  -       -       n       -       1       anvil
+scache     unix  -       -       n       -       1       scache
+postlog    unix-dgram n  -       n       -       1       postlogd
+`;
+
+/**
+ * `postfix start` reports fatal errors only through syslog(3). Without a syslog daemon there is no
+ * /dev/log and the reason is lost, so listen there ourselves (only if nobody else does).
+ */
+async function syslogListener(): Promise<{ lines: () => string[] }> {
+  const script = [
+    'import os, socket, sys',
+    'p = "/dev/log"',
+    'if os.path.exists(p):',
+    '    c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+    '    try:',
+    '        c.connect(p); print("existing", flush=True); sys.exit(0)',
+    '    except OSError:',
+    '        os.unlink(p)',
+    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+    's.bind(p); os.chmod(p, 0o666)',
+    'print("listening", flush=True)',
+    'while True:',
+    '    sys.stdout.write(s.recv(65536).decode("utf-8", "replace").rstrip("\\n\\0") + "\\n"); sys.stdout.flush()',
+  ].join('\n');
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const child = launch(python, ['-u', '-c', script]);
+  const lines: string[] = [];
+  let rest = '';
+  const first = new Promise<string>((resolve) => {
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (chunk: string) => {
+      const parts = (rest + chunk).split('\n');
+      rest = parts.pop() ?? '';
+      for (const p of parts) {
+        if (p === 'listening' || p === 'existing') resolve(p);
+        else lines.push(p);
+      }
+    });
+    child.once('exit', () => resolve('exited'));
+    child.once('error', () => resolve('exited'));
+  });
+  const state = await Promise.race([first, sleep(5000).then(() => 'timeout')]);
+  if (state === 'listening') {
+    onCleanup('/dev/log listener', async () => {
+      await stopChild(child, 2000);
+      rmSync('/dev/log', { force: true });
+    });
+  } else {
+    await stopChild(child, 1000);
+    if (state !== 'existing') progress('note: no /dev/log listener (python3 unavailable?); postfix start errors may be silent');
+  }
+  return { lines: () => [...lines] };
+}
+
+interface Postfix {
+  readonly port: number;
+  /** Undefined when the queue is empty, else a description of what is left. */
+  leftover(): string | undefined;
+  maillogProblems(): string[];
+  stop(): Promise<void>;
+}
+
+async function startPostfix(sinkPort: number, work: string): Promise<Postfix> {
+  const syslog = await syslogListener();
+  const dir = join(work, 'postfix');
+  const etc = join(dir, 'etc');
+  const queue = join(dir, 'queue');
+  const data = join(dir, 'data');
+  const maillog = join(dir, 'maillog');
+  for (const d of [dir, etc, queue, data]) mkdirSync(d, { recursive: true, mode: 0o755 });
+  // Postfix daemons run as user postfix and must reach their queue through every parent.
+  for (const d of [work, dir, etc, queue, data]) chmodSync(d, 0o755);
+  const uid = Number(run('id', ['-u', 'postfix']).out);
+  const gid = Number(run('id', ['-g', 'postfix']).out);
+  if (!Number.isInteger(uid) || !Number.isInteger(gid)) throw new Error('no "postfix" user; is the postfix package installed?');
+  chownSync(data, uid, gid);
+
+  const port = await freePort();
+  writeFileSync(
+    join(etc, 'main.cf'),
+    [
+      'compatibility_level = 3.6',
+      `queue_directory = ${queue}`,
+      `data_directory = ${data}`,
+      `maillog_file = ${maillog}`,
+      `maillog_file_prefixes = ${dir}`,
+      'myhostname = postfix.bench',
+      'inet_interfaces = 127.0.0.1',
+      'inet_protocols = ipv4',
+      'mydestination =',
+      'local_recipient_maps =',
+      'alias_maps =',
+      'alias_database =',
+      'mynetworks = 127.0.0.0/8',
+      'smtpd_relay_restrictions = permit_mynetworks, reject',
+      `relayhost = [${SINK_HOST}]:${sinkPort}`,
+      'smtp_tls_security_level = none',
+      'smtpd_tls_security_level = none',
+      'message_size_limit = 25000000',
+      'in_flow_delay = 0',
+      'default_process_limit = 100',
+      'smtp_destination_concurrency_limit = 20',
+      'biff = no',
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(join(etc, 'master.cf'), `127.0.0.1:${port} inet n - n - - smtpd\n${MASTER_CF.trimStart()}`);
+
+  const why = (what: string, out: string): Error => {
+    const log = existsSync(maillog) ? readFileSync(maillog, 'utf8').trim().split('\n').slice(-10) : [];
+    return new Error([`${what} failed`, out, ...syslog.lines().slice(-10), ...log].filter(Boolean).join('\n  '));
+  };
+  let started = false;
+  const stop = async (): Promise<void> => {
+    if (!started) return;
+    started = false;
+    const r = run('/usr/sbin/postfix', ['-c', etc, 'stop']);
+    if (r.code !== 0) progress(`postfix stop exited ${r.code}: ${r.out}`);
+    // master removes its pid file once every child is gone.
+    const pidFile = join(queue, 'pid', 'master.pid');
+    const deadline = Date.now() + 15_000;
+    while (existsSync(pidFile) && masterAlive(pidFile) && Date.now() < deadline) await sleep(100);
+    if (existsSync(pidFile) && masterAlive(pidFile)) run('/usr/sbin/postfix', ['-c', etc, 'abort']);
+  };
+  onCleanup('postfix', stop);
+
+  // `check` creates missing queue directories and fixes ownership; set-permissions is the fallback.
+  let check = run('/usr/sbin/postfix', ['-c', etc, 'check']);
+  if (check.code !== 0) {
+    progress(`postfix check: ${check.out || `exit ${check.code}`}; retrying after set-permissions create-missing`);
+    run('/usr/sbin/postfix', ['-c', etc, 'set-permissions', 'create-missing']);
+    check = run('/usr/sbin/postfix', ['-c', etc, 'check']);
+    if (check.code !== 0) throw why('postfix check', check.out);
+  }
+  started = true;
+  const start = run('/usr/sbin/postfix', ['-c', etc, 'start']);
+  if (start.code !== 0) {
+    await sleep(300);
+    throw why('postfix start', start.out);
+  }
+  const deadline = Date.now() + 30_000;
+  while (!(await banner('127.0.0.1', port))) {
+    if (Date.now() > deadline) throw why(`postfix smtpd on 127.0.0.1:${port}`, 'not answering after 30s');
+    await sleep(100);
+  }
+
+  return {
+    port,
+    leftover() {
+      const left: string[] = [];
+      for (const sub of ['maildrop', 'incoming', 'active', 'deferred', 'hold']) {
+        const r = run('find', [join(queue, sub), '-type', 'f']);
+        const n = r.out === '' ? 0 : r.out.split('\n').length;
+        if (n > 0) left.push(`${sub}=${n}`);
+      }
+      return left.length > 0 ? `postfix queue not empty: ${left.join(' ')}` : undefined;
+    },
+    maillogProblems() {
+      if (!existsSync(maillog)) return [];
+      return readFileSync(maillog, 'utf8')
+        .split('\n')
+        .filter((l) => /(warning|error|fatal|panic):|status=(deferred|bounced)/.test(l));
+    },
+    stop,
+  };
+}
+
+function masterAlive(pidFile: string): boolean {
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const round = (x: number | null, digits: number): number | null => (x === null ? null : Number(x.toFixed(digits)));
+
+async function main(): Promise<void> {
+  for (const mta of MTAS) if (mta !== 'tern' && mta !== 'postfix') throw new Error(`BENCH_MTAS: unknown MTA "${mta}"`);
+  if (MESSAGES < 1) throw new Error('BENCH_MESSAGES must be at least 1');
+  ensurePostfix();
+
+  const work = mkdtempSync(join(tmpdir(), 'tern-bench-'));
+  onCleanup('scratch directory', () => rmSync(work, { recursive: true, force: true }));
+  const sink = await startSink();
+  progress(`smtp-sink on ${SINK_HOST}:${sink.port}; scratch ${work}; node ${process.version}, ${availableParallelism()} cpus`);
+
+  const results = new Map<string, Measured>();
+  const notes = new Map<string, string[]>();
+
+  for (const mta of MTAS) {
+    if (mta === 'tern') {
+      const tern = await startTern(sink.port, work);
+      progress(`tern ready: smtp 127.0.0.1:${tern.port}, admin 127.0.0.1:${tern.adminPort}`);
+      const drained = async (): Promise<string | undefined> => {
+        // The sink has counted everything; the queue should follow within moments.
+        for (let i = 0; i < 20; i++) {
+          const q = await tern.queue();
+          if (q.recipients === 0) return undefined;
+          await sleep(100);
+        }
+        return `tern queue not empty: ${JSON.stringify(await tern.queue())}`;
+      };
+      results.set('tern', await measure('tern', tern.port, sink, drained));
+      const q = await tern.queue().catch((err: unknown) => ({ error: (err as Error).message }));
+      const { count, first } = tern.complaints();
+      notes.set('tern', [`queue at end: ${JSON.stringify(q)}`, ...(count > 0 ? [`${count} warning/error log lines, first: ${first.slice(0, 5).join(' || ')}`] : [])]);
+      await tern.stop();
+    } else {
+      const postfix = await startPostfix(sink.port, work);
+      progress(`postfix ready: smtpd 127.0.0.1:${postfix.port}`);
+      const drained = async (): Promise<string | undefined> => {
+        for (let i = 0; i < 20; i++) {
+          if (postfix.leftover() === undefined) return undefined;
+          await sleep(100);
+        }
+        return postfix.leftover();
+      };
+      results.set('postfix', await measure('postfix', postfix.port, sink, drained));
+      const problems = postfix.maillogProblems();
+      notes.set('postfix', problems.length > 0 ? [`${problems.length} maillog warnings, first: ${problems.slice(0, 3).join(' || ')}`] : []);
+      await postfix.stop();
+    }
+  }
+
+  const tern = results.get('tern');
+  const postfix = results.get('postfix');
+  const line = (mta: string, r: Measured, extra: Record<string, unknown>): Record<string, unknown> => ({
+    bench: 'relay',
+    mta,
+    node: process.version,
+    cpus: availableParallelism(),
+    msgs: r.msgs,
+    size: SIZE,
+    seconds: round(r.seconds, 3),
+    msg_per_s: round(r.msgPerS, 1),
+    p50_ms: round(r.p50, 2),
+    p99_ms: round(r.p99, 2),
+    ...(r.delivered < r.msgs ? { delivered: r.delivered } : {}),
+    ...extra,
+  });
+  const ratio = tern && postfix && postfix.msgPerS > 0 ? round(tern.msgPerS / postfix.msgPerS, 2) : null;
+  if (tern) console.log(JSON.stringify(line('tern', tern, postfix ? { peer: 'postfix', ratio } : {})));
+  if (postfix) console.log(JSON.stringify(line('postfix', postfix, {})));
+
+  console.log('');
+  console.log(
+    `relay bench: ${MESSAGES} messages × ${SIZE} B, ${SESSIONS} injecting sessions (${REUSE ? 'connections reused' : 'one connection per message'}), ` +
+      `loopback, ${availableParallelism()} cpus, node ${process.version}`,
+  );
+  for (const [mta, r] of results) {
+    const ms = (x: number | null): string => (x === null ? 'n/a' : `${x.toFixed(1)} ms`);
+    console.log(
+      `  ${mta.padEnd(8)} ${r.msgPerS.toFixed(0).padStart(6)} msg/s end to end (${r.delivered}/${r.msgs} in ${r.seconds.toFixed(2)} s; ` +
+        `injection done after ${r.injectSeconds.toFixed(2)} s)`,
+    );
+    console.log(
+      `  ${''.padEnd(8)} ingest latency p50 ${ms(r.p50)}, p99 ${ms(r.p99)} (${r.latencySamples} messages on ${SESSIONS} persistent sessions, ` +
+        `${r.latencyPassPerS.toFixed(0)} msg/s accepted)`,
+    );
+    for (const p of [...r.problems, ...(notes.get(mta) ?? [])]) console.log(`           ${p}`);
+  }
+  if (ratio !== null) console.log(`  tern/postfix throughput ratio: ${ratio.toFixed(2)}`);
+}
+
+try {
+  await main();
+} catch (err) {
+  process.exitCode = 1;
+  console.error(`bench: setup failed: ${(err as Error).stack ?? String(err)}`);
+} finally {
+  await cleanupAll();
+}
