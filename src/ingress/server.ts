@@ -188,6 +188,9 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       allowInsecureAuth: options.auth.allow_insecure,
       hideDSN: false,
       hideENHANCEDSTATUSCODES: false,
+      // A reverse lookup per connection costs a DNS round trip before the greeting; the
+      // Received header records the IP, which is what matters for a submission relay.
+      disableReverseLookup: true,
       disabledCommands: disabled,
       ...(tls ? { key: tls.key, cert: tls.cert } : {}),
       logger: false,
@@ -198,7 +201,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       onRcptTo,
       onData,
     });
-    keepOwnEnhancedCodes(server);
+    adjustConnections(server, options.max_clients);
     server.on('error', (err) => log.warn({ err }, 'smtp connection error'));
     return server;
   }
@@ -254,19 +257,42 @@ async function spoolStream(source: Readable, rewriter: MessageRewriter, sink: No
   return failure;
 }
 
+interface ConnectionInternals {
+  init(): void;
+  _setListeners(callback: () => void): void;
+  connectionReady(): void;
+  send(code: number, data?: string | string[] | null, context?: string | false): void;
+  name: string;
+}
+
 /**
- * smtp-server adds an enhanced status code chosen from the reply code alone (452 → 4.2.2), which
- * is wrong for "452 4.3.1 storage" or "554 5.6.0 bad metadata". Our replies carry their own code
- * in the text, so for those the library's is left out. Done per connection, not on the prototype.
+ * Two per-connection adjustments to smtp-server 3.21.6 (pinned), made as each connection is
+ * registered, never on the shared prototype:
+ * - it adds an enhanced status code chosen from the reply code alone (452 → 4.2.2), wrong for
+ *   "452 4.3.1 storage" or "554 5.6.0 bad metadata"; our texts carry their own code, so for
+ *   those the library's is left out;
+ * - it holds every greeting for a fixed 100 ms to catch early talkers, a spam-trap for inbound
+ *   MX servers that caps a relay fed by one-message-per-connection clients at ~10 messages per
+ *   second per session. Tern's clients are trusted campaign tools, so it greets at once.
  */
-function keepOwnEnhancedCodes(server: SMTPServer): void {
+function adjustConnections(server: SMTPServer, maxClients: number): void {
   const connections = server.connections;
   const add = connections.add.bind(connections);
   connections.add = (connection) => {
-    const send = connection.send.bind(connection);
-    connection.send = (code, data, context) => {
+    const internals = connection as unknown as ConnectionInternals;
+    const send = internals.send.bind(internals);
+    internals.send = (code, data, context) => {
       const own = typeof data === 'string' && /^[245]\.\d{1,3}\.\d{1,3} /.test(data);
       send(code, data, own ? false : context);
+    };
+    internals.init = () => {
+      internals._setListeners(() => {
+        if (connections.size > maxClients) {
+          internals.send(421, `${internals.name} Too many connected clients, try again in a moment`, false);
+          return;
+        }
+        internals.connectionReady();
+      });
     };
     return add(connection);
   };

@@ -88,6 +88,8 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
       });
     },
   });
+  // A sender killed mid-session resets the connection; a real MX shrugs that off.
+  server.on('error', () => undefined);
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());

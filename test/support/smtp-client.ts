@@ -9,10 +9,18 @@ export class RawSmtp {
   #buffer = '';
   #waiters: ((reply: string) => void)[] = [];
   #replies: string[] = [];
+  #closed = false;
 
   private constructor(socket: Socket) {
     this.#socket = socket;
     socket.setEncoding('utf8');
+    // A server that dies mid-session answers every pending and later command with this.
+    const closed = (): void => {
+      this.#closed = true;
+      for (const waiter of this.#waiters.splice(0)) waiter('000 connection closed');
+    };
+    socket.on('close', closed);
+    socket.on('error', closed);
     socket.on('data', (chunk: string) => {
       this.#buffer += chunk;
       for (;;) {
@@ -40,17 +48,18 @@ export class RawSmtp {
   reply(): Promise<string> {
     const ready = this.#replies.shift();
     if (ready !== undefined) return Promise.resolve(ready);
+    if (this.#closed) return Promise.resolve('000 connection closed');
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
   async command(line: string): Promise<string> {
-    this.#socket.write(`${line}\r\n`);
+    if (!this.#closed) this.#socket.write(`${line}\r\n`);
     return this.reply();
   }
 
   /** Send raw bytes (e.g. a message body ending in "\r\n.\r\n") and read one reply. */
   async data(raw: string | Buffer): Promise<string> {
-    this.#socket.write(raw);
+    if (!this.#closed) this.#socket.write(raw);
     return this.reply();
   }
 

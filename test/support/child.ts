@@ -1,0 +1,50 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+
+export interface TernProcess {
+  readonly proc: ChildProcess;
+  readonly lines: Record<string, unknown>[];
+  /** Resolves with the exit code (or the signal name). */
+  readonly exited: Promise<number | string>;
+}
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+export function writeConfig(dir: string, config: Record<string, unknown>): string {
+  const path = join(dir, 'tern.yaml');
+  writeFileSync(path, stringify(config));
+  return path;
+}
+
+/** The real `tern start` in a child process, as an operator runs it; resolves once it is ready. */
+export async function spawnTern(configPath: string): Promise<TernProcess> {
+  const proc = spawn(process.execPath, [join(ROOT, 'bin/tern.js'), 'start', '--config', configPath], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let stderr = '';
+  proc.stderr?.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const exited = new Promise<number | string>((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const ready = new Promise<void>((resolve, reject) => {
+    let partial = '';
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      partial += chunk.toString();
+      const parts = partial.split('\n');
+      partial = parts.pop() ?? '';
+      for (const part of parts) {
+        if (part.trim() === '') continue;
+        const line = JSON.parse(part) as Record<string, unknown>;
+        lines.push(line);
+        if (line.msg === 'ready') resolve();
+      }
+    });
+    void exited.then((code) => reject(new Error(`tern exited (${code}) before ready: ${stderr}`)));
+  });
+  await ready;
+  return { proc, lines, exited };
+}
