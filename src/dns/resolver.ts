@@ -42,7 +42,8 @@ const MIN_TTL_MS = 1_000;
 
 export function createResolver(options: ResolverOptions, clock: Clock): Resolver {
   const servers = resolveServers(options.servers);
-  const cache = new LRUCache<string, Cached>({ max: options.cache_size, perf: { now: () => clock.now() } });
+  // ttlResolution 0: read the injected clock every time (lru-cache otherwise memoises "now").
+  const cache = new LRUCache<string, Cached>({ max: options.cache_size, ttlResolution: 0, perf: { now: () => clock.now() } });
   const inflight = new Map<string, Promise<Lookup>>();
 
   async function lookup(name: string, type: number): Promise<Lookup> {

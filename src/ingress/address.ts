@@ -2,7 +2,7 @@
  * Mailbox syntax check for envelope addresses: dot-atom or quoted local part, a DNS domain.
  * UTF-8 is allowed (SMTPUTF8). Address literals ([192.0.2.1]) are refused: Tern routes by MX.
  */
-const LOCAL_DOT_ATOM = /^[^\s"(),:;<>@[\\\]]+(?:\.[^\s"(),:;<>@[\\\]]+)*$/u;
+const LOCAL_DOT_ATOM = /^[^\s".(),:;<>@[\\\]]+(?:\.[^\s".(),:;<>@[\\\]]+)*$/u;
 const LOCAL_QUOTED = /^"(?:[^"\\\r\n]|\\.)*"$/u;
 const DOMAIN = /^(?=.{1,253}$)(?:[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?\.)+[\p{L}\p{N}][\p{L}\p{N}-]{0,61}[\p{L}\p{N}]$/u;
 

@@ -1,0 +1,109 @@
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { loadConfig, parseConfigText, resolveConfigPath } from '../../src/config/index.ts';
+import { tempDir } from '../support/daemon.ts';
+
+t.test('no file means built-in defaults', async (t) => {
+  const loaded = loadConfig(undefined);
+  t.ok(loaded.ok);
+  if (!loaded.ok) return;
+  t.same(loaded.config.smtp.listen, ['127.0.0.1:2525']);
+  t.equal(loaded.config.delivery.validity, 3 * 86_400_000, 'default validity is 3 days');
+  t.equal(loaded.config.delivery.retry.base, 20 * 60_000, 'retries start at 20 minutes');
+  t.equal(loaded.config.shaping.defaults.max_connections, 10);
+  t.equal(loaded.config.shaping.defaults.max_messages_per_connection, 100);
+});
+
+t.test('the BRIEF example parses, with units converted', async (t) => {
+  const loaded = parseConfigText(`
+hostname: mta.example.com
+smtp:
+  listen: ["127.0.0.1:2525", "[::1]:2525"]
+  max_message_size: 25MB
+  max_recipients: 1000
+  allow_networks: ["127.0.0.0/8", "::1/128"]
+  auth: { users: [{ username: campaign, password: secret }] }
+  tls: { cert: /etc/tern/tls.crt, key: /etc/tern/tls.key }
+admin: { listen: "127.0.0.1:8025", token: change-me }
+spool: { dir: ./var/spool }
+dns: { servers: ["127.0.0.1:5353"] }
+delivery: { port: 25, validity: 3d }
+dkim:
+  keys:
+    - { domain: example.com, selector: s2026, key_file: ./keys/example.com.s2026.pem }
+shaping:
+  defaults: { max_connections: 10, max_messages_per_connection: 100, max_message_rate: 100/s }
+feedback:
+  webhook: { url: "http://127.0.0.1:9900/events", secret: change-me }
+`, '/etc/tern/tern.yaml');
+  t.ok(loaded.ok, JSON.stringify(!loaded.ok && loaded.problems));
+  if (!loaded.ok) return;
+  t.equal(loaded.config.smtp.max_message_size, 25_000_000);
+  t.same(loaded.config.shaping.defaults.max_message_rate, { count: 100, perMs: 1000 });
+  t.equal(loaded.config.spool.dir, '/etc/tern/var/spool', 'relative paths are relative to the config file');
+  t.equal(loaded.config.dkim.keys[0]!.key_file, '/etc/tern/keys/example.com.s2026.pem');
+});
+
+t.test('every problem is reported with its key path', async (t) => {
+  const loaded = parseConfigText(`
+smtp:
+  listen: ["nowhere"]
+  max_recipients: 0
+  colour: blue
+delivery: { validity: 3 days, retry: { base: soon } }
+dkim: { keys: [{ domain: example.com, selector: s1 }] }
+shaping: { defaults: { max_message_rate: fast } }
+`, 'bad.yaml');
+  t.notOk(loaded.ok);
+  if (loaded.ok) return;
+  const byPath = Object.fromEntries(loaded.problems.map((p) => [p.path, p.problem]));
+  t.match(byPath, {
+    'smtp.listen[0]': /host:port/,
+    'smtp.max_recipients': /1/,
+    'smtp.colour': 'unknown key',
+    'delivery.validity': /not a duration/,
+    'delivery.retry.base': /not a duration/,
+    'dkim.keys[0].key_file': 'is required',
+    'shaping.defaults.max_message_rate': /not a rate/,
+  });
+});
+
+t.test('YAML syntax errors and duplicate keys are problems too', async (t) => {
+  const broken = parseConfigText('smtp: [unclosed', 'x.yaml');
+  t.notOk(broken.ok);
+  const dup = parseConfigText('hostname: a.example\nhostname: b.example\n', 'x.yaml');
+  t.notOk(dup.ok);
+});
+
+t.test('--config, then $TERN_CONFIG, then config/tern.yaml', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  t.equal(resolveConfigPath('a.yaml', {}, '/srv'), '/srv/a.yaml');
+  t.equal(resolveConfigPath(undefined, { TERN_CONFIG: '/etc/tern.yaml' }, '/srv'), '/etc/tern.yaml');
+  t.equal(resolveConfigPath(undefined, {}, dir.path), undefined, 'none: built-in defaults');
+});
+
+t.test('tern check-config exits non-zero and names each problem', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const bad = join(dir.path, 'bad.yaml');
+  writeFileSync(bad, 'smtp:\n  listen: 2525\nspool: { dir: 5, extra: 1 }\n');
+  const root = new URL('../../', import.meta.url).pathname;
+  const run = (...args: string[]) => spawnSync(process.execPath, [join(root, 'bin/tern.js'), ...args], { encoding: 'utf8', cwd: dir.path });
+  const failed = run('check-config', '--config', bad);
+  t.equal(failed.status, 1);
+  t.match(failed.stderr, /bad\.yaml: 3 problems/);
+  t.match(failed.stderr, /smtp\.listen: /);
+  t.match(failed.stderr, /spool\.extra: unknown key/);
+  const good = join(dir.path, 'good.yaml');
+  writeFileSync(good, 'hostname: mta.example.com\n');
+  const ok = run('check-config', '--config', good);
+  t.equal(ok.status, 0);
+  t.match(ok.stdout, /configuration is valid/);
+  t.equal(run('check-config').status, 0, 'no file at all: built-in defaults are valid');
+  t.equal(run('frobnicate').status, 2);
+  t.equal(run('check-config', '--bogus').status, 2);
+  t.match(run('check-config', '--config', join(dir.path, 'missing.yaml')).stderr, /cannot read/);
+});

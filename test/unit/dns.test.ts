@@ -1,0 +1,84 @@
+import t from 'tap';
+import { createResolver, orderHosts, resolveServers } from '../../src/dns/index.ts';
+import type { Clock } from '../../src/lib/clock.ts';
+import { startDnsZone, type DnsZone } from '../support/dns-zone.ts';
+import { STANDARD_ZONE } from '../support/world.ts';
+
+let zone: DnsZone;
+t.before(async () => {
+  zone = await startDnsZone({
+    ...STANDARD_ZONE,
+    'multi.test': { mx: [{ exchange: 'b.mx.test', priority: 20 }, { exchange: 'a.mx.test', priority: 10 }, { exchange: 'gone.mx.test', priority: 5 }] },
+    'a.mx.test': { a: ['127.0.0.11'] },
+    'b.mx.test': { a: ['127.0.0.12', '127.0.0.13'] },
+    'nomx-noa.test': {},
+    'hang.test': { silent: true },
+  });
+});
+t.teardown(() => zone.close());
+
+/** A clock the test moves by hand, so TTL expiry needs no sleeping. */
+function manualClock(): Clock & { advance(ms: number): void } {
+  let now = 1_000_000;
+  return { now: () => now, at: () => ({ cancel: () => undefined }), advance: (ms) => { now += ms; } };
+}
+
+const options = { timeout: 200, attempts: 2, negative_ttl: 60_000, cache_size: 1000 };
+
+t.test('routes: MX order, implicit MX, null MX, NXDOMAIN', async (t) => {
+  const r = createResolver({ ...options, servers: [zone.server] }, manualClock());
+  const multi = await r.route('Multi.Test.');
+  t.match(multi, { kind: 'route', site: 'a.mx.test,b.mx.test,gone.mx.test', implicit: false });
+  if (multi.kind === 'route') t.same(multi.hosts.map((h) => h.name), ['a.mx.test', 'b.mx.test'], 'preference order; an MX without address is skipped');
+  t.match(await r.route('b.test'), { kind: 'route', implicit: true, hosts: [{ name: 'b.test', addresses: ['127.0.0.3'] }] });
+  t.same(await r.route('null.test'), { kind: 'null-mx' });
+  t.same(await r.route('missing.test'), { kind: 'nxdomain' });
+  t.same(await r.route('nomx-noa.test'), { kind: 'nxdomain' }, 'no MX and no address: nowhere to deliver');
+  t.match(await r.route('servfail.test'), { kind: 'temporary' });
+});
+
+t.test('answers are cached for their TTL; negative answers for negative_ttl', async (t) => {
+  const clock = manualClock();
+  const r = createResolver({ ...options, servers: [zone.server] }, clock);
+  const count = (name: string) => zone.queries.filter((q) => q.startsWith(`${name}/`)).length;
+  const before = count('a.test');
+  await r.route('a.test');
+  await r.route('a.test');
+  t.equal(count('a.test'), before + 1, 'second lookup from cache');
+  clock.advance(301_000);
+  await r.route('a.test');
+  t.equal(count('a.test'), before + 2, 'asked again after the 300 s TTL');
+  const nx = count('nx2.test');
+  await r.route('nx2.test');
+  await r.route('nx2.test');
+  t.equal(count('nx2.test'), nx + 1, 'NXDOMAIN cached');
+  clock.advance(61_000);
+  await r.route('nx2.test');
+  t.equal(count('nx2.test'), nx + 2, 'until negative_ttl passes');
+});
+
+t.test('a silent server times out and the next server is asked', async (t) => {
+  const r = createResolver({ ...options, servers: ['127.0.0.1:9', zone.server] }, manualClock());
+  t.match(await r.route('a.test'), { kind: 'route' });
+  const hung = createResolver({ ...options, servers: [zone.server] }, manualClock());
+  const started = Date.now();
+  t.match(await hung.route('hang.test'), { kind: 'temporary', detail: /DNS timeout after 200ms/ });
+  t.ok(Date.now() - started < 2_000, 'bounded by timeout × attempts');
+});
+
+t.test('concurrent lookups of one name share one query', async (t) => {
+  const r = createResolver({ ...options, servers: [zone.server] }, manualClock());
+  const before = zone.queries.filter((q) => q.startsWith('fallback.test/')).length;
+  await Promise.all(Array.from({ length: 20 }, () => r.resolveMx('fallback.test')));
+  t.equal(zone.queries.filter((q) => q.startsWith('fallback.test/')).length, before + 1);
+});
+
+t.test('equal preferences are shuffled; servers default to resolv.conf', async (t) => {
+  const hosts = [{ name: 'x', preference: 10, addresses: [] }, { name: 'y', preference: 10, addresses: [] }, { name: 'z', preference: 5, addresses: [] }];
+  t.same(orderHosts(hosts, () => 0).map((h) => h.name)[0], 'z');
+  const seen = new Set<string>();
+  for (let i = 0; i < 50; i++) seen.add(orderHosts(hosts).map((h) => h.name).join());
+  t.same([...seen].sort(), ['z,x,y', 'z,y,x']);
+  t.same(resolveServers(['192.0.2.1', '127.0.0.1:5353', '[::1]:53']), [{ host: '192.0.2.1', port: 53 }, { host: '127.0.0.1', port: 5353 }, { host: '::1', port: 53 }]);
+  t.ok(resolveServers([]).length >= 1);
+});
