@@ -5,7 +5,7 @@ import type { Rate } from '../lib/units.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome, Route } from '../model/outcome.ts';
 import { localReply, type SmtpReply } from '../model/reply.ts';
-import { TokenBucket } from '../shaping/index.ts';
+import { TokenBucket } from '../lib/token-bucket.ts';
 import { connectClient, replyFromError, type ClientConnection, type ConnectOptions, type Envelope } from './smtp-client.ts';
 
 export interface DeliveryHost { readonly name: string; readonly addresses: readonly string[] }

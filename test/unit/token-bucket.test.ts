@@ -1,5 +1,5 @@
 import t from 'tap';
-import { TokenBucket } from '../../src/shaping/index.ts';
+import { TokenBucket } from '../../src/lib/token-bucket.ts';
 
 t.test('a rate allows a one-second burst, then paces', async (t) => {
   const bucket = new TokenBucket({ count: 10, perMs: 1000 }, 0);

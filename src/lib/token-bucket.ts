@@ -1,4 +1,4 @@
-import type { Rate } from '../lib/units.ts';
+import type { Rate } from './units.ts';
 
 /**
  * A rate limit as a token bucket: `take(now)` answers how long to wait before the next send,

@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+FROM node:24-bookworm-slim AS build
+WORKDIR /opt/tern
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY bin ./bin
+RUN npm run build && npm prune --omit=dev
+
+FROM node:24-bookworm-slim
+WORKDIR /opt/tern
+ENV NODE_ENV=production TERN_CONFIG=/etc/tern/tern.yaml
+COPY --from=build /opt/tern/node_modules ./node_modules
+COPY --from=build /opt/tern/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY config/tern.example.yaml /etc/tern/tern.yaml
+RUN mkdir -p /var/spool/tern && chown node:node /var/spool/tern \
+ && sed -i 's#^  dir: ./var/spool.*#  dir: /var/spool/tern#; s#^  listen: \["127.0.0.1:2525"\].*#  listen: ["0.0.0.0:2525"]#; s#^  listen: "127.0.0.1:8025".*#  listen: "0.0.0.0:8025"#' /etc/tern/tern.yaml
+USER node
+VOLUME ["/var/spool/tern"]
+EXPOSE 2525 8025
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "bin/tern.js"]
+CMD ["start"]
