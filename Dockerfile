@@ -10,7 +10,7 @@ RUN npm run build && npm prune --omit=dev
 
 FROM node:24-bookworm-slim
 WORKDIR /opt/tern
-ENV NODE_ENV=production TERN_CONFIG=/etc/tern/tern.yaml
+ENV NODE_ENV=production TERN_CONFIG=/etc/tern/tern.yaml NODE_OPTIONS=--max-old-space-size=1024
 COPY --from=build /opt/tern/node_modules ./node_modules
 COPY --from=build /opt/tern/dist ./dist
 COPY package.json ./

@@ -47,6 +47,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     {
       retry: config.delivery.retry,
       maxActive: config.delivery.max_active,
+      maxActiveRecipients: config.delivery.max_active_recipients,
       maxRecipientsPerTransaction: MAX_RECIPIENTS_PER_TRANSACTION,
       // Generous: DNS retries, five MX addresses, then a full transaction, before we call it stuck.
       stallAfter: config.dns.timeout * config.dns.attempts * 4 + 5 * (timeouts.connect + timeouts.greeting) + timeouts.command + timeouts.data + 60_000,

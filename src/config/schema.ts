@@ -98,6 +98,8 @@ const delivery = z.strictObject({
   timeouts: timeouts.default({ connect: 30_000, greeting: 60_000, command: 120_000, data: 600_000, idle: 5_000 }),
   /** Messages held in memory for delivery at once; the rest wait on disk. */
   max_active: z.number().int().min(1).default(10_000),
+  /** Recipients of those messages loaded at once (a message larger than this still goes alone). */
+  max_active_recipients: z.number().int().min(1).default(50_000),
   tls: z.enum(['opportunistic', 'disabled']).default('opportunistic'),
 });
 

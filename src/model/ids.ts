@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 
 declare const brand: unique symbol;
 type Brand<T, B extends string> = T & { readonly [brand]: B };
@@ -18,7 +17,8 @@ export function newQueueId(nowMs: number): QueueId {
     time = ALPHABET[t % 32] + time;
     t = Math.floor(t / 32);
   }
-  const random = randomBytes(16);
+  // A small typed array lives on the V8 heap; randomBytes() would malloc a Buffer per id.
+  const random = crypto.getRandomValues(new Uint8Array(16));
   let tail = '';
   for (const byte of random) tail += ALPHABET[byte % 32];
   return (time + tail) as QueueId;

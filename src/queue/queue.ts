@@ -41,6 +41,8 @@ export interface QueuePorts {
 export interface QueueOptions {
   readonly retry: RetryPolicy;
   readonly maxActive: number;
+  /** Recipients loaded at once: bounds memory when messages have many recipients. */
+  readonly maxActiveRecipients: number;
   readonly maxRecipientsPerTransaction: number;
   /** An activation running longer than this is abandoned by the watchdog and retried. */
   readonly stallAfter: number;
@@ -75,6 +77,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   const heap = new MinHeap<Scheduled>();
   const active = new Map<QueueId, Active>();
   let queuedRecipients = 0;
+  let activeRecipients = 0;
   let timer: { at: number; handle: Timer } | undefined;
   let watchdog: Timer | undefined;
   let running = false;
@@ -97,18 +100,24 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   function pump(): void {
     if (!running) return;
     const now = clock.now();
-    while (active.size < options.maxActive) {
+    while (hasRoomFor(heap.peek()?.value.pending ?? 0)) {
       const top = heap.peek();
       if (!top || top.due > now) break;
       heap.pop();
       activate(top.value.id, top.value.pending, undefined);
     }
-    if (active.size < options.maxActive) arm();
+    if (hasRoomFor(1)) arm();
+  }
+
+  /** The active window is bounded in messages and in recipients; one message always fits. */
+  function hasRoomFor(recipients: number): boolean {
+    return active.size < options.maxActive && (active.size === 0 || activeRecipients + recipients <= options.maxActiveRecipients);
   }
 
   function activate(id: QueueId, pending: number, fresh: { envelope: Envelope; states: RecipientState[] } | undefined): void {
     const entry: Active = { startedAt: clock.now(), pending, abandoned: false };
     active.set(id, entry);
+    activeRecipients += pending;
     void run(id, entry, fresh)
       .catch((err: unknown) => {
         // A fault (disk, bug) must not strand the message: try again later.
@@ -116,7 +125,10 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         if (!entry.abandoned) schedule(id, clock.now() + RETRY_AFTER_FAULT_MS, entry.pending);
       })
       .finally(() => {
-        if (active.get(id) === entry) active.delete(id);
+        if (active.get(id) === entry) {
+          active.delete(id);
+          activeRecipients -= entry.pending;
+        }
         if (active.size === 0) for (const wake of idleWaiters.splice(0)) wake();
         pump();
       });
@@ -228,6 +240,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       // message: forget this activation and schedule a fresh one. Its late result is ignored.
       entry.abandoned = true;
       active.delete(id);
+      activeRecipients -= entry.pending;
       log.error({ queue_id: id, running_ms: now - entry.startedAt }, 'watchdog: delivery attempt stalled; message rescheduled');
       schedule(id, now, entry.pending);
     }
@@ -239,7 +252,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       const count = envelope.recipients.length;
       queuedRecipients += count;
       const states = envelope.recipients.map(() => ({ attempts: 0, nextAt: 0 }));
-      if (running && active.size < options.maxActive && (heap.peek()?.due ?? Infinity) > clock.now()) {
+      if (running && hasRoomFor(count) && (heap.peek()?.due ?? Infinity) > clock.now()) {
         activate(envelope.id, count, { envelope, states });
       } else {
         schedule(envelope.id, clock.now(), count);

@@ -1,0 +1,155 @@
+import { Readable } from 'node:stream';
+import { pino } from 'pino';
+import t from 'tap';
+import type { Envelope, RecipientState } from '../../src/model/envelope.ts';
+import { newQueueId, type QueueId, type SiteName } from '../../src/model/ids.ts';
+import type { JournalRecord } from '../../src/model/journal.ts';
+import type { AttemptOutcome } from '../../src/model/outcome.ts';
+import { parseReply } from '../../src/model/reply.ts';
+import { createQueue, type QueueJob, type QueuePorts, type RecipientOutcome } from '../../src/queue/index.ts';
+import { FakeClock, settle } from '../support/fake-clock.ts';
+
+const MIN = 60_000;
+
+function envelope(clock: FakeClock, recipients: string[], validity = 3 * 24 * 60 * MIN): Envelope {
+  const id = newQueueId(clock.now());
+  return {
+    id, sender: 's@x.test', recipients: recipients.map((address) => ({ address })), messageId: '<m@x>', meta: {},
+    receivedAt: clock.now(), expiresAt: clock.now() + validity, smtputf8: false, eightBit: false, client: { ip: '127.0.0.1', helo: 'h' }, bodySize: 10,
+  };
+}
+
+/** In-memory ports: a spool in a Map, DNS that always routes, delivery the test scripts. */
+function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOutcome>, options: Partial<Parameters<typeof createQueue>[0]> = {}) {
+  const disk = new Map<QueueId, { envelope: Envelope; journal: JournalRecord[] }>();
+  const outcomes: RecipientOutcome[] = [];
+  const ports: QueuePorts = {
+    load: async (id) => {
+      const entry = disk.get(id);
+      if (!entry) throw new Error(`no ${id}`);
+      const states: RecipientState[] = entry.envelope.recipients.map(() => ({ attempts: 0, nextAt: 0 }));
+      for (const r of entry.journal) {
+        const s = states[r.r] as RecipientState;
+        s.attempts = r.n;
+        if (r.t === 'final') s.final = r.v;
+        else s.nextAt = r.next;
+      }
+      return { envelope: entry.envelope, states };
+    },
+    journal: async (id, records) => { disk.get(id)?.journal.push(...records); },
+    remove: async (id) => { disk.delete(id); },
+    openBody: () => Readable.from([]),
+    route: async (domain) => ({ kind: 'route', site: domain as SiteName, hosts: [{ name: `mx.${domain}`, preference: 10, addresses: ['127.0.0.2'] }], implicit: false }),
+    deliver,
+    observe: (o) => outcomes.push(o),
+  };
+  const queue = createQueue(
+    { retry: { base: 20 * MIN, max: 6 * 60 * MIN, jitter: 0 }, maxActive: 100, maxActiveRecipients: 1000, maxRecipientsPerTransaction: 100, stallAfter: 10 * MIN, ...options },
+    ports,
+    { clock, log: pino({ level: 'silent' }), random: () => 0.5 },
+  );
+  const store = (e: Envelope) => disk.set(e.id, { envelope: e, journal: [] });
+  return { queue, disk, outcomes, store };
+}
+
+const accepted = (job: QueueJob): AttemptOutcome => ({ kind: 'transaction', route: { mx: 'mx' }, replies: job.envelope.recipients.map(() => parseReply('250 ok')) });
+const deferred = (): AttemptOutcome => ({ kind: 'site-unreachable', route: {}, reply: parseReply('421 4.7.0 try later') });
+
+t.test('retries follow the schedule and the message is removed once all are final', async (t) => {
+  const clock = new FakeClock();
+  let calls = 0;
+  const h = harness(clock, async (job) => (++calls < 3 ? deferred() : accepted(job)));
+  h.queue.start();
+  const e = envelope(clock, ['a@x.test']);
+  h.store(e);
+  h.queue.enqueue(e);
+  await settle();
+  t.equal(calls, 1);
+  await clock.advance(19 * MIN);
+  t.equal(calls, 1, 'nothing before 20 minutes');
+  await clock.advance(1 * MIN);
+  t.equal(calls, 2, 'second attempt at 20 minutes');
+  await clock.advance(39 * MIN);
+  t.equal(calls, 2);
+  await clock.advance(1 * MIN);
+  t.equal(calls, 3, 'third attempt 40 minutes later');
+  t.same(h.outcomes.map((o) => [o.verdict.kind, o.attempt]), [['retry', 1], ['retry', 2], ['delivered', 3]]);
+  t.equal(h.disk.size, 0, 'removed from the spool');
+  t.same(h.queue.snapshot(), { scheduled: 0, active: 0, recipients: 0 });
+  await h.queue.stop(0);
+});
+
+t.test('a recipient expires at the last attempt whose successor would pass validity', async (t) => {
+  const clock = new FakeClock();
+  let calls = 0;
+  const h = harness(clock, async () => { calls++; return deferred(); });
+  h.queue.start();
+  const e = envelope(clock, ['a@x.test'], 70 * MIN);
+  h.store(e);
+  h.queue.enqueue(e);
+  await clock.advance(3 * 60 * MIN);
+  t.equal(calls, 3, 'attempts at 0, 20 and 60 min; the next would be at 140 min, past the 70 min validity');
+  t.match(h.outcomes.at(-1), { attempt: 3, verdict: { kind: 'failed', cause: 'expired' } }, 'expired right after the third attempt, not at 140 min');
+  await h.queue.stop(0);
+});
+
+t.test('the active window is bounded in recipients', async (t) => {
+  const clock = new FakeClock();
+  let inFlight = 0;
+  let peak = 0;
+  const h = harness(clock, async (job) => {
+    inFlight += job.envelope.recipients.length;
+    peak = Math.max(peak, inFlight);
+    await settle();
+    inFlight -= job.envelope.recipients.length;
+    return accepted(job);
+  }, { maxActiveRecipients: 50 });
+  for (let i = 0; i < 5; i++) {
+    const e = envelope(clock, Array.from({ length: 40 }, (_, k) => `r${k}@x.test`));
+    h.store(e);
+    h.queue.enqueue(e);
+  }
+  h.queue.start();
+  for (let i = 0; i < 20; i++) await clock.advance(1);
+  t.equal(h.disk.size, 0, 'all delivered');
+  t.equal(peak, 40, 'never two 40-recipient messages at once under a 50-recipient window');
+  await h.queue.stop(0);
+});
+
+t.test('the watchdog reschedules an attempt that never finishes', async (t) => {
+  const clock = new FakeClock();
+  let calls = 0;
+  const h = harness(clock, (job) => (++calls === 1 ? new Promise<AttemptOutcome>(() => undefined) : Promise.resolve(accepted(job))));
+  h.queue.start();
+  const e = envelope(clock, ['a@x.test']);
+  h.store(e);
+  h.queue.enqueue(e);
+  await clock.advance(5 * MIN);
+  t.equal(h.queue.snapshot().active, 1, 'stuck');
+  await clock.advance(10 * MIN);
+  t.equal(calls, 2, 'abandoned and tried again');
+  t.equal(h.disk.size, 0);
+  await h.queue.stop(0);
+});
+
+t.test('recovery schedules each message at its recorded next attempt and drops finished ones', async (t) => {
+  const clock = new FakeClock();
+  const delivered: string[] = [];
+  const h = harness(clock, async (job) => { delivered.push(...job.envelope.recipients); return accepted(job); });
+  const later = envelope(clock, ['later@x.test', 'done@x.test']);
+  const finished = envelope(clock, ['old@x.test']);
+  h.store(later);
+  h.store(finished);
+  h.disk.get(later.id)!.journal.push({ t: 'retry', r: 0, n: 1, next: clock.now() + 30 * MIN }, { t: 'final', r: 1, n: 1, v: 'delivered' });
+  h.disk.get(finished.id)!.journal.push({ t: 'final', r: 0, n: 2, v: 'failed' });
+  h.queue.start();
+  await h.queue.recover([later.id, finished.id]);
+  t.equal(h.disk.has(finished.id), false, 'a message with no owed recipient is removed');
+  t.same(h.queue.snapshot(), { scheduled: 1, active: 0, recipients: 1 });
+  await clock.advance(29 * MIN);
+  t.same(delivered, []);
+  await clock.advance(1 * MIN);
+  t.same(delivered, ['later@x.test'], 'only the owed recipient, at its time');
+  t.match(h.outcomes[0], { attempt: 2 });
+  await h.queue.stop(0);
+});
