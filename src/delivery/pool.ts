@@ -77,13 +77,7 @@ export class SitePool {
       const idleWorker = this.#idle.shift();
       if (idleWorker) return idleWorker(pending);
       this.#waiting.push(pending);
-      if (this.#workers < this.#settings.limits.max_connections) {
-        this.#workers++;
-        void this.#work().finally(() => {
-          this.#workers--;
-          this.#restartIfNeeded();
-        });
-      }
+      if (this.#workers < this.#settings.limits.max_connections) this.#spawnWorker();
     });
   }
 
@@ -99,14 +93,13 @@ export class SitePool {
     for (const conn of this.#open) conn.close();
   }
 
-  #restartIfNeeded(): void {
-    if (this.#waiting.length > 0 && this.#workers === 0) {
-      this.#workers++;
-      void this.#work().finally(() => {
-        this.#workers--;
-        this.#restartIfNeeded();
-      });
-    }
+  #spawnWorker(): void {
+    this.#workers++;
+    void this.#work().finally(() => {
+      this.#workers--;
+      // A worker that hit max_messages_per_connection leaves jobs behind: reconnect for them.
+      if (this.#waiting.length > 0 && this.#workers === 0) this.#spawnWorker();
+    });
   }
 
   async #work(): Promise<void> {
