@@ -73,7 +73,7 @@ async function start(args: readonly string[], io: Io): Promise<number> {
     reportProblems(loaded, io);
     return 1;
   }
-  const log = pino({ level: loaded.config.log.level, base: { service: 'tern' } });
+  const log = pino({ level: loaded.config.log.level, base: { service: 'tern' }, timestamp: pino.stdTimeFunctions.isoTime });
   log.info({ config: loaded.source }, 'starting');
   const daemon = createDaemon(loaded.config, { clock: systemClock, log });
   try {
