@@ -6,9 +6,12 @@ import type { Logger } from 'pino';
 import { createAdmin } from './admin/index.ts';
 import type { Config } from './config/index.ts';
 import { createDelivery } from './delivery/index.ts';
+import { createSigner, DkimHasher, loadKeys } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
+import { TernError } from './lib/errors.ts';
+import { prefixed } from './lib/streams.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createQueue, type RecipientOutcome } from './queue/index.ts';
 import { openSpool } from './spool/index.ts';
@@ -17,6 +20,8 @@ export interface Daemon {
   start(): Promise<void>;
   /** Stop accepting, let in-flight work finish within graceMs, then close everything. */
   stop(graceMs?: number): Promise<void>;
+  /** SIGHUP: re-read DKIM keys; a bad key keeps the old set and says why. */
+  reload(): { ok: boolean; problems: string[] };
   smtpAddresses(): { host: string; port: number }[];
   adminAddress(): { host: string; port: number } | undefined;
 }
@@ -28,8 +33,18 @@ export interface DaemonDeps {
 
 const MAX_RECIPIENTS_PER_TRANSACTION = 100;
 
+/** Problems in the files a valid config points at (DKIM keys), reported like config problems. */
+export function checkFiles(config: Config): { path: string; problem: string }[] {
+  return loadKeys(config.dkim.keys).problems;
+}
+
 export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon {
   const metrics = createMetrics();
+  const loaded = loadKeys(config.dkim.keys);
+  if (loaded.problems.length > 0) {
+    throw new TernError('TERN_CONFIG_INVALID', loaded.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
+  }
+  const signer = createSigner(loaded.keys);
   const spool = openSpool(config.spool, clock);
   const resolver = createResolver(config.dns, clock);
   const delivery = createDelivery(
@@ -56,7 +71,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       load: spool.load,
       journal: spool.journal,
       remove: spool.remove,
-      openBody: spool.openBody,
+      openBody: (envelope) => prefixed(envelope.prepend ?? '', spool.openBody(envelope.id, envelope.bodySize)),
       route: resolver.route,
       deliver: delivery.deliver,
       observe: (o: RecipientOutcome) => metrics.attempts.labels({ verdict: o.verdict.kind }).inc(),
@@ -68,6 +83,19 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     {
       begin: spool.begin,
       healthy: spool.healthy,
+      // DKIM: the body hash is computed as the message streams to disk; the signature (made in
+      // the thread pool) is stored with the envelope and sent on top of the stored bytes.
+      ...(config.dkim.keys.length > 0
+        ? {
+            observeBody: (receivedAt: number) => {
+              const hasher = new DkimHasher();
+              return {
+                stream: hasher,
+                finish: () => signer.sign({ header: hasher.header ?? '', bodyHash: hasher.bodyHash(), time: Math.floor(receivedAt / 1000) }),
+              };
+            },
+          }
+        : {}),
       accept: (envelope) => {
         metrics.accepted.inc();
         metrics.acceptedRecipients.inc(envelope.recipients.length);
@@ -110,6 +138,17 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       await closingIngress;
       await admin.stop();
       log.info('stopped');
+    },
+    reload() {
+      const next = loadKeys(config.dkim.keys);
+      const problems = next.problems.map((p) => `${p.path}: ${p.problem}`);
+      if (problems.length > 0) {
+        log.error({ problems }, 'reload: DKIM keys not replaced; the previous keys stay in use');
+        return { ok: false, problems };
+      }
+      signer.setKeys(next.keys);
+      log.info({ keys: next.keys.map((k) => `${k.selector}._domainkey.${k.domain}`) }, 'reload: DKIM keys re-read');
+      return { ok: true, problems };
     },
     smtpAddresses: () => ingress.addresses(),
     adminAddress: () => admin.address(),

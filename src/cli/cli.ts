@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { loadConfig, resolveConfigPath, type Loaded } from '../config/index.ts';
-import { createDaemon } from '../daemon.ts';
+import { checkFiles, createDaemon } from '../daemon.ts';
 import { systemClock } from '../lib/clock.ts';
 
 export interface Io {
@@ -55,11 +55,19 @@ function reportProblems(loaded: Extract<Loaded, { ok: false }>, io: Io): void {
   for (const p of loaded.problems) io.err(`  ${p.path}: ${p.problem}`);
 }
 
+/** Config problems, then DKIM key problems (files are read only once the YAML is valid). */
+function fullCheck(loaded: Loaded): Extract<Loaded, { ok: false }> | undefined {
+  if (!loaded.ok) return loaded;
+  const problems = checkFiles(loaded.config);
+  return problems.length > 0 ? { ok: false, source: loaded.source, problems } : undefined;
+}
+
 function checkConfig(args: readonly string[], io: Io): number {
   const loaded = configFrom(args, io);
   if (typeof loaded === 'number') return loaded;
-  if (!loaded.ok) {
-    reportProblems(loaded, io);
+  const failed = fullCheck(loaded);
+  if (failed || !loaded.ok) {
+    reportProblems(failed ?? (loaded as Extract<Loaded, { ok: false }>), io);
     return 1;
   }
   io.out(`${loaded.source}: configuration is valid`);
@@ -69,8 +77,9 @@ function checkConfig(args: readonly string[], io: Io): number {
 async function start(args: readonly string[], io: Io): Promise<number> {
   const loaded = configFrom(args, io);
   if (typeof loaded === 'number') return loaded;
-  if (!loaded.ok) {
-    reportProblems(loaded, io);
+  const failed = fullCheck(loaded);
+  if (failed || !loaded.ok) {
+    reportProblems(failed ?? (loaded as Extract<Loaded, { ok: false }>), io);
     return 1;
   }
   const log = pino({ level: loaded.config.log.level, base: { service: 'tern' }, timestamp: pino.stdTimeFunctions.isoTime });
@@ -98,6 +107,10 @@ async function start(args: readonly string[], io: Io): Promise<number> {
         },
       );
     };
+    process.on('SIGHUP', () => {
+      log.info({ signal: 'SIGHUP' }, 'reload requested');
+      daemon.reload();
+    });
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
   });

@@ -108,6 +108,8 @@ const dkimKey = z.strictObject({
   selector: z.string().regex(/^[a-z0-9._-]+$/i, { message: 'must be a DNS label such as s2026' }),
   key_file: z.string().min(1),
   algorithm: z.enum(['rsa-sha256', 'ed25519-sha256']).default('rsa-sha256'),
+  /** Also sign mail whose From domain has no key of its own (and no configured parent). */
+  fallback: z.boolean().default(false),
 });
 
 const limits = z.strictObject({

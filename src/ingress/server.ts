@@ -20,6 +20,11 @@ export interface IngressPorts {
   healthy(): Promise<boolean>;
   /** Called once the message is durable, before the 250 is sent. */
   accept(envelope: Envelope): void;
+  /**
+   * Optional: a pass-through stream that sees the rewritten message on its way to disk, and
+   * then yields header lines to send on top of it (the daemon wires DKIM signing here).
+   */
+  observeBody?(receivedAt: number): { stream: NodeJS.ReadWriteStream; finish(): Promise<string> };
 }
 
 export interface IngressOptions extends SmtpConfig {
@@ -116,7 +121,8 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
           at: now,
         }) + (facts.messageId ? '' : `Message-ID: <${id}@${options.hostname}>\r\n`),
     });
-    const failure = await spoolStream(stream, rewriter, writer.stream);
+    const observer = ports.observeBody?.(now);
+    const failure = await spoolStream(stream, rewriter, writer.stream, observer?.stream);
     const refusal = failure
       ? smtpError(452, '4.3.1 Insufficient system storage, try again later')
       : stream.sizeExceeded
@@ -129,6 +135,14 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       await writer.abort();
       if (failure) log.error({ err: failure, queue_id: id }, 'spool write failed');
       return refusal ?? smtpError(554, `5.6.0 ${meta.ok ? '' : meta.problem}`);
+    }
+    let prepend = '';
+    try {
+      prepend = observer ? await observer.finish() : '';
+    } catch (err) {
+      await writer.abort();
+      log.error({ err, queue_id: id }, 'signing failed');
+      return smtpError(451, '4.3.0 Local error in processing (signing), try again later');
     }
     const envelope: Envelope = {
       id,
@@ -148,6 +162,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       eightBit: session.envelope.bodyType === '8bitmime',
       client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', ...(session.user ? { user: String(session.user) } : {}) },
       bodySize: rewriter.bytesOut,
+      ...(prepend ? { prepend } : {}),
     };
     try {
       await writer.commit(envelope);
@@ -235,9 +250,9 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
  * Pipe the DATA stream through the rewriter into the spool file. On a write failure, stop
  * writing but keep draining the client's data so the SMTP session stays in step.
  */
-async function spoolStream(source: Readable, rewriter: MessageRewriter, sink: NodeJS.WritableStream): Promise<Error | undefined> {
+async function spoolStream(source: Readable, rewriter: MessageRewriter, sink: NodeJS.WritableStream, observer?: NodeJS.ReadWriteStream): Promise<Error | undefined> {
   let failure: Error | undefined;
-  const written = pipeline(rewriter, sink).catch((err: unknown) => {
+  const written = (observer ? pipeline(rewriter, observer, sink) : pipeline(rewriter, sink)).catch((err: unknown) => {
     failure = err as Error;
     source.unpipe(rewriter);
     source.resume();

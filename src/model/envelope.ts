@@ -23,6 +23,8 @@ export interface Envelope {
   readonly eightBit: boolean;
   readonly client: { readonly ip: string; readonly helo: string; readonly user?: string };
   readonly bodySize: number;
+  /** Header lines (DKIM-Signature) made at acceptance, sent before the stored bytes. */
+  readonly prepend?: string;
 }
 
 /** Per-recipient progress; absent means "never tried". */

@@ -32,7 +32,8 @@ export interface QueuePorts {
   load(id: QueueId): Promise<{ envelope: Envelope; states: RecipientState[] }>;
   journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
   remove(id: QueueId): Promise<void>;
-  openBody(id: QueueId, size: number): Readable;
+  /** The bytes to send: any prepended header lines, then the stored message. */
+  openBody(envelope: Envelope): Readable;
   route(domain: string): Promise<RouteAnswer>;
   deliver(job: QueueJob): Promise<AttemptOutcome>;
   observe?(outcome: RecipientOutcome): void;
@@ -181,12 +182,12 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       envelope: {
         sender: envelope.sender,
         recipients: indexes.map((i) => (envelope.recipients[i] as { address: string }).address),
-        size: envelope.bodySize,
+        size: envelope.bodySize + Buffer.byteLength(envelope.prepend ?? ''),
         eightBit: envelope.eightBit,
         ...(envelope.envid ? { envid: envelope.envid } : {}),
         ...(envelope.ret ? { ret: envelope.ret } : {}),
       },
-      openBody: () => ports.openBody(envelope.id, envelope.bodySize),
+      openBody: () => ports.openBody(envelope),
     });
   }
 
