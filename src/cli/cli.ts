@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { loadConfig, resolveConfigPath, type Loaded } from '../config/index.ts';
 import { checkFiles, createDaemon } from '../daemon.ts';
 import { systemClock } from '../lib/clock.ts';
+import { check, keygen } from './dkim.ts';
 
 export interface Io {
   readonly out: (line: string) => void;
@@ -16,6 +17,9 @@ const USAGE = `usage: tern <command> [options]
 commands:
   start [--config FILE]          run the daemon in the foreground (JSON logs on stdout)
   check-config [--config FILE]   validate the configuration; print every problem and exit 1
+  dkim keygen --domain D --selector S [--algorithm rsa-sha256|ed25519-sha256] [--bits N] [--out DIR]
+                                 write a private key and print the DNS TXT record to publish
+  dkim check [--config FILE]     check that each configured selector publishes its key
 
 --config defaults to $TERN_CONFIG, then config/tern.yaml, then built-in defaults.`;
 
@@ -27,6 +31,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       return start(rest, io);
     case 'check-config':
       return checkConfig(rest, io);
+    case 'dkim':
+      return dkimCommand(rest, io);
     case undefined:
     case 'help':
     case '--help':
@@ -37,6 +43,27 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       io.err(`tern: unknown command "${command}"\n${USAGE}`);
       return 2;
   }
+}
+
+async function dkimCommand(args: readonly string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  try {
+    if (sub === 'keygen') return keygen(rest, io);
+    if (sub === 'check') {
+      const loaded = configFrom(rest, io);
+      if (typeof loaded === 'number') return loaded;
+      if (!loaded.ok) {
+        reportProblems(loaded, io);
+        return 1;
+      }
+      return await check(loaded.config, io);
+    }
+  } catch (err) {
+    io.err(`tern dkim ${sub}: ${(err as Error).message}`);
+    return 2;
+  }
+  io.err(`tern dkim: unknown subcommand "${sub ?? ''}" (keygen, check)\n${USAGE}`);
+  return 2;
 }
 
 function configFrom(args: readonly string[], io: Io): Loaded | number {

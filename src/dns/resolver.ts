@@ -22,7 +22,14 @@ export interface Resolver {
   resolveMx(domain: string): Promise<MxAnswer>;
   resolveAddresses(host: string): Promise<AddressAnswer>;
   route(domain: string): Promise<RouteAnswer>;
+  /** TXT records of a name, each record's strings joined (DKIM keys, later SPF/DMARC). */
+  resolveTxt(name: string): Promise<TxtAnswer>;
 }
+
+export type TxtAnswer =
+  | { readonly kind: 'txt'; readonly records: readonly string[] }
+  | { readonly kind: 'nxdomain' }
+  | { readonly kind: 'temporary'; readonly detail: string };
 
 export interface ResolverOptions {
   readonly servers: readonly string[];
@@ -127,7 +134,17 @@ export function createResolver(options: ResolverOptions, clock: Clock): Resolver
     return { kind: 'no-address', detail: `no address for MX ${mx.hosts.map((h) => h.exchange).join(', ')}` };
   }
 
-  return { resolveMx, resolveAddresses, route };
+  async function resolveTxt(name: string): Promise<TxtAnswer> {
+    const result = await lookup(normaliseName(name), TYPE.TXT);
+    if (result.kind === 'temporary') return result;
+    if (result.rcode === RCODE.NXDOMAIN) return { kind: 'nxdomain' };
+    const records = result.response.answers
+      .filter((a) => a.type === TYPE.TXT)
+      .map((a) => (Array.isArray(a.data) ? a.data.join('') : String(a.data ?? '')));
+    return { kind: 'txt', records };
+  }
+
+  return { resolveMx, resolveAddresses, route, resolveTxt };
 }
 
 function addressesOf(result: Lookup, type: number): string[] {

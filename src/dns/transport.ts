@@ -15,6 +15,8 @@ export interface DnsRecord {
   readonly address?: string;
   readonly exchange?: string;
   readonly priority?: number;
+  /** TXT: the record's character-strings. */
+  readonly data?: readonly string[] | string;
 }
 
 export interface DnsResponse {
@@ -23,7 +25,7 @@ export interface DnsResponse {
   readonly answers: readonly DnsRecord[];
 }
 
-export const TYPE = { A: Packet.TYPE.A, AAAA: Packet.TYPE.AAAA, MX: Packet.TYPE.MX, CNAME: Packet.TYPE.CNAME } as const;
+export const TYPE = { A: Packet.TYPE.A, AAAA: Packet.TYPE.AAAA, MX: Packet.TYPE.MX, CNAME: Packet.TYPE.CNAME, TXT: Packet.TYPE.TXT } as const;
 export const RCODE = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3 } as const;
 
 function encodeQuery(id: number, name: string, type: number): Buffer {

@@ -6,6 +6,7 @@ const { Packet } = dns2;
 export interface ZoneEntry {
   readonly mx?: readonly { exchange: string; priority: number }[];
   readonly a?: readonly string[];
+  readonly txt?: readonly string[];
   /** Answer SERVFAIL for every query of this name. */
   readonly servfail?: boolean;
   /** Never answer (the client must time out). */
@@ -38,6 +39,9 @@ export async function startDnsZone(zone: Record<string, ZoneEntry>): Promise<Dns
       else if (entry.servfail) response.header.rcode = 2;
       else if (question.type === Packet.TYPE.MX) {
         for (const mx of entry.mx ?? []) response.answers.push({ name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: 300, exchange: mx.exchange, priority: mx.priority });
+      } else if (question.type === Packet.TYPE.TXT) {
+        // A TXT record is a list of strings of at most 255 bytes each; long values are split.
+        for (const text of entry.txt ?? []) response.answers.push({ name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: 300, data: text.match(/.{1,255}/g) ?? [''] });
       } else if (question.type === Packet.TYPE.A) {
         for (const address of entry.a ?? []) response.answers.push({ name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 300, address });
       }
