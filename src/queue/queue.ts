@@ -31,7 +31,8 @@ export interface RecipientOutcome {
 export interface QueuePorts {
   load(id: QueueId): Promise<{ envelope: Envelope; states: RecipientState[] }>;
   journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
-  remove(id: QueueId): Promise<void>;
+  /** `journalled: false` when no journal record was ever written for the message. */
+  remove(id: QueueId, journalled: boolean): Promise<void>;
   /** The bytes to send: any prepended header lines, then the stored message. */
   openBody(envelope: Envelope): Readable;
   route(domain: string): Promise<RouteAnswer>;
@@ -192,6 +193,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   }
 
   async function settle(id: QueueId, entry: Active, envelope: Envelope, states: RecipientState[], decisions: Map<number, Decision>): Promise<void> {
+    // Journal records exist only if an earlier activation left a recipient pending.
+    const journalled = states.some((s) => s.attempts > 0 || s.final !== undefined || s.lastReply !== undefined);
     const records: JournalRecord[] = [];
     for (const [index, d] of decisions) {
       const state = states[index] as RecipientState;
@@ -210,7 +213,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     const pending = states.filter((s) => !s.final);
     queuedRecipients -= entry.pending - pending.length;
     if (pending.length === 0) {
-      await ports.remove(id);
+      await ports.remove(id, journalled);
       return;
     }
     if (records.length > 0) await ports.journal(id, records);
@@ -268,7 +271,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
             const { envelope, states } = await ports.load(id);
             const pending = states.filter((s) => !s.final);
             if (pending.length === 0) {
-              await ports.remove(id);
+              await ports.remove(id, true);
               continue;
             }
             queuedRecipients += pending.length;

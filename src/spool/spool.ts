@@ -32,7 +32,8 @@ export interface Spool {
   load(id: QueueId): Promise<LoadedMessage>;
   openBody(id: QueueId, bodySize: number): ReadStream;
   journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
-  remove(id: QueueId): Promise<void>;
+  /** Delete a finished message; `journalled: false` skips the journal (none was ever written). */
+  remove(id: QueueId, journalled?: boolean): Promise<void>;
   /** Ids of every complete message on disk; removes debris of interrupted writes. */
   recover(): Promise<QueueId[]>;
   /** False when free space is below min_free: ingress answers 452 4.3.1 before DATA. */
@@ -121,10 +122,11 @@ export function openSpool(options: SpoolOptions, clock: Clock): Spool {
     return { envelope, states: replayJournal(envelope.recipients.length, parseJournal(text)) };
   }
 
-  async function remove(id: QueueId): Promise<void> {
+  async function remove(id: QueueId, journalled = true): Promise<void> {
     // Not synced: if a crash forgets this unlink, the message is delivered again (at-least-once).
     await unlink(pathOf(id)).catch(ignoreMissing);
-    await unlink(journalOf(id)).catch(ignoreMissing);
+    // Most mail is delivered at the first attempt and never had a journal: skip a failing unlink.
+    if (journalled) await unlink(journalOf(id)).catch(ignoreMissing);
   }
 
   async function recover(): Promise<QueueId[]> {
