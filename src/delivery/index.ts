@@ -4,4 +4,3 @@
  */
 export { createDelivery, type Delivery } from './delivery.ts';
 export type { DeliveryJob, DeliveryHost, PoolSettings, PoolLimits } from './pool.ts';
-export { replyFromError } from './smtp-client.ts';

@@ -14,7 +14,3 @@ export class TernError extends Error {
     this.code = code;
   }
 }
-
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

@@ -18,30 +18,3 @@ export type AttemptOutcome =
   | { readonly kind: 'transaction'; readonly route: Route; readonly replies: readonly SmtpReply[] }
   | { readonly kind: 'message-refused'; readonly route: Route; readonly reply: SmtpReply }
   | { readonly kind: 'site-unreachable'; readonly route: Route; readonly reply: SmtpReply };
-
-export function repliesOf(outcome: AttemptOutcome, count: number): readonly SmtpReply[] {
-  switch (outcome.kind) {
-    case 'transaction':
-      return outcome.replies;
-    case 'message-refused':
-    case 'site-unreachable':
-      return Array.from({ length: count }, () => outcome.reply);
-    default:
-      return assertNever(outcome);
-  }
-}
-
-export function assertNever(x: never): never {
-  throw new Error(`unhandled: ${JSON.stringify(x)}`);
-}
-
-/** Closed set of reasons a recipient waits; doubles as a bounded metric label. */
-export const DELAY_REASONS = [
-  'transient-failure',
-  'site-unreachable',
-  'dns-temporary',
-  'too-many-recipients',
-  'restart-recovery',
-  'watchdog',
-] as const;
-export type DelayReason = (typeof DELAY_REASONS)[number];

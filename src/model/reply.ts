@@ -51,7 +51,6 @@ export function localReply(code: number, enhanced: string, text: string, command
 
 export const isSuccess = (r: SmtpReply): boolean => r.code >= 200 && r.code < 300;
 export const isTransient = (r: SmtpReply): boolean => r.code >= 400 && r.code < 500;
-export const isPermanent = (r: SmtpReply): boolean => r.code >= 500;
 
 export function formatReply(r: SmtpReply): string {
   return [r.code, r.enhanced, r.text].filter((p) => p !== undefined && p !== '').join(' ');
