@@ -71,6 +71,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       load: spool.load,
       journal: spool.journal,
       remove: spool.remove,
+      quarantine: spool.quarantine,
       openBody: (envelope) => prefixed(envelope.prepend ?? '', spool.openBody(envelope.id, envelope.bodySize)),
       route: resolver.route,
       deliver: delivery.deliver,

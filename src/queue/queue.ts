@@ -33,6 +33,8 @@ export interface QueuePorts {
   journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
   /** `journalled: false` when no journal record was ever written for the message. */
   remove(id: QueueId, journalled: boolean): Promise<void>;
+  /** Move an unreadable message out of the queue, kept for an operator to inspect. */
+  quarantine(id: QueueId): Promise<void>;
   /** The bytes to send: any prepended header lines, then the stored message. */
   openBody(envelope: Envelope): Readable;
   route(domain: string): Promise<RouteAnswer>;
@@ -121,10 +123,18 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     active.set(id, entry);
     activeRecipients += pending;
     void run(id, entry, fresh)
-      .catch((err: unknown) => {
-        // A fault (disk, bug) must not strand the message: try again later.
+      .catch(async (err: unknown) => {
+        if (entry.abandoned) return;
+        if (isUnreadable(err)) {
+          // Retrying a file that cannot be parsed would loop forever; set it aside instead.
+          queuedRecipients -= entry.pending;
+          log.error({ err, queue_id: id }, 'message unreadable; moved to the spool\'s corrupt/ folder');
+          await ports.quarantine(id).catch((e: unknown) => log.error({ err: e, queue_id: id }, 'quarantine failed'));
+          return;
+        }
+        // Any other fault (disk, bug) must not strand the message: try again later.
         log.error({ err, queue_id: id }, 'queue fault; message rescheduled');
-        if (!entry.abandoned) schedule(id, clock.now() + RETRY_AFTER_FAULT_MS, entry.pending);
+        schedule(id, clock.now() + RETRY_AFTER_FAULT_MS, entry.pending);
       })
       .finally(() => {
         if (active.get(id) === entry) {
@@ -277,7 +287,14 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
             queuedRecipients += pending.length;
             schedule(id, Math.min(envelope.expiresAt, ...pending.map((s) => s.nextAt)), pending.length);
           } catch (err) {
-            log.error({ err, queue_id: id }, 'cannot recover message; left on disk for inspection');
+            if (isUnreadable(err)) {
+              log.error({ err, queue_id: id }, 'cannot recover message; moved to the spool\'s corrupt/ folder');
+              await ports.quarantine(id).catch((e: unknown) => log.error({ err: e, queue_id: id }, 'quarantine failed'));
+            } else {
+              // Readable later, perhaps (EMFILE, EIO): try again; its count is learnt when loaded.
+              log.error({ err, queue_id: id }, 'cannot load message yet; retrying');
+              schedule(id, clock.now() + RETRY_AFTER_FAULT_MS, 0);
+            }
           }
         }
       };
@@ -305,6 +322,11 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       });
     },
   };
+}
+
+function isUnreadable(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'TERN_SPOOL_CORRUPT' || err instanceof SyntaxError;
 }
 
 function groupByDomain(envelope: Envelope, due: readonly number[], chunk: number): { domain: string; indexes: number[] }[] {

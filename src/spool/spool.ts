@@ -34,6 +34,8 @@ export interface Spool {
   journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
   /** Delete a finished message; `journalled: false` skips the journal (none was ever written). */
   remove(id: QueueId, journalled?: boolean): Promise<void>;
+  /** Move a message (and journal) to <dir>/corrupt/ for inspection. */
+  quarantine(id: QueueId): Promise<void>;
   /** Ids of every complete message on disk; removes debris of interrupted writes. */
   recover(): Promise<QueueId[]>;
   /** False when free space is below min_free: ingress answers 452 4.3.1 before DATA. */
@@ -129,6 +131,13 @@ export function openSpool(options: SpoolOptions, clock: Clock): Spool {
     if (journalled) await unlink(journalOf(id)).catch(ignoreMissing);
   }
 
+  async function quarantine(id: QueueId): Promise<void> {
+    const dir = join(options.dir, 'corrupt');
+    mkdirSync(dir, { recursive: true });
+    await rename(pathOf(id), join(dir, id)).catch(ignoreMissing);
+    await rename(journalOf(id), join(dir, `${id}.j`)).catch(ignoreMissing);
+  }
+
   async function recover(): Promise<QueueId[]> {
     const ids: QueueId[] = [];
     for (const bucket of BUCKETS) {
@@ -169,6 +178,7 @@ export function openSpool(options: SpoolOptions, clock: Clock): Spool {
     openBody: (id, bodySize) => createReadStream(pathOf(id), { start: 0, end: bodySize - 1, highWaterMark: 64 * 1024 }),
     journal: (id, records) => appendFile(journalOf(id), encodeJournal(records)),
     remove,
+    quarantine,
     recover,
     healthy,
   };

@@ -23,6 +23,7 @@ function envelope(clock: FakeClock, recipients: string[], validity = 3 * 24 * 60
 function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOutcome>, options: Partial<Parameters<typeof createQueue>[0]> = {}) {
   const disk = new Map<QueueId, { envelope: Envelope; journal: JournalRecord[] }>();
   const outcomes: RecipientOutcome[] = [];
+  const quarantined: QueueId[] = [];
   const ports: QueuePorts = {
     load: async (id) => {
       const entry = disk.get(id);
@@ -38,6 +39,7 @@ function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOu
     },
     journal: async (id, records) => { disk.get(id)?.journal.push(...records); },
     remove: async (id) => { disk.delete(id); },
+    quarantine: async (id) => { quarantined.push(id); disk.delete(id); },
     openBody: () => Readable.from([]),
     route: async (domain) => ({ kind: 'route', site: domain as SiteName, hosts: [{ name: `mx.${domain}`, preference: 10, addresses: ['127.0.0.2'] }], implicit: false }),
     deliver,
@@ -49,7 +51,7 @@ function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOu
     { clock, log: pino({ level: 'silent' }), random: () => 0.5 },
   );
   const store = (e: Envelope) => disk.set(e.id, { envelope: e, journal: [] });
-  return { queue, disk, outcomes, store };
+  return { queue, disk, outcomes, store, quarantined };
 }
 
 const accepted = (job: QueueJob): AttemptOutcome => ({ kind: 'transaction', route: { mx: 'mx' }, replies: job.envelope.recipients.map(() => parseReply('250 ok')) });
@@ -151,5 +153,23 @@ t.test('recovery schedules each message at its recorded next attempt and drops f
   await clock.advance(1 * MIN);
   t.same(delivered, ['later@x.test'], 'only the owed recipient, at its time');
   t.match(h.outcomes[0], { attempt: 2 });
+  await h.queue.stop(0);
+});
+
+t.test('an unreadable message is set aside, not retried forever', async (t) => {
+  const clock = new FakeClock();
+  let calls = 0;
+  const h = harness(clock, async (job) => { calls++; return accepted(job); });
+  const bad = envelope(clock, ['a@x.test']);
+  h.store(bad);
+  const load = h.disk.get(bad.id)!;
+  // Corrupt it after storing: load() now fails the way the spool reports a torn file.
+  h.disk.set(bad.id, { ...load, get envelope(): Envelope { throw Object.assign(new Error('no valid trailer'), { code: 'TERN_SPOOL_CORRUPT' }); } } as never);
+  h.queue.start();
+  await h.queue.recover([bad.id]);
+  t.same(h.quarantined, [bad.id]);
+  await clock.advance(60 * MIN);
+  t.equal(calls, 0);
+  t.same(h.queue.snapshot(), { scheduled: 0, active: 0, recipients: 0 });
   await h.queue.stop(0);
 });

@@ -36,6 +36,7 @@ const queue = createQueue(
     load: async (id) => ({ envelope: envelope(id), states: Array.from({ length: RCPTS }, () => ({ attempts: 0, nextAt: 0 })) }),
     journal: async () => undefined,
     remove: async () => undefined,
+    quarantine: async () => undefined,
     openBody: () => Readable.from([]),
     route: async () => ({ kind: 'temporary', detail: 'bench: no DNS' }),
     deliver: async () => { throw new Error('unreachable'); },
