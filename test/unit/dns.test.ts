@@ -82,3 +82,36 @@ t.test('equal preferences are shuffled; servers default to resolv.conf', async (
   t.same(resolveServers(['192.0.2.1', '127.0.0.1:5353', '[::1]:53']), [{ host: '192.0.2.1', port: 53 }, { host: '127.0.0.1', port: 5353 }, { host: '::1', port: 53 }]);
   t.ok(resolveServers([]).length >= 1);
 });
+
+t.test('a truncated UDP answer is asked again over TCP', async (t) => {
+  const dns2 = (await import('dns2')).default;
+  const { Packet } = dns2;
+  const { freePort } = await import('../support/ports.ts');
+  const port = await freePort();
+  let tcpQueries = 0;
+  const answer = (request: any, truncated: boolean): any => {
+    const response: any = Packet.createResponseFromRequest(request);
+    const q = request.questions[0];
+    if (truncated) response.header.tc = 1;
+    else if (q.type === Packet.TYPE.MX) response.answers.push({ name: q.name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: 60, exchange: 'mx.big.test', priority: 10 });
+    else if (q.type === Packet.TYPE.A) response.answers.push({ name: q.name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 60, address: '127.0.0.7' });
+    return response;
+  };
+  const udp = dns2.createUDPServer((request: any, send: (r: any) => void) => send(answer(request, true)));
+  const tcp = dns2.createTCPServer((request: any, send: (r: any) => void) => {
+    tcpQueries++;
+    send(answer(request, false));
+  });
+  await new Promise<void>((resolve) => {
+    udp.once('listening', () => resolve());
+    udp.listen(port, '127.0.0.1');
+  });
+  await new Promise<void>((resolve) => tcp.listen(port, '127.0.0.1', () => resolve()));
+  t.teardown(() => {
+    udp.close();
+    tcp.close();
+  });
+  const r = createResolver({ ...options, servers: [`127.0.0.1:${port}`] }, manualClock());
+  t.match(await r.route('big.test'), { kind: 'route', hosts: [{ name: 'mx.big.test', addresses: ['127.0.0.7'] }] });
+  t.ok(tcpQueries >= 2, 'MX and A both retried over TCP');
+});
