@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { splitHeaderFields, type HeaderField } from '../model/headers.ts';
 
 /**
  * DKIM relaxed canonicalization (RFC 6376 §3.4.2, §3.4.4), streaming: the body hash is computed
@@ -71,22 +72,9 @@ export class DkimHasher extends Transform {
   }
 }
 
-export interface HeaderField { readonly name: string; readonly raw: string }
-
-/** Split a header block into fields (with continuation lines), in order. */
+/** Header fields of a block Tern wrote itself (so every line is a field or a continuation). */
 export function parseHeaderFields(block: string): HeaderField[] {
-  const fields: HeaderField[] = [];
-  for (const line of block.split('\r\n')) {
-    if (line === '') continue;
-    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) {
-      const last = fields.pop() as HeaderField;
-      fields.push({ name: last.name, raw: `${last.raw}\r\n${line}` });
-    } else {
-      const colon = line.indexOf(':');
-      fields.push({ name: (colon === -1 ? line : line.slice(0, colon)).trim().toLowerCase(), raw: line });
-    }
-  }
-  return fields;
+  return splitHeaderFields(block).fields;
 }
 
 /** Relaxed header canonicalization of one field, with its CRLF. */

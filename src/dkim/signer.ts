@@ -1,5 +1,6 @@
 import { createHash, sign as cryptoSign, type KeyObject } from 'node:crypto';
-import { canonicalHeaders, parseHeaderFields, relaxedHeader, type HeaderField } from './canonical.ts';
+import type { HeaderField } from '../model/headers.ts';
+import { canonicalHeaders, parseHeaderFields, relaxedHeader } from './canonical.ts';
 import { keysFor, type DkimKey } from './keys.ts';
 
 /** Fields signed when present; From and Subject are over-signed so none can be added later. */

@@ -1,4 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { splitHeaderFields } from '../model/headers.ts';
 
 export interface HeaderFacts {
   /** Unfolded values of every X-Tern-Meta header (removed from the output). */
@@ -81,14 +82,13 @@ export class MessageRewriter extends Transform {
     let messageId: string | undefined;
     const kept: string[] = [];
     for (const field of lines) {
-      const name = field.slice(0, field.indexOf(':')).trim().toLowerCase();
-      const value = unfold(field.slice(field.indexOf(':') + 1));
-      if (name === 'x-tern-meta') {
+      const value = unfold(field.raw.slice(field.raw.indexOf(':') + 1));
+      if (field.name === 'x-tern-meta') {
         metaValues.push(Buffer.from(value, 'latin1').toString('utf8'));
         continue;
       }
-      if (name === 'message-id' && messageId === undefined) messageId = value.trim();
-      kept.push(field);
+      if (field.name === 'message-id' && messageId === undefined) messageId = value.trim();
+      kept.push(field.raw);
     }
     this.#facts = { metaValues, ...(messageId === undefined ? {} : { messageId }) };
     const head = this.#options.prepend(this.#facts) + kept.map((f) => `${f}\r\n`).join('') + '\r\n';
@@ -141,29 +141,6 @@ function findHeaderEnd(buf: Buffer): { headerEnd: number; bodyStart: number } | 
 function trailingNewlineLength(buf: Buffer): number {
   if (buf.length >= 2 && buf[buf.length - 2] === CR && buf[buf.length - 1] === LF) return 2;
   return buf.length >= 1 && buf[buf.length - 1] === LF ? 1 : 0;
-}
-
-const FIELD_NAME = /^[!-9;-~]+:/;
-
-/**
- * Header fields with their continuation lines, each without its final newline. The first line
- * that is neither a field nor a continuation ends the header block; it and the rest are body.
- */
-function splitHeaderFields(block: string): { fields: string[]; bodyLines: string[] } {
-  const fields: string[] = [];
-  const lines = block.split(/\r?\n/);
-  if (lines[lines.length - 1] === '') lines.pop();
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] as string;
-    if ((line.startsWith(' ') || line.startsWith('\t')) && fields.length > 0) {
-      fields[fields.length - 1] += `\r\n${line}`;
-    } else if (FIELD_NAME.test(line)) {
-      fields.push(line);
-    } else {
-      return { fields, bodyLines: lines.slice(i) };
-    }
-  }
-  return { fields, bodyLines: [] };
 }
 
 function unfold(value: string): string {
