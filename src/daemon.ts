@@ -45,7 +45,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     throw new TernError('TERN_CONFIG_INVALID', loaded.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
   }
   const signer = createSigner(loaded.keys);
-  const spool = openSpool(config.spool, clock);
+  const spool = openSpool(config.spool, clock, log.child({ stage: 'spool' }));
   const resolver = createResolver(config.dns, clock);
   const delivery = createDelivery(
     {
@@ -137,6 +137,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       await queue.stop(graceMs);
       delivery.abort();
       await closingIngress;
+      await spool.close();
       await admin.stop();
       log.info('stopped');
     },

@@ -67,6 +67,12 @@ const spool = z.strictObject({
   dir: z.string().min(1).default('./var/spool'),
   /** Ingress answers 452 4.3.1 below this much free disk. */
   min_free: size.default(100_000_000),
+  /** Messages up to this size share the segment log; larger ones are streamed to a file each. */
+  inline_max: size.default(1_048_576).refine((n) => n <= 64 * 1_048_576, 'must be at most 64MiB'),
+  /** A segment file is sealed at this size and deleted once every message in it is done. */
+  segment_size: size.default(64 * 1_048_576).refine((n) => n >= 1_048_576, 'must be at least 1MiB'),
+  /** Memory for recently accepted bodies, so first delivery attempts read nothing back from disk. */
+  body_cache: size.default(32 * 1_048_576),
 });
 
 const dns = z.strictObject({

@@ -1,23 +1,31 @@
-import { createReadStream, mkdirSync, type ReadStream } from 'node:fs';
-import { appendFile, open, readdir, readFile, rename, rm, statfs, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { randomUUID } from 'node:crypto';
+import { Readable, Writable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { TernError } from '../lib/errors.ts';
 import type { Envelope, RecipientState } from '../model/envelope.ts';
-import { parseQueueId, type QueueId } from '../model/ids.ts';
-import { createDirSync } from './dir-sync.ts';
-import { decodeTrailer, encodeTrailer, TRAILER_LENGTH } from './format.ts';
+import type { QueueId } from '../model/ids.ts';
 import type { JournalRecord } from '../model/journal.ts';
-import { encodeJournal, parseJournal, replayJournal } from './journal.ts';
+import { openFileStore, type FileWriter } from './file-store.ts';
+import { openSegmentLog } from './segments.ts';
 
-export interface SpoolOptions { readonly dir: string; readonly min_free: number }
+export interface SpoolOptions {
+  readonly dir: string;
+  readonly min_free: number;
+  /** Messages up to this size are appended to the segment log; larger ones get a file each. */
+  readonly inline_max: number;
+  readonly segment_size: number;
+  /** Bytes of recently accepted bodies kept in memory, so a first delivery attempt reads no disk. */
+  readonly body_cache: number;
+}
 
 /** A message being received: write the body to `stream`, then commit() or abort(). */
 export interface MessageWriter {
   readonly stream: Writable;
-  /** Append the envelope, fsync, rename into place, fsync the directory. Resolves when durable. */
+  /** Resolves when the message is durable (fsynced, and its directory entry too). */
   commit(envelope: Envelope): Promise<void>;
   abort(): Promise<void>;
 }
@@ -30,141 +38,152 @@ export interface LoadedMessage {
 export interface Spool {
   begin(id: QueueId): Promise<MessageWriter>;
   load(id: QueueId): Promise<LoadedMessage>;
-  openBody(id: QueueId, bodySize: number): ReadStream;
+  openBody(id: QueueId, bodySize: number): Readable;
   journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
   /** Delete a finished message; `journalled: false` skips the journal (none was ever written). */
   remove(id: QueueId, journalled?: boolean): Promise<void>;
   /** Move a message (and journal) to <dir>/corrupt/ for inspection. */
   quarantine(id: QueueId): Promise<void>;
-  /** Ids of every complete message on disk; removes debris of interrupted writes. */
+  /** Ids of every complete message on disk; removes debris of interrupted writes. Call once, first. */
   recover(): Promise<QueueId[]>;
   /** False when free space is below min_free: ingress answers 452 4.3.1 before DATA. */
   healthy(): Promise<boolean>;
+  /** Wait for background tombstone writes and segment deletions. */
+  settle(): Promise<void>;
+  /** Settle and close open files; the spool is not used after this. */
+  close(): Promise<void>;
 }
 
-// Crockford base32: the last character of an id is random, so it spreads files over 32 folders.
-const BUCKETS = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const HEALTH_CACHE_MS = 2_000;
 
-export function openSpool(options: SpoolOptions, clock: Clock): Spool {
-  const root = join(options.dir, 'msg');
-  const syncs = new Map<string, () => Promise<void>>();
-  for (const bucket of BUCKETS) {
-    const dir = join(root, bucket);
-    mkdirSync(dir, { recursive: true });
-    syncs.set(bucket, createDirSync(dir));
-  }
+/**
+ * Two stores behind one interface (ADR 0006). Fresh messages up to `inline_max` are buffered while
+ * they arrive and appended to the segment log, one fdatasync per batch of concurrent commits.
+ * Large messages stream into a file of their own. A message that needs a journal (some recipient
+ * deferred) first moves out of its segment into a file, so segments hold only fresh mail and are
+ * deleted within minutes, and long-deferred mail never pins one.
+ */
+export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Spool {
+  mkdirSync(options.dir, { recursive: true });
+  const files = openFileStore(options.dir);
+  const segments = openSegmentLog({ dir: options.dir, segmentBytes: options.segment_size });
+  const bodies = new LRUCache<QueueId, Buffer>({ maxSize: Math.max(1, options.body_cache), sizeCalculation: (b) => Math.max(1, b.length) });
   let health = { at: -Infinity, ok: true };
 
-  const bucketOf = (id: QueueId): string => id.slice(-1);
-  const pathOf = (id: QueueId): string => join(root, bucketOf(id), id);
-  const journalOf = (id: QueueId): string => `${pathOf(id)}.j`;
-
   async function begin(id: QueueId): Promise<MessageWriter> {
-    const tmp = join(root, bucketOf(id), `.tmp-${randomUUID()}`);
-    const handle = await open(tmp, 'wx', 0o600).catch((err: unknown) => {
-      throw new TernError('TERN_SPOOL_WRITE', `cannot create spool file: ${(err as Error).message}`, { cause: err });
+    let chunks: Buffer[] = [];
+    let size = 0;
+    let file: FileWriter | undefined;
+    let failed: Error | undefined;
+
+    const stream = new Writable({
+      highWaterMark: 64 * 1024,
+      writev(entries, done) {
+        const buffers = entries.map((e) => e.chunk as Buffer);
+        size += buffers.reduce((n, b) => n + b.length, 0);
+        if (!file && size <= options.inline_max) {
+          chunks.push(...buffers);
+          done();
+          return;
+        }
+        spill(buffers).then(() => done(), (err: Error) => {
+          failed = err;
+          done(err);
+        });
+      },
     });
-    const stream = handleWriter(handle);
-    let closed = false;
-    const close = async (): Promise<void> => {
-      if (!closed) {
-        closed = true;
-        await handle.close();
-      }
-    };
+
+    async function spill(buffers: Buffer[]): Promise<void> {
+      file ??= await files.begin(id);
+      const pending = chunks.length > 0 ? [...chunks, ...buffers] : buffers;
+      chunks = [];
+      await file.write(pending);
+    }
+
     return {
       stream,
       async commit(envelope) {
-        try {
-          const json = Buffer.from(JSON.stringify(envelope));
-          await handle.write(Buffer.concat([json, encodeTrailer(envelope.bodySize, json.length)]), 0, undefined, envelope.bodySize);
-          await handle.sync();
-          await close();
-          await rename(tmp, pathOf(id));
-          await (syncs.get(bucketOf(id)) as () => Promise<void>)();
-        } catch (err) {
-          await close().catch(() => undefined);
-          await rm(tmp, { force: true });
-          throw new TernError('TERN_SPOOL_WRITE', `cannot store message ${id}: ${(err as Error).message}`, { cause: err });
-        }
+        if (failed) throw new TernError('TERN_SPOOL_WRITE', `cannot store message ${id}: ${failed.message}`, { cause: failed });
+        const json = Buffer.from(JSON.stringify(envelope));
+        if (file) return file.commit(json, envelope.bodySize);
+        const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+        await segments.append(id, json, body);
+        bodies.set(id, body);
       },
       async abort() {
         stream.destroy();
-        await close().catch(() => undefined);
-        await rm(tmp, { force: true });
+        chunks = [];
+        await file?.abort();
       },
     };
   }
 
-  async function readEnvelope(id: QueueId): Promise<Envelope> {
-    const handle = await open(pathOf(id), 'r');
-    try {
-      const { size } = await handle.stat();
-      const trailerBytes = Buffer.alloc(TRAILER_LENGTH);
-      await handle.read(trailerBytes, 0, TRAILER_LENGTH, Math.max(0, size - TRAILER_LENGTH));
-      const trailer = decodeTrailer(trailerBytes);
-      if (!trailer || trailer.bodyLength + trailer.envelopeLength + TRAILER_LENGTH !== size) {
-        throw new TernError('TERN_SPOOL_CORRUPT', `message file ${id} has no valid trailer`);
-      }
-      const json = Buffer.alloc(trailer.envelopeLength);
-      await handle.read(json, 0, trailer.envelopeLength, trailer.bodyLength);
-      return JSON.parse(json.toString('utf8')) as Envelope;
-    } finally {
-      await handle.close();
-    }
+  async function load(id: QueueId): Promise<LoadedMessage> {
+    if (!segments.has(id)) return files.load(id);
+    const envelope = JSON.parse((await segments.readEnvelope(id)).toString('utf8')) as Envelope;
+    // A message in a segment has no journal: the first decision that needs one moves it to a file.
+    return { envelope, states: envelope.recipients.map(() => ({ attempts: 0, nextAt: 0 })) };
   }
 
-  async function load(id: QueueId): Promise<LoadedMessage> {
-    const envelope = await readEnvelope(id);
-    const text = await readFile(journalOf(id), 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return '';
-      throw err;
-    });
-    return { envelope, states: replayJournal(envelope.recipients.length, parseJournal(text)) };
+  function openBody(id: QueueId, bodySize: number): Readable {
+    const cached = bodies.get(id);
+    if (cached) return Readable.from([cached.subarray(0, bodySize)], { objectMode: false });
+    if (segments.has(id)) {
+      return Readable.from((async function* () {
+        yield (await segments.readBody(id)).subarray(0, bodySize);
+      })(), { objectMode: false });
+    }
+    return files.openBody(id, bodySize);
+  }
+
+  /** Copy a message out of its segment into a file of its own (durably), then tombstone it. */
+  async function moveToFile(id: QueueId): Promise<void> {
+    const body = bodies.get(id) ?? (await segments.readBody(id));
+    await files.writeWhole(id, body, await segments.readEnvelope(id));
+    segments.forget(id);
+    bodies.delete(id);
+  }
+
+  async function journal(id: QueueId, records: readonly JournalRecord[]): Promise<void> {
+    if (segments.has(id)) await moveToFile(id);
+    await files.journal(id, records);
   }
 
   async function remove(id: QueueId, journalled = true): Promise<void> {
-    // Not synced: if a crash forgets this unlink, the message is delivered again (at-least-once).
-    await unlink(pathOf(id)).catch(ignoreMissing);
-    // Most mail is delivered at the first attempt and never had a journal: skip a failing unlink.
-    if (journalled) await unlink(journalOf(id)).catch(ignoreMissing);
+    bodies.delete(id);
+    if (segments.has(id)) {
+      segments.forget(id);
+      return;
+    }
+    await files.remove(id, journalled);
   }
 
   async function quarantine(id: QueueId): Promise<void> {
+    if (!segments.has(id)) return files.quarantine(id);
+    const parts = await Promise.all([segments.readEnvelope(id), segments.readBody(id)]).catch(() => [] as Buffer[]);
     const dir = join(options.dir, 'corrupt');
     mkdirSync(dir, { recursive: true });
-    await rename(pathOf(id), join(dir, id)).catch(ignoreMissing);
-    await rename(journalOf(id), join(dir, `${id}.j`)).catch(ignoreMissing);
+    writeFileSync(join(dir, id), Buffer.concat(parts));
+    segments.forget(id);
+    bodies.delete(id);
   }
 
   async function recover(): Promise<QueueId[]> {
-    const ids: QueueId[] = [];
-    for (const bucket of BUCKETS) {
-      const dir = join(root, bucket);
-      const names = new Set(await readdir(dir));
-      for (const name of names) {
-        if (name.startsWith('.tmp-')) {
-          await rm(join(dir, name), { force: true });
-          continue;
-        }
-        const journalOwner = name.endsWith('.j') ? name.slice(0, -2) : undefined;
-        if (journalOwner !== undefined) {
-          if (!names.has(journalOwner)) await rm(join(dir, name), { force: true });
-          continue;
-        }
-        const id = parseQueueId(name);
-        if (id) ids.push(id);
-      }
-    }
-    return ids.sort();
+    const inFiles = await files.recover();
+    const inSegments = await segments.recover((segment, offset, bytes) => {
+      log?.warn({ segment, offset, bytes }, 'segment log: ignored bytes that do not form a complete record (an unacknowledged write cut short, or damage; kept in corrupt/)');
+    });
+    // A crash between moving a message to its file and tombstoning it leaves both: the file wins.
+    const fileIds = new Set(inFiles);
+    for (const id of inSegments) if (fileIds.has(id)) segments.forget(id);
+    return [...new Set([...inFiles, ...inSegments])].sort();
   }
 
   async function healthy(): Promise<boolean> {
     const now = clock.now();
     if (now - health.at < HEALTH_CACHE_MS) return health.ok;
     try {
-      const stats = await statfs(root);
+      const stats = await statfs(options.dir);
       health = { at: now, ok: stats.bavail * stats.bsize >= options.min_free };
     } catch {
       health = { at: now, ok: false };
@@ -172,32 +191,5 @@ export function openSpool(options: SpoolOptions, clock: Clock): Spool {
     return health.ok;
   }
 
-  return {
-    begin,
-    load,
-    openBody: (id, bodySize) => createReadStream(pathOf(id), { start: 0, end: bodySize - 1, highWaterMark: 64 * 1024 }),
-    journal: (id, records) => appendFile(journalOf(id), encodeJournal(records)),
-    remove,
-    quarantine,
-    recover,
-    healthy,
-  };
-}
-
-/**
- * A Writable over a FileHandle that leaves the handle open, so commit() can append the envelope
- * and fsync. (FileHandle.createWriteStream with autoClose off keeps a reference that makes a
- * later close() wait forever.)
- */
-function handleWriter(handle: FileHandle): Writable {
-  return new Writable({
-    highWaterMark: 64 * 1024,
-    writev(chunks, done) {
-      handle.writev(chunks.map((c) => c.chunk as Buffer)).then(() => done(), done);
-    },
-  });
-}
-
-function ignoreMissing(err: NodeJS.ErrnoException): void {
-  if (err.code !== 'ENOENT') throw err;
+  return { begin, load, openBody, journal, remove, quarantine, recover, healthy, settle: segments.settle, close: segments.close };
 }

@@ -159,12 +159,17 @@ t.test('low disk space answers 452 4.3.1 before DATA', async (t) => {
 
 t.test('a spool write failure answers 452 4.3.1 and loses nothing silently', async (t) => {
   const d = await tern();
-  // Replace every spool bucket with a plain file: creating the message file now fails (ENOTDIR).
-  const msgDir = join(d.spoolDir, 'msg');
-  rmSync(msgDir, { recursive: true });
-  writeFileSync(msgDir, 'not a directory');
+  // Replace the spool's folders with plain files: creating a segment or message file now fails (ENOTDIR).
+  const folders = [join(d.spoolDir, 'seg'), join(d.spoolDir, 'msg')];
+  for (const dir of folders) {
+    rmSync(dir, { recursive: true });
+    writeFileSync(dir, 'not a directory');
+  }
   t.match(await sendMail(d.smtpPort, 'a@campaign.test', ['diskfail@a.test'], message()), /^452 4\.3\.1 /);
-  rmSync(msgDir);
-  mkdirSync(msgDir);
+  for (const dir of folders) {
+    rmSync(dir);
+    mkdirSync(dir);
+  }
+  t.match(await sendMail(d.smtpPort, 'a@campaign.test', ['diskfail@a.test'], message()), /^250 /, 'accepting again once the disk is back');
   t.ok(d.logs.some((l) => /spool unavailable|spool write failed|spool commit failed/.test(l.msg)), 'the failure is logged');
 });

@@ -1,4 +1,4 @@
-import { readdirSync, writeFileSync, appendFileSync, truncateSync, statSync } from 'node:fs';
+import { readdirSync, writeFileSync, appendFileSync, truncateSync, statSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -7,13 +7,26 @@ import t from 'tap';
 import { systemClock } from '../../src/lib/clock.ts';
 import type { Envelope } from '../../src/model/envelope.ts';
 import { newQueueId, type QueueId } from '../../src/model/ids.ts';
-import { openSpool } from '../../src/spool/index.ts';
+import { openSpool, type SpoolOptions } from '../../src/spool/index.ts';
 import { tempDir } from '../support/daemon.ts';
 
 const envelopeFor = (id: QueueId, body: string, recipients = ['a@b.test', 'c@d.test']): Envelope => ({
   id, sender: 's@x.test', recipients: recipients.map((address) => ({ address })), messageId: '<m@x>', meta: { campaign: 'c1' },
   receivedAt: 1, expiresAt: 2, smtputf8: false, eightBit: false, client: { ip: '127.0.0.1', helo: 'h' }, bodySize: Buffer.byteLength(body),
 });
+
+const MiB = 1_048_576;
+const opened: ReturnType<typeof openSpool>[] = [];
+t.afterEach(async () => {
+  for (const spool of opened.splice(0)) await spool.close();
+});
+function spoolAt(dir: string, overrides: Partial<SpoolOptions> = {}): ReturnType<typeof openSpool> {
+  const spool = openSpool({ dir, min_free: 0, inline_max: MiB, segment_size: 64 * MiB, body_cache: 32 * MiB, ...overrides }, systemClock);
+  opened.push(spool);
+  return spool;
+}
+const segmentFiles = (dir: string): string[] => readdirSync(join(dir, 'seg')).sort();
+const messageFiles = (dir: string): string[] => readdirSync(join(dir, 'msg'), { recursive: true }).map(String).filter((f) => f.includes('/') || f.includes('\\')).sort();
 
 async function store(spool: ReturnType<typeof openSpool>, body: string, recipients?: string[]): Promise<QueueId> {
   const id = newQueueId(Date.now());
@@ -26,7 +39,7 @@ async function store(spool: ReturnType<typeof openSpool>, body: string, recipien
 t.test('a committed message reads back: envelope, body and recipient journal', async (t) => {
   const dir = tempDir();
   t.teardown(() => dir.remove());
-  const spool = openSpool({ dir: dir.path, min_free: 0 }, systemClock);
+  const spool = spoolAt(dir.path);
   const id = await store(spool, 'Subject: x\r\n\r\nhello\r\n');
   const loaded = await spool.load(id);
   t.same(loaded.envelope.meta, { campaign: 'c1' });
@@ -43,7 +56,7 @@ t.test('a committed message reads back: envelope, body and recipient journal', a
 t.test('recover lists complete messages and clears debris of interrupted writes', async (t) => {
   const dir = tempDir();
   t.teardown(() => dir.remove());
-  const spool = openSpool({ dir: dir.path, min_free: 0 }, systemClock);
+  const spool = spoolAt(dir.path);
   const a = await store(spool, 'one\r\n');
   const b = await store(spool, 'two\r\n');
   const aborted = await spool.begin(newQueueId(Date.now()));
@@ -59,7 +72,7 @@ t.test('recover lists complete messages and clears debris of interrupted writes'
 t.test('a torn journal line is ignored; a corrupt message file is reported, not trusted', async (t) => {
   const dir = tempDir();
   t.teardown(() => dir.remove());
-  const spool = openSpool({ dir: dir.path, min_free: 0 }, systemClock);
+  const spool = spoolAt(dir.path);
   const id = await store(spool, 'x\r\n', ['only@b.test']);
   await spool.journal(id, [{ t: 'retry', r: 0, n: 1, next: 9 }]);
   const path = join(dir.path, 'msg', id.slice(-1), id);
@@ -72,6 +85,127 @@ t.test('a torn journal line is ignored; a corrupt message file is reported, not 
 t.test('health follows free space', async (t) => {
   const dir = tempDir();
   t.teardown(() => dir.remove());
-  t.equal(await openSpool({ dir: dir.path, min_free: 1 }, systemClock).healthy(), true);
-  t.equal(await openSpool({ dir: dir.path, min_free: Number.MAX_SAFE_INTEGER }, systemClock).healthy(), false);
+  t.equal(await spoolAt(dir.path, { min_free: 1 }).healthy(), true);
+  t.equal(await spoolAt(dir.path, { min_free: Number.MAX_SAFE_INTEGER }).healthy(), false);
+});
+
+t.test('small messages share a segment; a restart recovers them and reads bodies back from disk', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const first = spoolAt(dir.path);
+  const ids = await Promise.all(Array.from({ length: 40 }, (_, i) => store(first, `Subject: ${i}\r\n\r\nbody ${i}\r\n`)));
+  t.same(segmentFiles(dir.path), ['000000000001.log'], '40 concurrent commits, one segment');
+  t.same(messageFiles(dir.path), [], 'no file per message');
+  t.equal(await text(first.openBody(ids[3] as QueueId, 100)), 'Subject: 3\r\n\r\nbody 3\r\n', 'read from memory');
+
+  const second = spoolAt(dir.path);
+  t.same(await second.recover(), [...ids].sort());
+  const loaded = await second.load(ids[7] as QueueId);
+  t.equal(loaded.envelope.id, ids[7]);
+  t.same(loaded.states, [{ attempts: 0, nextAt: 0 }, { attempts: 0, nextAt: 0 }]);
+  t.equal(await text(second.openBody(ids[7] as QueueId, loaded.envelope.bodySize)), 'Subject: 7\r\n\r\nbody 7\r\n', 'read from the segment file');
+});
+
+t.test('removed messages stay removed across restarts, and empty sealed segments are deleted', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const first = spoolAt(dir.path);
+  const [a, b, c] = [await store(first, 'a\r\n'), await store(first, 'b\r\n'), await store(first, 'c\r\n')] as QueueId[];
+  await first.remove(a as QueueId);
+  await first.remove(c as QueueId);
+  await first.settle();
+  t.same(readFileSync(join(dir.path, 'seg', '000000000001.del'), 'latin1').split('\n').filter(Boolean).sort(), [a, c].sort(), 'tombstones');
+
+  const second = spoolAt(dir.path);
+  t.same(await second.recover(), [b]);
+  await second.remove(b as QueueId);
+  await second.settle();
+  t.same(segmentFiles(dir.path), [], 'the sealed segment went with its last message');
+  const third = spoolAt(dir.path);
+  t.same(await third.recover(), []);
+});
+
+t.test('segments roll over at segment_size and are deleted as they empty', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const spool = spoolAt(dir.path, { segment_size: MiB });
+  const body = `Subject: big\r\n\r\n${'x'.repeat(100_000)}\r\n`;
+  const ids: QueueId[] = [];
+  for (let i = 0; i < 25; i++) ids.push(await store(spool, body));
+  t.ok(segmentFiles(dir.path).filter((f) => f.endsWith('.log')).length >= 3, '2.5 MB in 1 MiB segments');
+  for (const id of ids) await spool.remove(id);
+  await spool.settle();
+  t.same(segmentFiles(dir.path).filter((f) => f.endsWith('.log')).length, 1, 'only the segment still being written remains');
+});
+
+t.test('a message larger than inline_max is streamed to a file of its own', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const spool = spoolAt(dir.path, { inline_max: 1024 });
+  const body = `Subject: large\r\n\r\n${'y'.repeat(5000)}\r\n`;
+  const id = await store(spool, body);
+  t.same(messageFiles(dir.path), [join(id.slice(-1), id)]);
+  t.equal(await text(spool.openBody(id, Buffer.byteLength(body))), body);
+  t.same(await spoolAt(dir.path).recover(), [id]);
+});
+
+t.test('a first journal record moves the message from its segment to a file', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const first = spoolAt(dir.path);
+  const id = await store(first, 'Subject: deferred\r\n\r\nx\r\n');
+  await first.journal(id, [{ t: 'retry', r: 0, n: 1, next: 77 }, { t: 'final', r: 1, n: 1, v: 'delivered' }]);
+  await first.settle();
+  t.same(messageFiles(dir.path), [join(id.slice(-1), id), join(id.slice(-1), `${id}.j`)].sort());
+
+  const second = spoolAt(dir.path);
+  t.same(await second.recover(), [id], 'recovered once, from its file');
+  t.same((await second.load(id)).states, [{ attempts: 1, nextAt: 77 }, { attempts: 1, nextAt: 0, final: 'delivered' }]);
+  t.equal(await text(second.openBody(id, (await second.load(id)).envelope.bodySize)), 'Subject: deferred\r\n\r\nx\r\n');
+});
+
+t.test('a crash between the move to a file and the tombstone: the file wins, once', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const first = spoolAt(dir.path);
+  const id = await store(first, 'm\r\n');
+  const keep = await store(first, 'k\r\n');
+  await first.journal(id, [{ t: 'retry', r: 0, n: 1, next: 5 }]);
+  await first.settle();
+  rmSync(join(dir.path, 'seg', '000000000001.del'));
+  const second = spoolAt(dir.path);
+  t.same(await second.recover(), [id, keep].sort());
+  t.same((await second.load(id)).states[0], { attempts: 1, nextAt: 5 }, 'state from the file\'s journal');
+  await second.settle();
+  const third = spoolAt(dir.path);
+  t.same(await third.recover(), [id, keep].sort(), 'still once each after another restart');
+});
+
+t.test('a torn or damaged segment tail is ignored and kept for inspection', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const first = spoolAt(dir.path);
+  const a = await store(first, 'first\r\n');
+  const b = await store(first, 'second\r\n');
+  await store(first, 'third\r\n');
+  const log = join(dir.path, 'seg', '000000000001.log');
+  const bytes = readFileSync(log);
+  const secondAt = bytes.indexOf('second\r\n');
+  bytes[secondAt] = 'S'.charCodeAt(0);
+  writeFileSync(log, bytes);
+  appendFileSync(log, bytes.subarray(0, 30));
+
+  const second = spoolAt(dir.path);
+  t.same(await second.recover(), [a], 'records from the damaged one on are not trusted');
+  const kept = readdirSync(join(dir.path, 'corrupt'));
+  t.same(kept, ['segment-000000000001.tail']);
+  t.ok(readFileSync(join(dir.path, 'corrupt', kept[0] as string)).includes('third'), 'later records are preserved for an operator');
+
+  const torn = tempDir();
+  t.teardown(() => torn.remove());
+  const spool = spoolAt(torn.path);
+  const only = await store(spool, 'whole\r\n');
+  appendFileSync(join(torn.path, 'seg', '000000000001.log'), Buffer.alloc(4096));
+  t.same(await spoolAt(torn.path).recover(), [only], 'zeros after the last record (a cut-short batch) are ignored');
+  t.notOk(existsSync(join(torn.path, 'corrupt')), 'nothing worth keeping');
 });

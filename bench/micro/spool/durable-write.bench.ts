@@ -2,7 +2,9 @@
  * Spool design micro-benchmark (docs/adr/0002): how many 10 KB messages per second can be made
  * durable, and at what p99 latency, with 20 concurrent writers — the ingress load of the relay
  * bench. Variants:
- *   tern          the spool as built: temp file, fsync, rename, group-committed directory fsync
+ *   tern          the spool as built (ADR 0006): 10 KB messages go to the segment log
+ *   tern-files    the spool with inline_max 1 byte, so every message gets a file of its own (ADR 0002):
+ *                 temp file, fsync, rename, group-committed directory fsync
  *   dirsync-each  the same with one directory fsync per message (no group commit)
  *   no-fsync      temp file + rename only: the upper bound, not durable against power loss
  *   shared-log    all messages appended to one log, one fdatasync per batch (group commit)
@@ -24,7 +26,7 @@ const CONCURRENCY = Number(process.env.CONCURRENCY ?? 20);
 const SIZE = 10 * 1024;
 const body = randomBytes(SIZE);
 
-type Writer = (i: number) => Promise<void>;
+type Writer = ((i: number) => Promise<void>) & { close?: () => Promise<void> };
 
 async function measure(name: string, make: (dir: string) => Writer): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tern-spool-bench-'));
@@ -41,6 +43,7 @@ async function measure(name: string, make: (dir: string) => Writer): Promise<voi
     }
   }));
   const seconds = (performance.now() - started) / 1000;
+  await write.close?.();
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => Number((latencies[Math.min(latencies.length - 1, Math.ceil(p * latencies.length) - 1)] as number).toFixed(2));
   console.log(JSON.stringify({
@@ -56,16 +59,20 @@ async function fsyncDir(dir: string): Promise<void> {
   await h.close();
 }
 
+function ternWriter(dir: string, inlineMax: number): Writer {
+  const spool = openSpool({ dir, min_free: 0, inline_max: inlineMax, segment_size: 64 * 1_048_576, body_cache: 32 * 1_048_576 }, systemClock);
+  const write = async (): Promise<void> => {
+    const id = newQueueId(Date.now());
+    const w = await spool.begin(id);
+    await pipeline(Readable.from([body]), w.stream);
+    await w.commit({ id, sender: 's@x.test', recipients: [{ address: 'r@y.test' }], messageId: '<m@x>', meta: {}, receivedAt: 0, expiresAt: 0, smtputf8: false, eightBit: false, client: { ip: '127.0.0.1', helo: 'x' }, bodySize: SIZE });
+  };
+  return Object.assign(write, { close: () => spool.close() });
+}
+
 const variants: Record<string, (dir: string) => Writer> = {
-  tern: (dir) => {
-    const spool = openSpool({ dir, min_free: 0 }, systemClock);
-    return async () => {
-      const id = newQueueId(Date.now());
-      const w = await spool.begin(id);
-      await pipeline(Readable.from([body]), w.stream);
-      await w.commit({ id, sender: 's@x.test', recipients: [{ address: 'r@y.test' }], messageId: '<m@x>', meta: {}, receivedAt: 0, expiresAt: 0, smtputf8: false, eightBit: false, client: { ip: '127.0.0.1', helo: 'x' }, bodySize: SIZE });
-    };
-  },
+  tern: (dir) => ternWriter(dir, 1_048_576),
+  'tern-files': (dir) => ternWriter(dir, 1),
   'dirsync-each': (dir) => async (i) => {
     const tmp = join(dir, `.tmp-${i}`);
     const h = await open(tmp, 'wx');
