@@ -16,7 +16,7 @@
  * DKIM-Signature and verify a few of them cryptographically (mailauth, key from the generated pair).
  *
  * Environment: BENCH_MESSAGES (5000), BENCH_LATENCY_MESSAGES (2000), BENCH_WARMUP (200),
- * BENCH_STALL_S (60: give up waiting once the sink has counted nothing new for this long),
+ * BENCH_TERN_NODE_ARGS (extra node flags for Tern, e.g. --cpu-prof), BENCH_STALL_S (60: give up waiting once the sink has counted nothing new for this long),
  * BENCH_MTAS ("tern,postfix"), BENCH_TERN_LOG (warn), BENCH_REUSE_CONNECTIONS=1 (smtp-source -d: one
  * connection per injecting session instead of one per message), BENCH_DKIM (1; 0 skips the DKIM
  * run), BENCH_DKIM_MESSAGES (3000: throughput-pass messages per MTA in the DKIM run),
@@ -49,6 +49,8 @@ const WARMUP = intEnv('BENCH_WARMUP', 200);
 const STALL_MS = intEnv('BENCH_STALL_S', 60) * 1000;
 const MTAS = (process.env.BENCH_MTAS ?? 'tern,postfix').split(',').map((s) => s.trim()).filter(Boolean);
 const TERN_LOG = process.env.BENCH_TERN_LOG ?? 'warn';
+/** Extra node flags for the Tern process, e.g. "--cpu-prof --cpu-prof-dir=scratch/prof" (not allowed in NODE_OPTIONS). */
+const TERN_NODE_ARGS = (process.env.BENCH_TERN_NODE_ARGS ?? '').split(' ').filter(Boolean);
 /** smtp-source -d: keep each injecting session open across messages instead of one connection per message. */
 const REUSE = process.env.BENCH_REUSE_CONNECTIONS === '1';
 /** The DKIM run: Tern signing vs Postfix + OpenDKIM, after the plain run. */
@@ -548,7 +550,7 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
     ].join('\n'),
   );
 
-  const child = launch(process.execPath, ['bin/tern.js', 'start', '--config', configPath]);
+  const child = launch(process.execPath, [...TERN_NODE_ARGS, 'bin/tern.js', 'start', '--config', configPath]);
   const logFile = createWriteStream(join(work, `${name}.log`));
   let ready = false;
   let complaintCount = 0;

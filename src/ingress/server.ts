@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { timingSafeEqual } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { SmtpConfig } from '../config/index.ts';
 import type { Clock } from '../lib/clock.ts';
 import { createNetworkList, parseHostPort } from '../lib/net.ts';
+import { pipeChain } from '../lib/streams.ts';
 import type { Envelope } from '../model/envelope.ts';
 import { newQueueId, type QueueId } from '../model/ids.ts';
 import { checkMailbox } from './address.ts';
@@ -16,7 +16,7 @@ import { MessageRewriter } from './rewrite.ts';
 
 /** What ingress needs from the spool; it never sees the queue, only `accept`. */
 export interface IngressPorts {
-  begin(id: QueueId): Promise<{ stream: NodeJS.WritableStream; commit(e: Envelope): Promise<void>; abort(): Promise<void> }>;
+  begin(id: QueueId): Promise<{ stream: Writable; commit(e: Envelope): Promise<void>; abort(): Promise<void> }>;
   healthy(): Promise<boolean>;
   /** Called once the message is durable, before the 250 is sent. */
   accept(envelope: Envelope): void;
@@ -24,7 +24,7 @@ export interface IngressPorts {
    * Optional: a pass-through stream that sees the rewritten message on its way to disk, and
    * then yields header lines to send on top of it (the daemon wires DKIM signing here).
    */
-  observeBody?(receivedAt: number): { stream: NodeJS.ReadWriteStream; finish(): Promise<string> };
+  observeBody?(receivedAt: number): { stream: Duplex; finish(): Promise<string> };
 }
 
 export interface IngressOptions extends SmtpConfig {
@@ -250,9 +250,9 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
  * Pipe the DATA stream through the rewriter into the spool file. On a write failure, stop
  * writing but keep draining the client's data so the SMTP session stays in step.
  */
-async function spoolStream(source: Readable, rewriter: MessageRewriter, sink: NodeJS.WritableStream, observer?: NodeJS.ReadWriteStream): Promise<Error | undefined> {
+async function spoolStream(source: Readable, rewriter: MessageRewriter, sink: Writable, observer?: Duplex): Promise<Error | undefined> {
   let failure: Error | undefined;
-  const written = (observer ? pipeline(rewriter, observer, sink) : pipeline(rewriter, sink)).catch((err: unknown) => {
+  const written = (observer ? pipeChain(rewriter, observer, sink) : pipeChain(rewriter, sink)).catch((err: unknown) => {
     failure = err as Error;
     source.unpipe(rewriter);
     source.resume();
