@@ -107,3 +107,16 @@ t.test('tern check-config exits non-zero and names each problem', async (t) => {
   t.equal(run('check-config', '--bogus').status, 2);
   t.match(run('check-config', '--config', join(dir.path, 'missing.yaml')).stderr, /cannot read/);
 });
+
+t.test('the shipped example configuration is valid and spells out the spool keys', async (t) => {
+  const loaded = loadConfig(new URL('../../config/tern.example.yaml', import.meta.url).pathname);
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+  t.equal(loaded.config.spool.inline_max, 1_048_576);
+  t.equal(loaded.config.spool.segment_size, 64 * 1_048_576);
+  t.equal(loaded.config.spool.body_cache, 32 * 1_048_576);
+});
+
+t.test('spool size keys are bounded', async (t) => {
+  const loaded = parseConfigText('spool:\n  inline_max: 100MiB\n  segment_size: 4KiB\n', 'x.yaml');
+  t.same(loaded.ok ? [] : loaded.problems.map((p) => p.path), ['spool.inline_max', 'spool.segment_size']);
+});
