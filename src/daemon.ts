@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import { createAdmin } from './admin/index.ts';
+import { classifyReplies, createClassifier, defaultRules, loadRulesFile, type Rule } from './bounce/index.ts';
 import type { Config } from './config/index.ts';
 import { createDelivery } from './delivery/index.ts';
 import { createSigner, DkimHasher, loadKeys } from './dkim/index.ts';
@@ -33,9 +34,18 @@ export interface DaemonDeps {
 
 const MAX_RECIPIENTS_PER_TRANSACTION = 100;
 
-/** Problems in the files a valid config points at (DKIM keys), reported like config problems. */
+/** Problems in the files a valid config points at (DKIM keys, bounce rules), reported like config problems. */
 export function checkFiles(config: Config): { path: string; problem: string }[] {
-  return loadKeys(config.dkim.keys).problems;
+  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config).problems];
+}
+
+/** Operator rules first, then Tern's defaults. */
+function loadBounceRules(config: Config): { rules: readonly Rule[]; problems: { path: string; problem: string }[] } {
+  const file = config.bounce.rules_file;
+  if (!file) return { rules: defaultRules(), problems: [] };
+  const loaded = loadRulesFile(file);
+  if (!loaded.ok) return { rules: [], problems: loaded.problems.map((p) => ({ path: `bounce.rules_file: ${p.path}`, problem: p.problem })) };
+  return { rules: [...loaded.rules, ...defaultRules()], problems: [] };
 }
 
 export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon {
@@ -45,6 +55,11 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     throw new TernError('TERN_CONFIG_INVALID', loaded.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
   }
   const signer = createSigner(loaded.keys);
+  const bounceRules = loadBounceRules(config);
+  if (bounceRules.problems.length > 0) {
+    throw new TernError('TERN_CONFIG_INVALID', bounceRules.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
+  }
+  const classify = classifyReplies(createClassifier(bounceRules.rules));
   const spool = openSpool(config.spool, clock, log.child({ stage: 'spool' }));
   const resolver = createResolver(config.dns, clock);
   const delivery = createDelivery(
@@ -75,7 +90,14 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       openBody: (envelope) => prefixed(envelope.prepend ?? '', spool.openBody(envelope.id, envelope.bodySize)),
       route: resolver.route,
       deliver: delivery.deliver,
-      observe: (o: RecipientOutcome) => metrics.attempts.labels({ verdict: o.verdict.kind }).inc(),
+      classify,
+      observe: (o: RecipientOutcome) => {
+        metrics.attempts.labels({ verdict: o.verdict.kind }).inc();
+        if (o.verdict.kind !== 'delivered') {
+          const b = o.verdict.bounce;
+          metrics.bounces.labels({ reason: b.reason, category: b.category, type: b.type, retry: String(b.retry) }).inc();
+        }
+      },
     },
     { clock, log: log.child({ stage: 'queue' }) },
   );

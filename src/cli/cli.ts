@@ -1,8 +1,10 @@
+import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { loadConfig, resolveConfigPath, type Loaded } from '../config/index.ts';
 import { checkFiles, createDaemon } from '../daemon.ts';
 import { systemClock } from '../lib/clock.ts';
+import { classifyCommand } from './classify.ts';
 import { check, keygen } from './dkim.ts';
 
 export interface Io {
@@ -10,6 +12,7 @@ export interface Io {
   readonly err: (line: string) => void;
   readonly env: NodeJS.ProcessEnv;
   readonly cwd: string;
+  readonly stdin?: Readable;
 }
 
 const USAGE = `usage: tern <command> [options]
@@ -20,6 +23,10 @@ commands:
   dkim keygen --domain D --selector S [--algorithm rsa-sha256|ed25519-sha256] [--bits N] [--out DIR]
                                  write a private key and print the DNS TXT record to publish
   dkim check [--config FILE]     check that each configured selector publishes its key
+  classify [--rules FILE] [REPLY]
+                                 classify one SMTP reply and print JSON (reason, class, category,
+                                 type, retry); with no REPLY, one reply (or JSON object) per stdin
+                                 line in, one JSON line out
 
 --config defaults to $TERN_CONFIG, then config/tern.yaml, then built-in defaults.`;
 
@@ -33,6 +40,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       return checkConfig(rest, io);
     case 'dkim':
       return dkimCommand(rest, io);
+    case 'classify':
+      return classifyCommand(rest, io, io.stdin ?? process.stdin);
     case undefined:
     case 'help':
     case '--help':

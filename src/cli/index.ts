@@ -1,2 +1,2 @@
-/** cli: `tern start | check-config`; bin/tern.js only calls run(). */
+/** cli: `tern start | check-config | dkim | classify`; bin/tern.js only calls run(). */
 export { run, type Io } from './cli.ts';

@@ -133,6 +133,11 @@ const feedback = z.strictObject({
   webhook: z.strictObject({ url: z.url(), secret: z.string().default('') }).optional(),
 });
 
+const bounce = z.strictObject({
+  /** Operator rules (same format as src/bounce/default-rules.yaml), tried before the defaults. */
+  rules_file: z.string().min(1).optional(),
+});
+
 const log = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -147,6 +152,7 @@ export const configSchema = z.strictObject({
   dkim: z.strictObject({ keys: z.array(dkimKey).default([]) }).default({ keys: [] }),
   shaping: shaping.default(() => shaping.parse({})),
   feedback: feedback.default({}),
+  bounce: bounce.default({}),
   log: log.default({ level: 'info' }),
 });
 

@@ -13,7 +13,9 @@ export function createMetrics() {
   const queueRecipients = new Gauge({ name: 'tern_queue_recipients', help: 'Recipients waiting for a final outcome', registers: [registry] });
   const queueMessages = new Gauge({ name: 'tern_queue_messages', help: 'Messages in the queue by state', labelNames: ['state'] as const, registers: [registry] });
   const connections = new Gauge({ name: 'tern_delivery_connections', help: 'Open outbound SMTP connections', registers: [registry] });
-  return { registry, accepted, acceptedRecipients, attempts, queueRecipients, queueMessages, connections };
+  // Labels from closed vocabularies (33 reasons, 5 categories, 3 types): cardinality stays bounded.
+  const bounces = new Counter({ name: 'tern_bounces_total', help: 'Failed delivery attempts per recipient, by bounce classification', labelNames: ['reason', 'category', 'type', 'retry'] as const, registers: [registry] });
+  return { registry, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

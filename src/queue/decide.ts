@@ -1,12 +1,13 @@
+import type { BounceClassification } from '../model/bounce.ts';
 import type { AttemptOutcome } from '../model/outcome.ts';
-import { isSuccess, isTransient, localReply, type SmtpReply } from '../model/reply.ts';
+import { isSuccess, localReply, type SmtpReply } from '../model/reply.ts';
 import { nextAttempt, type RetryPolicy } from './retry.ts';
 
 /** What happens to one recipient after one attempt. */
 export type Verdict =
   | { readonly kind: 'delivered'; readonly reply: SmtpReply }
-  | { readonly kind: 'retry'; readonly at: number; readonly reply: SmtpReply; readonly counts: boolean }
-  | { readonly kind: 'failed'; readonly cause: 'bounce' | 'expired' | 'admin'; readonly reply: SmtpReply };
+  | { readonly kind: 'retry'; readonly at: number; readonly reply: SmtpReply; readonly counts: boolean; readonly bounce: BounceClassification }
+  | { readonly kind: 'failed'; readonly cause: 'bounce' | 'expired' | 'admin'; readonly reply: SmtpReply; readonly bounce: BounceClassification };
 
 /**
  * RFC 5321 §4.5.3.1.10: "552 too many recipients" at RCPT is really transient, and so is 452
@@ -27,22 +28,27 @@ export interface DecideInput {
   readonly random: number;
   /** Another recipient of the same transaction was accepted. */
   readonly siblingAccepted: boolean;
+  /** The bounce classifier: its `retry` decides between trying again and failing now. */
+  readonly classify: (reply: SmtpReply) => BounceClassification;
 }
 
 export function decide(policy: RetryPolicy, input: DecideInput): Verdict {
   const { reply } = input;
   if (isSuccess(reply)) return { kind: 'delivered', reply };
-  const tooMany = isTooManyRecipients(reply);
-  if (tooMany && input.siblingAccepted) return { kind: 'retry', at: input.now, reply, counts: false };
-  if (!isTransient(reply) && !tooMany) return { kind: 'failed', cause: 'bounce', reply };
+  const bounce = input.classify(reply);
+  if (isTooManyRecipients(reply) && input.siblingAccepted) return { kind: 'retry', at: input.now, reply, counts: false, bounce };
+  if (!bounce.retry) return { kind: 'failed', cause: 'bounce', reply, bounce };
   const next = nextAttempt(policy, { attempt: input.attempt, now: input.now, expiresAt: input.expiresAt, random: input.random });
-  if (next.kind === 'expire') return { kind: 'failed', cause: 'expired', reply: expiredReply(reply) };
-  return { kind: 'retry', at: next.at, reply, counts: true };
+  if (next.kind === 'expire') {
+    const expired = expiredReply(reply);
+    return { kind: 'failed', cause: 'expired', reply: expired, bounce: input.classify(expired) };
+  }
+  return { kind: 'retry', at: next.at, reply, counts: true, bounce };
 }
 
 export function expiredReply(last: SmtpReply | undefined): SmtpReply {
   const detail = last ? `; last reply: ${[last.code, last.enhanced, last.text].filter(Boolean).join(' ')}` : '';
-  return localReply(554, '4.4.7', `validity period expired${detail}`, 'QUEUE');
+  return localReply(554, '5.4.7', `validity period expired${detail}`, 'QUEUE');
 }
 
 /** Per-recipient replies of an outcome, in job order. */

@@ -5,6 +5,7 @@ import type { Envelope, RecipientState } from '../model/envelope.ts';
 import type { QueueId, SiteName } from '../model/ids.ts';
 import type { JournalRecord } from '../model/journal.ts';
 import type { RouteAnswer } from '../model/route.ts';
+import type { BounceClassification } from '../model/bounce.ts';
 import type { AttemptOutcome, Route } from '../model/outcome.ts';
 import { formatReply, localReply, type SmtpReply } from '../model/reply.ts';
 import { decide, expiredReply, outcomeReplies, type Verdict } from './decide.ts';
@@ -39,6 +40,8 @@ export interface QueuePorts {
   openBody(envelope: Envelope): Readable;
   route(domain: string): Promise<RouteAnswer>;
   deliver(job: QueueJob): Promise<AttemptOutcome>;
+  /** Qualify a failed attempt (reason, class, type); its `retry` decides what happens next. */
+  classify(reply: SmtpReply): BounceClassification;
   observe?(outcome: RecipientOutcome): void;
 }
 
@@ -158,7 +161,9 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   function expireAll(states: RecipientState[]): Map<number, Decision> {
     const decisions = new Map<number, Decision>();
     states.forEach((s, i) => {
-      if (!s.final) decisions.set(i, { attempt: s.attempts, route: {}, verdict: { kind: 'failed', cause: 'expired', reply: expiredReply(s.lastReply) } });
+      if (s.final) return;
+      const reply = expiredReply(s.lastReply);
+      decisions.set(i, { attempt: s.attempts, route: {}, verdict: { kind: 'failed', cause: 'expired', reply, bounce: ports.classify(reply) } });
     });
     return decisions;
   }
@@ -177,7 +182,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         const state = states[index] as RecipientState;
         const attempt = state.attempts + 1;
         const reply = replies[k] as SmtpReply;
-        const verdict = decide(options.retry, { reply, attempt, now, expiresAt: envelope.expiresAt, random: random(), siblingAccepted });
+        const verdict = decide(options.retry, { reply, attempt, now, expiresAt: envelope.expiresAt, random: random(), siblingAccepted, classify: ports.classify });
         decisions.set(index, { attempt: verdict.kind === 'retry' && !verdict.counts ? state.attempts : attempt, route: outcome.route, verdict });
       });
     }));
@@ -243,6 +248,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       reply: formatReply(v.reply),
       ...(v.kind === 'retry' ? { next_attempt: new Date(v.at).toISOString() } : {}),
       ...(v.kind === 'failed' ? { cause: v.cause } : {}),
+      ...(v.kind === 'delivered' ? {} : { bounce: { reason: v.bounce.reason, class: v.bounce.class, category: v.bounce.category, type: v.bounce.type, rule: v.bounce.rule } }),
+      ...(v.kind !== 'delivered' && v.bounce.mismatch ? { bounce_note: v.bounce.mismatch } : {}),
     }, `${v.kind} ${envelope.recipients[index]?.address}`);
   }
 

@@ -51,7 +51,7 @@ t.test('recipients of several domains are split into one transaction per domain'
 t.test('each recipient of a transaction gets its own outcome', async (t) => {
   await send(['ok1@a.test', 'user-unknown@a.test']);
   t.match(await finalOf('ok1@a.test'), { event: 'delivered' });
-  t.match(await finalOf('user-unknown@a.test'), { event: 'failed', cause: 'bounce', reply: /^550 5\.1\.1 / });
+  t.match(await finalOf('user-unknown@a.test'), { event: 'failed', cause: 'bounce', reply: /^550 5\.1\.1 /, bounce: { reason: 'userunknown', class: 10, category: 'hard', type: 'hard' } });
   t.equal(sink('127.0.0.2').attempts.get('user-unknown@a.test'), 1, 'a 5xx is never retried');
 });
 
@@ -62,10 +62,10 @@ t.test('the next MX is tried when the preferred one refuses connections', async 
 
 t.test('NXDOMAIN and null MX fail at once; SERVFAIL is retried', async (t) => {
   await send(['carol@nx.test', 'dan@null.test', 'erin@servfail.test'], ['X-Tern-Meta: {"validity":"2s"}']);
-  t.match(await finalOf('carol@nx.test'), { event: 'failed', cause: 'bounce', reply: /^550 5\.1\.2 .*NXDOMAIN/ });
-  t.match(await finalOf('dan@null.test'), { event: 'failed', cause: 'bounce', reply: /^556 5\.1\.10 .*null MX/ });
+  t.match(await finalOf('carol@nx.test'), { event: 'failed', cause: 'bounce', reply: /^550 5\.1\.2 .*NXDOMAIN/, bounce: { reason: 'hostunknown', type: 'hard', rule: 'local-nxdomain' } });
+  t.match(await finalOf('dan@null.test'), { event: 'failed', cause: 'bounce', reply: /^556 5\.1\.10 .*null MX/, bounce: { reason: 'notaccept', type: 'hard' } });
   const [first] = await until(() => tern.outcomes('erin@servfail.test').length && tern.outcomes('erin@servfail.test'));
-  t.match(first, { event: 'retry', reply: /^451 4\.4\.3 DNS lookup for servfail\.test failed/ });
+  t.match(first, { event: 'retry', reply: /^451 4\.4\.3 DNS lookup for servfail\.test failed/, bounce: { reason: 'networkerror', class: 21, type: 'soft' } });
 });
 
 t.test('temporary failures are retried until accepted', async (t) => {
@@ -73,7 +73,7 @@ t.test('temporary failures are retried until accepted', async (t) => {
   t.match(await finalOf('tempfail-2@a.test'), { event: 'delivered', attempt: 3 });
   const retries = tern.outcomes('tempfail-2@a.test').filter((l) => l.event === 'retry');
   t.equal(retries.length, 2);
-  t.match(retries[0], { reply: /^451 4\.3\.0 / });
+  t.match(retries[0], { reply: /^451 4\.3\.0 /, bounce: { category: 'soft', type: 'soft' } });
   t.equal(sink('127.0.0.2').attempts.get('tempfail-2@a.test'), 3);
 });
 
@@ -81,7 +81,7 @@ t.test('a recipient that never gets through fails as expired when its validity e
   const started = Date.now();
   await send(['tempfail-1000@a.test'], ['X-Tern-Meta: {"validity":"1500ms"}']);
   const final = await finalOf('tempfail-1000@a.test');
-  t.match(final, { event: 'failed', cause: 'expired', reply: /^554 4\.4\.7 validity period expired; last reply: 451 4\.3\.0/ });
+  t.match(final, { event: 'failed', cause: 'expired', reply: /^554 5\.4\.7 validity period expired; last reply: 451 4\.3\.0/, bounce: { reason: 'expired', class: 24, type: 'soft' } });
   t.ok(Date.now() - started < 3_000, 'expired early rather than waiting for a retry past validity');
 });
 

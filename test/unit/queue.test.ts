@@ -7,6 +7,7 @@ import type { JournalRecord } from '../../src/model/journal.ts';
 import type { AttemptOutcome } from '../../src/model/outcome.ts';
 import { parseReply } from '../../src/model/reply.ts';
 import { createQueue, type QueueJob, type QueuePorts, type RecipientOutcome } from '../../src/queue/index.ts';
+import { classifyReplies, createClassifier, defaultRules } from '../../src/bounce/index.ts';
 import { FakeClock, settle } from '../support/fake-clock.ts';
 
 const MIN = 60_000;
@@ -38,6 +39,7 @@ function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOu
       return { envelope: entry.envelope, states };
     },
     journal: async (id, records) => { disk.get(id)?.journal.push(...records); },
+    classify: classifyReplies(createClassifier(defaultRules())),
     remove: async (id) => { disk.delete(id); },
     quarantine: async (id) => { quarantined.push(id); disk.delete(id); },
     openBody: () => Readable.from([]),

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { decide, isTooManyRecipients, nextAttempt } from '../../src/queue/index.ts';
 import { localReply, parseReply } from '../../src/model/reply.ts';
+import { classifyReplies, createClassifier, defaultRules } from '../../src/bounce/index.ts';
 
 const policy = { base: 20 * 60_000, max: 6 * 3_600_000, jitter: 0.1 };
 const HOUR = 3_600_000;
@@ -37,13 +38,22 @@ t.test('a recipient over three days gets about eight attempts', async (t) => {
   t.ok(attempts >= 8 && attempts <= 20, `${attempts} attempts in 3 days`);
 });
 
-const input = { attempt: 1, now: 0, expiresAt: 72 * HOUR, random: 0.5, siblingAccepted: false };
+const input = { attempt: 1, now: 0, expiresAt: 72 * HOUR, random: 0.5, siblingAccepted: false, classify: classifyReplies(createClassifier(defaultRules())) };
 
-t.test('2xx delivers, 5xx fails, 4xx retries', async (t) => {
+t.test('2xx delivers, 5xx fails, 4xx retries, each failure classified', async (t) => {
   t.match(decide(policy, { ...input, reply: parseReply('250 ok') }), { kind: 'delivered' });
-  t.match(decide(policy, { ...input, reply: parseReply('550 5.1.1 no such user', { command: 'RCPT' }) }), { kind: 'failed', cause: 'bounce' });
-  t.match(decide(policy, { ...input, reply: parseReply('451 4.3.0 later') }), { kind: 'retry', counts: true });
-  t.match(decide(policy, { ...input, expiresAt: 1, reply: parseReply('451 4.3.0 later') }), { kind: 'failed', cause: 'expired', reply: { code: 554, enhanced: '4.4.7' } });
+  t.match(decide(policy, { ...input, reply: parseReply('550 5.1.1 no such user', { command: 'RCPT' }) }), { kind: 'failed', cause: 'bounce', bounce: { reason: 'userunknown', class: 10, type: 'hard' } });
+  t.match(decide(policy, { ...input, reply: parseReply('451 4.3.0 later') }), { kind: 'retry', counts: true, bounce: { retry: true } });
+  t.match(decide(policy, { ...input, expiresAt: 1, reply: parseReply('451 4.3.0 later') }), {
+    kind: 'failed', cause: 'expired', reply: { code: 554, enhanced: '5.4.7' }, bounce: { reason: 'expired', class: 24, retry: false },
+  });
+});
+
+t.test('the classification, not the reply code alone, decides whether to retry', async (t) => {
+  const rateLimit = { ...input, classify: () => ({ reason: 'speeding', class: 70, category: 'soft' as const, type: 'ignored' as const, retry: true, rule: 'test' }) };
+  t.match(decide(policy, { ...rateLimit, reply: parseReply('550 5.7.1 too many messages, slow down') }), { kind: 'retry', counts: true }, 'a 5xx rate limit is retried');
+  const final = { ...input, classify: () => ({ reason: 'blocked', class: 50, category: 'block' as const, type: 'ignored' as const, retry: false, rule: 'test' }) };
+  t.match(decide(policy, { ...final, reply: parseReply('451 4.7.1 go away') }), { kind: 'failed', cause: 'bounce' }, 'and a rule may make a 4xx final');
 });
 
 t.test('552 at RCPT (too many recipients) is transient, not a bounce', async (t) => {

@@ -8,6 +8,7 @@
 import { cpus } from 'node:os';
 import { Readable } from 'node:stream';
 import { pino } from 'pino';
+import { classifyReplies, createClassifier, defaultRules } from '../../../src/bounce/index.ts';
 import { systemClock } from '../../../src/lib/clock.ts';
 import type { Envelope } from '../../../src/model/envelope.ts';
 import { newQueueId, type QueueId } from '../../../src/model/ids.ts';
@@ -40,6 +41,7 @@ const queue = createQueue(
     openBody: () => Readable.from([]),
     route: async () => ({ kind: 'temporary', detail: 'bench: no DNS' }),
     deliver: async () => { throw new Error('unreachable'); },
+    classify: classifyReplies(createClassifier(defaultRules())),
   },
   { clock: systemClock, log: pino({ level: 'silent' }) },
 );

@@ -1,0 +1,86 @@
+import { readFileSync } from 'node:fs';
+import type { Classifier } from '../../src/bounce/index.ts';
+
+export interface LabelledReply { code?: number; enhanced?: string; text: string; reason: string; hardOrSoft: 'hard' | 'soft' }
+
+/** test/fixtures/bounces/sync-replies.tsv (sisimai data, BSD-2; licence beside it). */
+export function loadCorpus(): LabelledReply[] {
+  const lines = readFileSync(new URL('../fixtures/bounces/sync-replies.tsv', import.meta.url), 'utf8').split('\n').slice(1).filter(Boolean);
+  return lines.map((line) => {
+    const [, code, enhanced, text, reason, hardOrSoft] = line.split('\t') as string[];
+    return {
+      ...(code ? { code: Number(code) } : {}),
+      ...(enhanced ? { enhanced } : {}),
+      text: text ?? '',
+      reason: reason ?? '',
+      hardOrSoft: hardOrSoft === 'hard' ? 'hard' : 'soft',
+    };
+  });
+}
+
+export interface Agreement {
+  rows: number;
+  hardSoft: number;
+  /** Over rows whose label is a real opinion (not onhold/undefined). */
+  reason: number;
+  labelled: number;
+  confusion: Record<'hard' | 'soft', Record<'hard' | 'soft', number>>;
+  perReason: { reason: string; support: number; predicted: number; precision: number; recall: number }[];
+  misses: { text: string; want: string; got: string; rule: string }[];
+}
+
+const NO_OPINION = new Set(['onhold', 'undefined']);
+
+export function measureAgreement(classify: Classifier, corpus: readonly LabelledReply[]): Agreement {
+  const confusion = { hard: { hard: 0, soft: 0 }, soft: { hard: 0, soft: 0 } };
+  const tp = new Map<string, number>();
+  const support = new Map<string, number>();
+  const predicted = new Map<string, number>();
+  const misses: Agreement['misses'] = [];
+  let hardSoft = 0;
+  let reasonHits = 0;
+  let labelled = 0;
+  for (const row of corpus) {
+    const got = classify({ ...(row.code ? { code: row.code } : {}), ...(row.enhanced ? { enhanced: row.enhanced } : {}), text: row.text });
+    const gotHardness = got.type === 'hard' ? 'hard' : 'soft';
+    confusion[row.hardOrSoft][gotHardness] += 1;
+    if (gotHardness === row.hardOrSoft) hardSoft += 1;
+    if (NO_OPINION.has(row.reason)) continue;
+    labelled += 1;
+    support.set(row.reason, (support.get(row.reason) ?? 0) + 1);
+    predicted.set(got.reason, (predicted.get(got.reason) ?? 0) + 1);
+    if (got.reason === row.reason) {
+      reasonHits += 1;
+      tp.set(row.reason, (tp.get(row.reason) ?? 0) + 1);
+    } else {
+      misses.push({ text: row.text, want: row.reason, got: got.reason, rule: got.rule });
+    }
+  }
+  const reasons = [...new Set([...support.keys(), ...predicted.keys()])].sort();
+  return {
+    rows: corpus.length,
+    hardSoft: hardSoft / corpus.length,
+    reason: reasonHits / labelled,
+    labelled,
+    confusion,
+    perReason: reasons.map((reason) => ({
+      reason,
+      support: support.get(reason) ?? 0,
+      predicted: predicted.get(reason) ?? 0,
+      precision: (tp.get(reason) ?? 0) / Math.max(1, predicted.get(reason) ?? 0),
+      recall: (tp.get(reason) ?? 0) / Math.max(1, support.get(reason) ?? 0),
+    })),
+    misses,
+  };
+}
+
+export function formatAgreement(a: Agreement): string {
+  const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+  const lines = [
+    `rows ${a.rows}; hard/soft agreement ${pct(a.hardSoft)}; reason agreement ${pct(a.reason)} over ${a.labelled} rows with a label`,
+    `confusion (label → Tern): hard→hard ${a.confusion.hard.hard}, hard→soft ${a.confusion.hard.soft}, soft→hard ${a.confusion.soft.hard}, soft→soft ${a.confusion.soft.soft}`,
+    'reason            support predicted precision recall',
+    ...a.perReason.map((r) => `${r.reason.padEnd(17)} ${String(r.support).padStart(7)} ${String(r.predicted).padStart(9)} ${pct(r.precision).padStart(9)} ${pct(r.recall).padStart(6)}`),
+  ];
+  return lines.join('\n');
+}
