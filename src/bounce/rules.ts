@@ -50,7 +50,9 @@ export function parseRules(text: string): LoadedRules {
     const at = `rules[${index}]`;
     const parsed = ruleSchema.safeParse(raw);
     if (!parsed.success) {
-      for (const issue of parsed.error.issues) problems.push({ path: [at, ...issue.path.map(String)].join('.').replace(/\.(\d+)(?=\.|$)/g, '[$1]'), problem: issue.message });
+      const id = (raw as { id?: unknown } | null)?.id;
+      const named = typeof id === 'string' ? ` (rule "${id}")` : '';
+      for (const issue of parsed.error.issues) problems.push({ path: [at, ...issue.path.map(String)].join('.').replace(/\.(\d+)(?=\.|$)/g, '[$1]'), problem: `${issue.message}${named}` });
       return;
     }
     const r = parsed.data;
