@@ -47,7 +47,7 @@ export function createClassifier(rules: readonly Rule[]): Classifier {
     const origin = input.origin ?? 'remote';
     const rule = rules.find((r) => matches(r, reply, origin));
     const [reason, decidedBy] = rule ? [rule.reason, rule.id] : fallback(reply);
-    return finish(sisimaiStage(reason, reply), decidedBy, reply, rule?.retry);
+    return finish(reason, decidedBy, reply, rule?.retry);
   };
 }
 
@@ -80,11 +80,6 @@ function fallback(reply: NormalisedReply): [Reason, string] {
   const byCode = BY_CODE[reply.code];
   if (byCode) return [byCode, `code:${reply.code}`];
   return [reply.code || reply.enhanced ? 'onhold' : 'undefined', reply.code ? `code:${reply.code}` : 'none'];
-}
-
-/** A recipient refused only after DATA was known at RCPT: the refusal is a filter's, not "no such user". */
-function sisimaiStage(reason: Reason, reply: NormalisedReply): Reason {
-  return reason === 'userunknown' && reply.stage === 'data' ? 'filtered' : reason;
 }
 
 function finish(reason: Reason, rule: string, reply: NormalisedReply, retryOverride: boolean | undefined): Classification {

@@ -84,3 +84,13 @@ export function formatAgreement(a: Agreement): string {
   ];
   return lines.join('\n');
 }
+
+// `node test/support/agreement.ts [--misses]`: the report, and optionally every miss with the rule that fired.
+if (import.meta.main) {
+  const { createClassifier, defaultRules } = await import('../../src/bounce/index.ts');
+  const agreement = measureAgreement(createClassifier(defaultRules()), loadCorpus());
+  console.log(formatAgreement(agreement));
+  if (process.argv.includes('--misses')) {
+    for (const m of agreement.misses) console.log(`${m.want.padEnd(16)} got ${m.got.padEnd(16)} [${m.rule}] ${m.text.slice(0, 160)}`);
+  }
+}

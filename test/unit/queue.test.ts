@@ -25,6 +25,7 @@ function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOu
   const disk = new Map<QueueId, { envelope: Envelope; journal: JournalRecord[] }>();
   const outcomes: RecipientOutcome[] = [];
   const quarantined: QueueId[] = [];
+  const logs: Record<string, unknown>[] = [];
   const ports: QueuePorts = {
     load: async (id) => {
       const entry = disk.get(id);
@@ -50,10 +51,10 @@ function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOu
   const queue = createQueue(
     { retry: { base: 20 * MIN, max: 6 * 60 * MIN, jitter: 0 }, maxActive: 100, maxActiveRecipients: 1000, maxRecipientsPerTransaction: 100, stallAfter: 10 * MIN, ...options },
     ports,
-    { clock, log: pino({ level: 'silent' }), random: () => 0.5 },
+    { clock, log: pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as Record<string, unknown>) }), random: () => 0.5 },
   );
   const store = (e: Envelope) => disk.set(e.id, { envelope: e, journal: [] });
-  return { queue, disk, outcomes, store, quarantined };
+  return { queue, disk, outcomes, store, quarantined, logs };
 }
 
 const accepted = (job: QueueJob): AttemptOutcome => ({ kind: 'transaction', route: { mx: 'mx' }, replies: job.envelope.recipients.map(() => parseReply('250 ok')) });
@@ -174,4 +175,23 @@ t.test('an unreadable message is set aside, not retried forever', async (t) => {
   t.equal(calls, 0);
   t.same(h.queue.snapshot(), { scheduled: 0, active: 0, recipients: 0 });
   await h.queue.stop(0);
+});
+
+t.test('each failed recipient is classified; a code mismatch is resolved by the reply code and logged', async (t) => {
+  const clock = new FakeClock();
+  const h = harness(clock, async () => ({
+    kind: 'transaction', route: { mx: 'mx' },
+    replies: [parseReply('550 4.2.2 mailbox full', { command: 'RCPT' }), parseReply('452 4.2.2 over quota', { command: 'RCPT' })],
+  }));
+  h.queue.start();
+  const e = envelope(clock, ['full@x.test', 'later@x.test']);
+  h.store(e);
+  h.queue.enqueue(e);
+  await settle();
+  t.match(h.outcomes.map((o) => o.verdict), [
+    { kind: 'failed', cause: 'bounce', bounce: { reason: 'mailboxfull', class: 22, retry: false } },
+    { kind: 'retry', bounce: { reason: 'mailboxfull', retry: true } },
+  ]);
+  const failed = h.logs.find((l) => l.event === 'failed');
+  t.match(failed, { recipient: 'full@x.test', bounce: { reason: 'mailboxfull', class: 22, category: 'soft', type: 'soft' }, bounce_note: /550 and enhanced code 4\.2\.2 disagree; the reply code decides/ });
 });
