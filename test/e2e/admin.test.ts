@@ -45,6 +45,8 @@ t.test('metrics count accepted mail, attempts and the waiting queue', async (t) 
   t.equal(sample(body, 'tern_delivery_attempts_total{verdict="delivered"}'), 1);
   t.ok((sample(body, 'tern_delivery_attempts_total{verdict="retry"}') ?? 0) >= 1);
   t.equal(sample(body, 'tern_queue_recipients'), 1, 'the SERVFAIL recipient still waits');
+  t.equal(sample(body, 'tern_bounces_total{reason="userunknown",category="hard",type="hard",retry="false"}'), 1);
+  t.ok((sample(body, 'tern_bounces_total{reason="networkerror",category="soft",type="soft",retry="true"}') ?? 0) >= 1, 'the SERVFAIL deferral, classified');
   const odd = body.split('\n').filter((l) => l && !l.startsWith('#') && !/^tern_[a-z0-9_]+(\{[^}]*\})? [-0-9.e+NaInf]+$/.test(l));
   t.same(odd, [], 'every series is tern_-prefixed and well formed');
   const queue = JSON.parse((await get('/api/v1/queue')).body) as { recipients: number; scheduled: number };
