@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { appendFile, open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TernError } from '../lib/errors.ts';
+import { groupCommit } from '../lib/group-commit.ts';
 import { parseQueueId, type QueueId } from '../model/ids.ts';
 import { createDirSync } from './dir-sync.ts';
 import { encodeRecord, RECORD_HEADER, scanSegment } from './segment-format.ts';
@@ -35,7 +36,7 @@ export interface SegmentLogOptions {
 
 interface Location { readonly segment: number; readonly envelopeOffset: number; readonly envelopeLength: number; readonly bodyLength: number }
 interface Segment { readonly seq: number; live: number; sealed: boolean; size: number; writer?: FileHandle; reader?: Promise<FileHandle>; synced: boolean }
-interface Pending { readonly id: QueueId; readonly record: Buffer; readonly envelopeLength: number; readonly bodyLength: number; resolve(): void; reject(err: unknown): void }
+interface Pending { readonly id: QueueId; readonly record: Buffer; readonly envelopeLength: number; readonly bodyLength: number }
 
 const SEGMENT_NAME = /^(\d{12})\.log$/;
 
@@ -48,30 +49,16 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
   const tombstones = new Map<number, QueueId[]>();
   let active: Segment | undefined;
   let nextSeq = 1;
-  let waiting: Pending[] = [];
-  let draining = false;
   let housekeeping: Promise<void> = Promise.resolve();
   let tombstoneFlushScheduled = false;
 
   const logPath = (seq: number): string => join(root, `${String(seq).padStart(12, '0')}.log`);
   const delPath = (seq: number): string => join(root, `${String(seq).padStart(12, '0')}.del`);
 
-  function append(id: QueueId, envelopeJson: Buffer, body: Buffer): Promise<void> {
-    return new Promise((resolve, reject) => {
-      waiting.push({ id, record: encodeRecord(envelopeJson, body), envelopeLength: envelopeJson.length, bodyLength: body.length, resolve, reject });
-      if (!draining) void drain();
-    });
-  }
+  const commit = groupCommit<Pending>(writeBatch);
 
-  /** Group commit: whatever queued up while the last batch was being synced goes in the next. */
-  async function drain(): Promise<void> {
-    draining = true;
-    while (waiting.length > 0) {
-      const batch = waiting;
-      waiting = [];
-      await writeBatch(batch);
-    }
-    draining = false;
+  function append(id: QueueId, envelopeJson: Buffer, body: Buffer): Promise<void> {
+    return commit({ id, record: encodeRecord(envelopeJson, body), envelopeLength: envelopeJson.length, bodyLength: body.length });
   }
 
   async function writeBatch(batch: readonly Pending[]): Promise<void> {
@@ -93,7 +80,6 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
       }
       segment.size = at;
       segment.live += batch.length;
-      for (const p of batch) p.resolve();
     } catch (err) {
       // The batch may be partly on disk: seal the segment so nothing lands after the damage, and
       // tombstone the batch so a restart does not deliver mail the client was told to resend.
@@ -101,8 +87,7 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
         for (const p of batch) queueTombstone(segment.seq, p.id);
         seal(segment);
       }
-      const wrapped = new TernError('TERN_SPOOL_WRITE', `cannot append to the segment log: ${(err as Error).message}`, { cause: err });
-      for (const p of batch) p.reject(wrapped);
+      throw new TernError('TERN_SPOOL_WRITE', `cannot append to the segment log: ${(err as Error).message}`, { cause: err });
     }
   }
 

@@ -1,0 +1,78 @@
+import type { BounceClassification } from './bounce.ts';
+import type { Envelope } from './envelope.ts';
+import type { Route } from './outcome.ts';
+import type { SmtpReply } from './reply.ts';
+
+export type EventType = 'relayed' | 'delivered' | 'soft_bounce' | 'failed';
+export type DeliveryStatus = 'taken_into_account' | 'sent' | 'failed';
+
+/**
+ * One step of a recipient's life cycle (BRIEF §2–3), as the webhook receives it. Ids are
+ * deterministic — `<queue id>.<recipient index>.<r|f|sN>` — so an event re-sent after a crash
+ * carries the id the receiver already saw and can be dropped.
+ */
+export interface FeedbackEvent {
+  readonly id: string;
+  readonly type: EventType;
+  readonly status: DeliveryStatus;
+  readonly time: string;
+  readonly queue_id: string;
+  readonly message_id: string;
+  readonly sender: string;
+  readonly recipient: string;
+  readonly meta: Readonly<Record<string, unknown>>;
+  readonly envid?: string;
+  readonly orcpt?: string;
+  readonly attempt?: number;
+  readonly mx?: string;
+  readonly remote_ip?: string;
+  readonly source_ip?: string;
+  readonly response?: { readonly code: number; readonly enhanced?: string; readonly text: string };
+  readonly bounce?: { readonly class: number; readonly reason: string; readonly category: string; readonly type: string };
+  readonly cause?: 'bounce' | 'expired' | 'admin';
+}
+
+/** The decision about one recipient that an event reports. */
+export type RecipientFate =
+  | { readonly kind: 'delivered'; readonly reply: SmtpReply }
+  | { readonly kind: 'retry'; readonly reply: SmtpReply; readonly bounce: BounceClassification }
+  | { readonly kind: 'failed'; readonly cause: 'bounce' | 'expired' | 'admin'; readonly reply: SmtpReply; readonly bounce: BounceClassification };
+
+function base(envelope: Envelope, index: number, time: number): Omit<FeedbackEvent, 'id' | 'type' | 'status'> {
+  const recipient = envelope.recipients[index];
+  return {
+    time: new Date(time).toISOString(),
+    queue_id: envelope.id,
+    message_id: envelope.messageId,
+    sender: envelope.sender,
+    recipient: recipient?.address ?? '',
+    meta: envelope.meta,
+    ...(envelope.envid ? { envid: envelope.envid } : {}),
+    ...(recipient?.orcpt ? { orcpt: recipient.orcpt } : {}),
+  };
+}
+
+export function relayedEvents(envelope: Envelope, time: number): FeedbackEvent[] {
+  return envelope.recipients.map((_, index) => ({ id: `${envelope.id}.${index}.r`, type: 'relayed', status: 'taken_into_account', ...base(envelope, index, time) }));
+}
+
+export function fateEvent(envelope: Envelope, index: number, attempt: number, fate: RecipientFate, route: Route, time: number): FeedbackEvent {
+  const response = { code: fate.reply.code, ...(fate.reply.enhanced ? { enhanced: fate.reply.enhanced } : {}), text: fate.reply.text };
+  const where = {
+    attempt,
+    ...(route.mx ? { mx: route.mx } : {}),
+    ...(route.remoteIp ? { remote_ip: route.remoteIp } : {}),
+    ...(route.sourceIp ? { source_ip: route.sourceIp } : {}),
+    response,
+  };
+  if (fate.kind === 'delivered') return { id: `${envelope.id}.${index}.f`, type: 'delivered', status: 'sent', ...base(envelope, index, time), ...where };
+  const { reason, class: klass, category, type } = fate.bounce;
+  const bounce = { class: klass, reason, category, type };
+  if (fate.kind === 'retry') {
+    return { id: `${envelope.id}.${index}.s${attempt}`, type: 'soft_bounce', status: 'taken_into_account', ...base(envelope, index, time), ...where, bounce };
+  }
+  return { id: `${envelope.id}.${index}.f`, type: 'failed', status: 'failed', ...base(envelope, index, time), ...where, bounce, cause: fate.cause };
+}
+
+/** Final events end a recipient: exactly one per accepted recipient. */
+export const isFinal = (e: Pick<FeedbackEvent, 'type'>): boolean => e.type === 'delivered' || e.type === 'failed';
