@@ -4,6 +4,7 @@ export type TernErrorCode =
   | 'TERN_SPOOL_WRITE'
   | 'TERN_SPOOL_CORRUPT'
   | 'TERN_DNS_TIMEOUT'
+  | 'TERN_OUTBOX_WRITE'
   | 'TERN_USAGE';
 
 export class TernError extends Error {

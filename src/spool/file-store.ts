@@ -6,7 +6,7 @@ import { TernError } from '../lib/errors.ts';
 import type { Envelope } from '../model/envelope.ts';
 import { parseQueueId, type QueueId } from '../model/ids.ts';
 import type { JournalRecord } from '../model/journal.ts';
-import { createDirSync } from './dir-sync.ts';
+import { createDirSync } from '../lib/dir-sync.ts';
 import { decodeTrailer, encodeTrailer, TRAILER_LENGTH } from './format.ts';
 import { encodeJournal, parseJournal, replayJournal } from './journal.ts';
 import type { LoadedMessage } from './spool.ts';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { TernError } from '../lib/errors.ts';
 import { groupCommit } from '../lib/group-commit.ts';
 import { parseQueueId, type QueueId } from '../model/ids.ts';
-import { createDirSync } from './dir-sync.ts';
+import { createDirSync } from '../lib/dir-sync.ts';
 import { encodeRecord, RECORD_HEADER, scanSegment } from './segment-format.ts';
 
 /**
