@@ -15,7 +15,11 @@ import { TernError } from './lib/errors.ts';
 import { prefixed } from './lib/streams.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createQueue, type RecipientOutcome } from './queue/index.ts';
-import { openSpool } from './spool/index.ts';
+import { openSpool, type LoadedMessage } from './spool/index.ts';
+import { createFeedback, type FeedbackOptions, type Ledger } from './feedback/index.ts';
+import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
+import type { QueueId } from './model/ids.ts';
+import type { JournalRecord } from './model/journal.ts';
 
 export interface Daemon {
   start(): Promise<void>;
@@ -61,6 +65,20 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
   }
   const classify = classifyReplies(createClassifier(bounceRules.rules));
   const spool = openSpool(config.spool, clock, log.child({ stage: 'spool' }));
+  const feedback = createFeedback(feedbackOptions(config), {
+    clock,
+    log: log.child({ stage: 'feedback' }),
+    onEvents: (events) => {
+      for (const e of events) metrics.events.labels({ type: e.type }).inc();
+    },
+    onWebhook: (result, events) => {
+      metrics.webhookRequests.labels({ result }).inc();
+      if (result === 'ok') metrics.webhookEvents.inc(events);
+    },
+    onDrop: (count) => metrics.feedbackDropped.inc(count),
+  });
+  // What the outbox held at start: consulted once per recovered message, then dropped.
+  let ledger: Ledger | undefined;
   const resolver = createResolver(config.dns, clock);
   const delivery = createDelivery(
     {
@@ -83,7 +101,11 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       stallAfter: config.dns.timeout * config.dns.attempts * 4 + 5 * (timeouts.connect + timeouts.greeting) + timeouts.command + timeouts.data + 60_000,
     },
     {
-      load: spool.load,
+      load: async (id) => {
+        const loaded = await spool.load(id);
+        if (ledger) await reconcile(loaded, ledger, { record: feedback.record, journal: spool.journal, now: clock.now() });
+        return loaded;
+      },
       journal: spool.journal,
       remove: spool.remove,
       quarantine: spool.quarantine,
@@ -91,6 +113,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       route: resolver.route,
       deliver: delivery.deliver,
       classify,
+      report: (outcomes) => feedback.record(outcomes.flatMap((o) => eventOf(o, clock.now()))),
       observe: (o: RecipientOutcome) => {
         metrics.attempts.labels({ verdict: o.verdict.kind }).inc();
         if (o.verdict.kind !== 'delivered') {
@@ -119,7 +142,14 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
             },
           }
         : {}),
-      accept: (envelope) => {
+      accept: async (envelope) => {
+        try {
+          await feedback.record(relayedEvents(envelope, clock.now()));
+        } catch (err) {
+          // Without its relayed events the message would break the one-relayed-per-recipient promise.
+          await spool.remove(envelope.id, false).catch(() => undefined);
+          throw err;
+        }
         metrics.accepted.inc();
         metrics.acceptedRecipients.inc(envelope.recipients.length);
         queue.enqueue(envelope);
@@ -137,8 +167,12 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
         metrics.queueMessages.labels({ state: 'scheduled' }).set(q.scheduled);
         metrics.queueMessages.labels({ state: 'active' }).set(q.active);
         metrics.connections.set(delivery.snapshot().connections);
+        const f = feedback.stats();
+        metrics.feedbackPending.set(f.pending);
+        metrics.feedbackBytes.set(f.bytes);
       },
-      queue: () => ({ ...queue.snapshot(), delivery: delivery.snapshot() }),
+      queue: () => ({ ...queue.snapshot(), delivery: delivery.snapshot(), feedback: feedback.stats() }),
+      kpi: (scope, id) => feedback.kpi(scope, id),
     },
     log.child({ stage: 'admin' }),
   );
@@ -146,8 +180,12 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
   return {
     async start() {
       const ids = await spool.recover();
+      ledger = await feedback.recover();
+      feedback.start();
       queue.start();
-      const recovered = queue.recover(ids);
+      const recovered = queue.recover(ids).finally(() => {
+        ledger = undefined;
+      });
       await admin.start();
       await ingress.start();
       await recovered;
@@ -159,6 +197,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       await queue.stop(graceMs);
       delivery.abort();
       await closingIngress;
+      await feedback.stop();
       await spool.close();
       await admin.stop();
       log.info('stopped');
@@ -177,4 +216,58 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     smtpAddresses: () => ingress.addresses(),
     adminAddress: () => admin.address(),
   };
+}
+
+function feedbackOptions(config: Config): FeedbackOptions {
+  const { feedback } = config;
+  const webhook = feedback.webhook;
+  return {
+    dir: feedback.dir,
+    retentionMs: feedback.retention,
+    maxDiskBytes: feedback.max_disk,
+    ...(webhook
+      ? {
+          webhook: {
+            url: webhook.url, secret: webhook.secret, maxBatch: webhook.max_batch, maxWaitMs: webhook.max_wait,
+            timeoutMs: webhook.timeout, concurrency: webhook.concurrency, backoffBaseMs: 1_000, backoffMaxMs: webhook.backoff_max,
+          },
+        }
+      : {}),
+    ...(feedback.log ? { log: { path: feedback.log.path, maxBytes: feedback.log.max_size, keep: feedback.log.keep } } : {}),
+  };
+}
+
+/** One outcome → its event; a "too many recipients" split retried at once is not a bounce. */
+function eventOf(o: RecipientOutcome, now: number): FeedbackEvent[] {
+  if (o.verdict.kind === 'retry' && !o.verdict.counts) return [];
+  return [fateEvent(o.envelope, o.index, o.attempt, o.verdict, o.route, now)];
+}
+
+/**
+ * After a crash, make a recovered message agree with the outbox: events already made durable are
+ * not made again, and events that never were are made now.
+ * - A message never attempted whose `relayed` events are not in the outbox was cut off between
+ *   its spool commit and its events: they are recorded now, before any attempt.
+ * - A recipient whose final event is in the outbox but not in the spool journal was cut off after
+ *   its event: the journal learns it, and the recipient is not attempted again.
+ */
+async function reconcile(
+  loaded: LoadedMessage,
+  ledger: Ledger,
+  deps: { record(events: readonly FeedbackEvent[]): Promise<void>; journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>; now: number },
+): Promise<void> {
+  const { envelope, states } = loaded;
+  const finals = ledger.finals.get(envelope.id);
+  const attempted = states.some((s) => s.attempts > 0 || s.final !== undefined);
+  if (!attempted && !finals && !ledger.relayed.has(envelope.id)) await deps.record(relayedEvents(envelope, deps.now));
+  if (!finals) return;
+  const records: JournalRecord[] = [];
+  for (const [index, event] of finals) {
+    const state = states[index];
+    if (!state || state.final) continue;
+    state.final = event.type === 'delivered' ? 'delivered' : 'failed';
+    state.attempts = event.attempt ?? state.attempts;
+    records.push({ t: 'final', r: index, n: state.attempts, v: state.final, ...(event.cause ? { cause: event.cause } : {}) });
+  }
+  if (records.length > 0) await deps.journal(envelope.id, records);
 }

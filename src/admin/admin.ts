@@ -8,6 +8,8 @@ export interface AdminPorts {
   /** Refresh gauges from live state just before a scrape. */
   readonly refresh: () => void;
   readonly queue: () => unknown;
+  /** KPIs of one campaign (`meta.campaign`) or delivery (`meta.delivery`), or undefined. */
+  readonly kpi: (scope: 'campaign' | 'delivery', id: string) => unknown;
 }
 
 export interface Admin {
@@ -16,7 +18,7 @@ export interface Admin {
   address(): { host: string; port: number } | undefined;
 }
 
-/** The admin listener: /healthz, /metrics and a read-only /api/v1/queue for now. */
+/** The admin listener: /healthz, /metrics, and read-only /api/v1/queue, /api/v1/campaigns/:id, /api/v1/deliveries/:id. */
 export function createAdmin(options: { listen: string }, ports: AdminPorts, log: Logger): Admin {
   let server: Server | undefined;
   let bound: { host: string; port: number } | undefined;
@@ -28,6 +30,14 @@ export function createAdmin(options: { listen: string }, ports: AdminPorts, log:
       return { status: 200, type: ports.registry.contentType, body: await ports.registry.metrics() };
     }
     if (path === '/api/v1/queue') return { status: 200, type: 'application/json', body: `${JSON.stringify(ports.queue())}\n` };
+    const kpi = /^\/api\/v1\/(campaigns|deliveries)\/([^/]+)$/.exec(path);
+    if (kpi) {
+      const id = decodeURIComponent(kpi[2] as string);
+      const view = ports.kpi(kpi[1] === 'campaigns' ? 'campaign' : 'delivery', id);
+      return view === undefined
+        ? { status: 404, type: 'application/json', body: `${JSON.stringify({ error: `no events for ${kpi[1] === 'campaigns' ? 'campaign' : 'delivery'} "${id}"` })}\n` }
+        : { status: 200, type: 'application/json', body: `${JSON.stringify(view)}\n` };
+    }
     return { status: 404, type: 'application/json', body: '{"error":"not found"}\n' };
   };
 

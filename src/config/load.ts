@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { isAbsolute, dirname, resolve } from 'node:path';
+import { isAbsolute, dirname, join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
@@ -79,5 +79,10 @@ function resolvePaths(config: Config, baseDir: string): Config {
     smtp: { ...config.smtp, ...(config.smtp.tls ? { tls: { cert: abs(config.smtp.tls.cert), key: abs(config.smtp.tls.key) } } : {}) },
     dkim: { keys: config.dkim.keys.map((k) => ({ ...k, key_file: abs(k.key_file) })) },
     bounce: config.bounce.rules_file ? { rules_file: abs(config.bounce.rules_file) } : {},
+    feedback: {
+      ...config.feedback,
+      dir: abs(config.feedback.dir || join(config.spool.dir, 'feedback')),
+      ...(config.feedback.log ? { log: { ...config.feedback.log, path: abs(config.feedback.log.path) } } : {}),
+    },
   };
 }

@@ -129,8 +129,31 @@ const shaping = z.strictObject({
   defaults: limits.default({ max_connections: 10, max_messages_per_connection: 100 }),
 });
 
+const webhook = z.strictObject({
+  url: z.url(),
+  /** HMAC-SHA256 key for X-Tern-Signature; empty still signs, with an empty key. */
+  secret: z.string().default(''),
+  max_batch: z.number().int().min(1).max(10_000).default(500),
+  max_wait: duration.default(1_000),
+  timeout: duration.default(10_000),
+  /** Batches in flight at once; one recipient's events always share a lane, so stay in order. */
+  concurrency: z.number().int().min(1).max(64).default(4),
+  backoff_max: duration.default(600_000),
+});
+
 const feedback = z.strictObject({
-  webhook: z.strictObject({ url: z.url(), secret: z.string().default('') }).optional(),
+  /** The outbox and KPI snapshot; empty means <spool.dir>/feedback. */
+  dir: z.string().default(''),
+  webhook: webhook.optional(),
+  /** Events older than this are dropped (and counted) instead of sent. */
+  retention: duration.default(7 * 86_400_000),
+  /** Disk for waiting events; past it the oldest are dropped, loudly. */
+  max_disk: size.default(1_073_741_824),
+  log: z.strictObject({
+    path: z.string().min(1),
+    max_size: size.default(104_857_600),
+    keep: z.number().int().min(1).max(100).default(5),
+  }).optional(),
 });
 
 const bounce = z.strictObject({
@@ -151,7 +174,7 @@ export const configSchema = z.strictObject({
   delivery: delivery.default(() => delivery.parse({})),
   dkim: z.strictObject({ keys: z.array(dkimKey).default([]) }).default({ keys: [] }),
   shaping: shaping.default(() => shaping.parse({})),
-  feedback: feedback.default({}),
+  feedback: feedback.default(() => feedback.parse({})),
   bounce: bounce.default({}),
   log: log.default({ level: 'info' }),
 });

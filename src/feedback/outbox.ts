@@ -35,8 +35,8 @@ export interface OutboxStats {
 export interface Outbox {
   /** Every event on disk, in order, acknowledged or not (recovery: ledger, KPI replay). Call once, first. */
   recover(visit: (stored: StoredEvent, acked: boolean) => void): Promise<void>;
-  /** Resolves once the events are on disk (fdatasync, group-committed). */
-  append(events: readonly FeedbackEvent[]): Promise<void>;
+  /** Resolves once the events are on disk (fdatasync, group-committed), with their numbers. */
+  append(events: readonly FeedbackEvent[]): Promise<StoredEvent[]>;
   /** Up to `max` unacknowledged events not handed out before, oldest first. */
   take(max: number): Promise<StoredEvent[]>;
   /** Durably mark events as delivered to the endpoint; deletes segments that are all done. */
@@ -110,10 +110,11 @@ export function openOutbox(options: OutboxOptions): Outbox {
     for (const segment of [...segments.values()]) maybeDelete(segment);
   }
 
-  const commit = groupCommit<readonly FeedbackEvent[]>(async (batches) => {
-    const events = batches.flat();
-    if (events.length === 0) return;
-    const stored = events.map((event) => ({ n: nextN++, event }));
+  interface Appending { readonly events: readonly FeedbackEvent[]; stored: StoredEvent[] }
+
+  const commit = groupCommit<Appending>(async (batches) => {
+    const stored = batches.flatMap((b) => b.events.map((event) => ({ n: nextN++, event })));
+    if (stored.length === 0) return;
     const text = stored.map((s) => `${JSON.stringify({ n: s.n, e: s.event })}\n`).join('');
     const bytes = Buffer.byteLength(text);
     const segment = await segmentFor(bytes);
@@ -132,7 +133,13 @@ export function openOutbox(options: OutboxOptions): Outbox {
     segment.count += stored.length;
     segment.firstN = Math.min(segment.firstN, stored[0]?.n ?? Infinity);
     segment.lastN = stored.at(-1)?.n ?? segment.lastN;
-    offer(stored.map((s) => ({ ...s, segment: segment.seq })));
+    const placed = stored.map((s) => ({ ...s, segment: segment.seq }));
+    let at = 0;
+    for (const b of batches) {
+      b.stored = placed.slice(at, at + b.events.length);
+      at += b.events.length;
+    }
+    offer(placed);
     enforceDiskBound();
   });
 
@@ -274,7 +281,11 @@ export function openOutbox(options: OutboxOptions): Outbox {
 
   return {
     recover,
-    append: (events) => commit(events),
+    async append(events) {
+      const item: Appending = { events, stored: [] };
+      await commit(item);
+      return item.stored;
+    },
     take,
     ack,
     async sweep() {

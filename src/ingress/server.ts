@@ -18,8 +18,11 @@ import { MessageRewriter } from './rewrite.ts';
 export interface IngressPorts {
   begin(id: QueueId): Promise<{ stream: Writable; commit(e: Envelope): Promise<void>; abort(): Promise<void> }>;
   healthy(): Promise<boolean>;
-  /** Called once the message is durable, before the 250 is sent. */
-  accept(envelope: Envelope): void;
+  /**
+   * Called once the message is durable; the 250 waits for it (the daemon makes the `relayed`
+   * events durable here). A rejection means the message was withdrawn: the client gets a 451.
+   */
+  accept(envelope: Envelope): void | Promise<void>;
   /**
    * Optional: a pass-through stream that sees the rewritten message on its way to disk, and
    * then yields header lines to send on top of it (the daemon wires DKIM signing here).
@@ -170,7 +173,12 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       log.error({ err, queue_id: id }, 'spool commit failed');
       return smtpError(452, '4.3.1 Insufficient system storage, try again later');
     }
-    ports.accept(envelope);
+    try {
+      await ports.accept(envelope);
+    } catch (err) {
+      log.error({ err, queue_id: id }, 'message withdrawn after commit');
+      return smtpError(451, '4.3.0 Local error in processing, try again later');
+    }
     log.info({ event: 'accepted', queue_id: id, sender: envelope.sender, rcpts: rcpts.length, size: envelope.bodySize, remote_ip: session.remoteAddress }, 'message accepted');
     return `2.0.0 Ok: queued as ${id}`;
   }

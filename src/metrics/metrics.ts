@@ -1,6 +1,8 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 const VERDICTS = ['delivered', 'retry', 'failed'] as const;
+const EVENT_TYPES = ['relayed', 'delivered', 'soft_bounce', 'failed'] as const;
+const WEBHOOK_RESULTS = ['ok', 'refused', 'failed'] as const;
 
 /** Every metric Tern exports, defined in one place; labels are closed sets. */
 export function createMetrics() {
@@ -15,7 +17,18 @@ export function createMetrics() {
   const connections = new Gauge({ name: 'tern_delivery_connections', help: 'Open outbound SMTP connections', registers: [registry] });
   // Labels from closed vocabularies (33 reasons, 5 categories, 3 types): cardinality stays bounded.
   const bounces = new Counter({ name: 'tern_bounces_total', help: 'Failed delivery attempts per recipient, by bounce classification', labelNames: ['reason', 'category', 'type', 'retry'] as const, registers: [registry] });
-  return { registry, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections };
+  const events = new Counter({ name: 'tern_events_total', help: 'Feedback events made durable, by type', labelNames: ['type'] as const, registers: [registry] });
+  for (const type of EVENT_TYPES) events.labels({ type }).inc(0);
+  const webhookRequests = new Counter({ name: 'tern_webhook_requests_total', help: 'Webhook POSTs by result (ok: 2xx; refused: 4xx other than 408/429; failed: anything else)', labelNames: ['result'] as const, registers: [registry] });
+  for (const result of WEBHOOK_RESULTS) webhookRequests.labels({ result }).inc(0);
+  const webhookEvents = new Counter({ name: 'tern_webhook_events_total', help: 'Events acknowledged by the webhook', registers: [registry] });
+  const feedbackPending = new Gauge({ name: 'tern_feedback_pending_events', help: 'Events in the outbox not yet acknowledged by the webhook', registers: [registry] });
+  const feedbackBytes = new Gauge({ name: 'tern_feedback_outbox_bytes', help: 'Disk used by the feedback outbox', registers: [registry] });
+  const feedbackDropped = new Counter({ name: 'tern_feedback_dropped_total', help: 'Events dropped unsent (retention or disk bound)', registers: [registry] });
+  return {
+    registry, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
+    events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped,
+  };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -43,6 +43,11 @@ export interface QueuePorts {
   /** Qualify a failed attempt (reason, class, type); its `retry` decides what happens next. */
   classify(reply: SmtpReply): BounceClassification;
   observe?(outcome: RecipientOutcome): void;
+  /**
+   * Durably record an activation's decisions (the daemon writes feedback events) before the
+   * spool forgets them: resolves before the journal is written or the message removed.
+   */
+  report?(outcomes: readonly RecipientOutcome[]): Promise<void>;
 }
 
 export interface QueueOptions {
@@ -211,6 +216,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     // Journal records exist only if an earlier activation left a recipient pending.
     const journalled = states.some((s) => s.attempts > 0 || s.final !== undefined || s.lastReply !== undefined);
     const records: JournalRecord[] = [];
+    const outcomes: RecipientOutcome[] = [];
     for (const [index, d] of decisions) {
       const state = states[index] as RecipientState;
       state.attempts = d.attempt;
@@ -223,8 +229,11 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         records.push({ t: 'final', r: index, n: d.attempt, v: state.final, reply: d.verdict.reply, ...(d.verdict.kind === 'failed' ? { cause: d.verdict.cause } : {}) });
       }
       logAttempt(envelope, index, d);
-      ports.observe?.({ envelope, index, attempt: d.attempt, verdict: d.verdict, route: d.route });
+      const outcome = { envelope, index, attempt: d.attempt, verdict: d.verdict, route: d.route };
+      ports.observe?.(outcome);
+      outcomes.push(outcome);
     }
+    await ports.report?.(outcomes);
     const pending = states.filter((s) => !s.final);
     queuedRecipients -= entry.pending - pending.length;
     if (pending.length === 0) {

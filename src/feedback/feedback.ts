@@ -1,0 +1,142 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Clock, Timer } from '../lib/clock.ts';
+import { isFinal, type FeedbackEvent } from '../model/event.ts';
+import { openEventLog, type EventLog, type EventLogOptions } from './event-log.ts';
+import { openKpis, type KpiScope, type KpiView } from './kpis.ts';
+import { openOutbox, type OutboxStats, type StoredEvent } from './outbox.ts';
+import { createWebhookSender, type WebhookOptions, type WebhookResult, type WebhookSender } from './webhook.ts';
+
+export interface FeedbackOptions {
+  readonly dir: string;
+  readonly webhook?: WebhookOptions;
+  readonly retentionMs: number;
+  readonly maxDiskBytes: number;
+  readonly segmentBytes?: number;
+  readonly log?: EventLogOptions;
+}
+
+export interface FeedbackDeps {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly random?: () => number;
+  /** Events made durable (metrics count them here). */
+  onEvents?(events: readonly FeedbackEvent[]): void;
+  onWebhook?(result: WebhookResult, events: number, ms: number): void;
+  onDrop?(count: number, why: string): void;
+}
+
+/** What the outbox already holds for messages still in the spool: a restart must not repeat it. */
+export interface Ledger {
+  readonly relayed: ReadonlySet<string>;
+  /** queue id → recipient index → its final event. */
+  readonly finals: ReadonlyMap<string, ReadonlyMap<number, FeedbackEvent>>;
+}
+
+export interface Feedback {
+  recover(): Promise<Ledger>;
+  /** Durable once resolved; then counted in KPIs, copied to the event log, offered to the webhook. */
+  record(events: readonly FeedbackEvent[]): Promise<void>;
+  start(): void;
+  stop(): Promise<void>;
+  kpi(scope: KpiScope, id: string): KpiView | undefined;
+  stats(): OutboxStats;
+}
+
+const KPI_SAVE_MS = 5_000;
+const GROWTH_WARNINGS = [10_000, 100_000, 1_000_000, 10_000_000];
+
+/**
+ * feedback: every recipient's life cycle as events — a durable outbox, a signed batching webhook,
+ * an optional JSON-lines log, and campaign KPIs (docs/feedback.md).
+ */
+export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Feedback {
+  const { clock, log } = deps;
+  const kpis = openKpis(join(options.dir, 'kpis.json'));
+  const outbox = openOutbox({
+    dir: join(options.dir, 'outbox'),
+    segmentBytes: options.segmentBytes ?? 16 * 1_048_576,
+    maxBytes: options.maxDiskBytes,
+    retentionMs: options.retentionMs,
+    deletable: (lastN) => lastN <= kpis.savedThrough(),
+    now: () => clock.now(),
+    onDrop: (count, why) => {
+      log.error({ events: count, why }, 'feedback: events dropped without being delivered');
+      deps.onDrop?.(count, why);
+    },
+  });
+  const eventLog: EventLog | undefined = options.log ? openEventLog(options.log) : undefined;
+  const sender: WebhookSender | undefined = options.webhook
+    ? createWebhookSender(options.webhook, {
+        clock, log, ...(deps.random ? { random: deps.random } : {}),
+        take: (max) => outbox.take(max),
+        ack: (events) => outbox.ack(events),
+        ...(deps.onWebhook ? { onResult: deps.onWebhook } : {}),
+      })
+    : undefined;
+  let saveTimer: Timer | undefined;
+  let warnedAt = 0;
+
+  async function recover(): Promise<Ledger> {
+    const relayed = new Set<string>();
+    const finals = new Map<string, Map<number, FeedbackEvent>>();
+    await outbox.recover((stored: StoredEvent) => {
+      const e = stored.event;
+      kpis.apply(stored.n, e);
+      if (e.type === 'relayed') relayed.add(e.queue_id);
+      if (isFinal(e)) {
+        const index = Number(e.id.split('.')[1]);
+        const map = finals.get(e.queue_id) ?? new Map<number, FeedbackEvent>();
+        map.set(index, e);
+        finals.set(e.queue_id, map);
+      }
+    });
+    await kpis.save();
+    await outbox.sweep();
+    return { relayed, finals };
+  }
+
+  async function record(events: readonly FeedbackEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const stored = await outbox.append(events);
+    for (const s of stored) kpis.apply(s.n, s.event);
+    deps.onEvents?.(events);
+    if (eventLog) eventLog.write(events).catch((err: unknown) => log.warn({ err }, 'feedback: cannot write the event log'));
+    // Without a webhook nobody else acknowledges: the outbox still made the KPIs crash-proof.
+    if (!sender) await outbox.ack(stored);
+    else sender.wake();
+    warnIfGrowing();
+  }
+
+  function warnIfGrowing(): void {
+    const { pending, bytes } = outbox.stats();
+    const level = GROWTH_WARNINGS.filter((t) => pending >= t).at(-1) ?? 0;
+    if (level > warnedAt) log.warn({ pending, bytes, url: options.webhook?.url }, `feedback: ${pending} events waiting for the webhook`);
+    warnedAt = level;
+  }
+
+  function scheduleSave(): void {
+    saveTimer = clock.at(clock.now() + KPI_SAVE_MS, () => {
+      kpis.save().then(() => outbox.sweep()).catch((err: unknown) => log.error({ err }, 'feedback: cannot save KPIs')).finally(scheduleSave);
+    });
+  }
+
+  return {
+    recover,
+    record,
+    start() {
+      sender?.start();
+      scheduleSave();
+    },
+    async stop() {
+      saveTimer?.cancel();
+      await sender?.stop();
+      await kpis.save();
+      await outbox.sweep();
+      await outbox.close();
+      await eventLog?.close();
+    },
+    kpi: (scope, id) => kpis.view(scope, id),
+    stats: () => outbox.stats(),
+  };
+}

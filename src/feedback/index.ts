@@ -1,0 +1,8 @@
+/**
+ * feedback: each recipient's life cycle as events (relayed, delivered, soft_bounce, failed) —
+ * made durable in an outbox before the action that caused them counts as done, sent to a signed
+ * batching webhook, optionally copied to a JSON-lines log, and counted per campaign and delivery.
+ */
+export { createFeedback, type Feedback, type FeedbackOptions, type Ledger } from './feedback.ts';
+export type { KpiScope, KpiView } from './kpis.ts';
+export type { WebhookResult } from './webhook.ts';

@@ -1,0 +1,107 @@
+import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import type { FeedbackEvent } from '../model/event.ts';
+
+export interface Counts {
+  relayed: number;
+  delivered: number;
+  soft_bounces: number;
+  failed: { total: number; hard: number; soft: number; ignored: number; expired: number };
+}
+
+export interface KpiView extends Counts {
+  readonly id: string;
+  /** delivered ÷ relayed, in percent (BRIEF §2). */
+  readonly success_pct: number;
+  /** relayed recipients with no final event yet. */
+  readonly in_progress: number;
+}
+
+export type KpiScope = 'campaign' | 'delivery';
+
+export interface Kpis {
+  /** Count an event; `n` is its outbox number, so a replay after a restart counts nothing twice. */
+  apply(n: number, event: FeedbackEvent): void;
+  view(scope: KpiScope, id: string): KpiView | undefined;
+  /** Events up to this outbox number are in the saved snapshot. */
+  savedThrough(): number;
+  save(): Promise<void>;
+}
+
+interface Snapshot { through: number; campaign: Record<string, Counts>; delivery: Record<string, Counts> }
+
+const empty = (): Counts => ({ relayed: 0, delivered: 0, soft_bounces: 0, failed: { total: 0, hard: 0, soft: 0, ignored: 0, expired: 0 } });
+
+/**
+ * Per-campaign (`meta.campaign`) and per-delivery (`meta.delivery`) counters. Saved atomically to
+ * `path` with the outbox number they cover; on start the outbox replays the events after it.
+ */
+export function openKpis(path: string): Kpis {
+  const snapshot = load(path);
+  const tables: Record<KpiScope, Map<string, Counts>> = {
+    campaign: new Map(Object.entries(snapshot.campaign)),
+    delivery: new Map(Object.entries(snapshot.delivery)),
+  };
+  let through = snapshot.through;
+  let saved = snapshot.through;
+  let saving: Promise<void> | undefined;
+
+  function count(scope: KpiScope, id: unknown, event: FeedbackEvent): void {
+    if (typeof id !== 'string' && typeof id !== 'number') return;
+    const key = String(id);
+    const c = tables[scope].get(key) ?? empty();
+    tables[scope].set(key, c);
+    if (event.type === 'relayed') c.relayed += 1;
+    else if (event.type === 'delivered') c.delivered += 1;
+    else if (event.type === 'soft_bounce') c.soft_bounces += 1;
+    else {
+      c.failed.total += 1;
+      const type = event.bounce?.type;
+      if (type === 'hard' || type === 'soft' || type === 'ignored') c.failed[type] += 1;
+      if (event.cause === 'expired') c.failed.expired += 1;
+    }
+  }
+
+  async function save(): Promise<void> {
+    if (saving) await saving;
+    if (through === saved) return;
+    const data: Snapshot = { through, campaign: Object.fromEntries(tables.campaign), delivery: Object.fromEntries(tables.delivery) };
+    const tmp = `${path}.tmp`;
+    saving = writeFile(tmp, JSON.stringify(data)).then(() => rename(tmp, path)).then(() => { saved = data.through; });
+    try {
+      await saving;
+    } finally {
+      saving = undefined;
+    }
+  }
+
+  return {
+    apply(n, event) {
+      if (n <= through) return;
+      through = n;
+      count('campaign', event.meta.campaign, event);
+      count('delivery', event.meta.delivery, event);
+    },
+    view(scope, id) {
+      const c = tables[scope].get(id);
+      if (!c) return undefined;
+      const final = c.delivered + c.failed.total;
+      return {
+        id, ...structuredClone(c),
+        success_pct: c.relayed === 0 ? 0 : Math.round((c.delivered / c.relayed) * 10_000) / 100,
+        in_progress: Math.max(0, c.relayed - final),
+      };
+    },
+    savedThrough: () => saved,
+    save,
+  };
+}
+
+function load(path: string): Snapshot {
+  try {
+    const data = JSON.parse(readFileSync(path, 'utf8')) as Snapshot;
+    return { through: data.through ?? 0, campaign: data.campaign ?? {}, delivery: data.delivery ?? {} };
+  } catch {
+    return { through: 0, campaign: {}, delivery: {} };
+  }
+}
