@@ -103,7 +103,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     {
       load: async (id) => {
         const loaded = await spool.load(id);
-        if (ledger) await reconcile(loaded, ledger, { record: feedback.record, journal: spool.journal, now: clock.now() });
+        if (ledger) await reconcile(loaded, ledger, { record: feedback.record, journal: spool.journal, now: clock.now(), log });
         return loaded;
       },
       journal: spool.journal,
@@ -254,12 +254,19 @@ function eventOf(o: RecipientOutcome, now: number): FeedbackEvent[] {
 async function reconcile(
   loaded: LoadedMessage,
   ledger: Ledger,
-  deps: { record(events: readonly FeedbackEvent[]): Promise<void>; journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>; now: number },
+  deps: { record(events: readonly FeedbackEvent[]): Promise<void>; journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>; now: number; log: Logger },
 ): Promise<void> {
   const { envelope, states } = loaded;
   const finals = ledger.finals.get(envelope.id);
   const attempted = states.some((s) => s.attempts > 0 || s.final !== undefined);
-  if (!attempted && !finals && !ledger.relayed.has(envelope.id)) await deps.record(relayedEvents(envelope, deps.now));
+  if (!attempted && !finals && !ledger.relayed.has(envelope.id)) {
+    deps.log.info({ queue_id: envelope.id }, 'recovery: relayed events were not recorded before the crash; recording them now');
+    ledger.relayed.add(envelope.id); // before the await: a concurrent load of the same message must not record them too
+    await deps.record(relayedEvents(envelope, deps.now)).catch((err: unknown) => {
+      ledger.relayed.delete(envelope.id);
+      throw err;
+    });
+  }
   if (!finals) return;
   const records: JournalRecord[] = [];
   for (const [index, event] of finals) {
@@ -269,5 +276,7 @@ async function reconcile(
     state.attempts = event.attempt ?? state.attempts;
     records.push({ t: 'final', r: index, n: state.attempts, v: state.final, ...(event.cause ? { cause: event.cause } : {}) });
   }
-  if (records.length > 0) await deps.journal(envelope.id, records);
+  if (records.length === 0) return;
+  deps.log.info({ queue_id: envelope.id, recipients: records.length }, 'recovery: final events were recorded before the crash; not attempting those recipients again');
+  await deps.journal(envelope.id, records);
 }

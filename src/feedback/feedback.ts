@@ -26,9 +26,12 @@ export interface FeedbackDeps {
   onDrop?(count: number, why: string): void;
 }
 
-/** What the outbox already holds for messages still in the spool: a restart must not repeat it. */
+/**
+ * What the outbox already holds for messages still in the spool: a restart must not repeat it.
+ * Mutable: recovery adds what it records, so a message loaded twice is reconciled once.
+ */
 export interface Ledger {
-  readonly relayed: ReadonlySet<string>;
+  readonly relayed: Set<string>;
   /** queue id → recipient index → its final event. */
   readonly finals: ReadonlyMap<string, ReadonlyMap<number, FeedbackEvent>>;
 }
