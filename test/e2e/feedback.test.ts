@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
 import type { FeedbackEvent } from '../../src/model/event.ts';
 import { startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
@@ -18,13 +20,15 @@ t.teardown(async () => {
   for (const d of dirs) d.remove();
 });
 
-async function ternWithWebhook(url: string, extra: Record<string, unknown> = {}): Promise<RunningTern> {
+async function ternWithWebhook(url: string, eventLog?: string): Promise<RunningTern> {
   const spool = tempDir();
   dirs.push(spool);
   return startTern(testConfig({
     dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path,
-    feedback: { webhook: { url, secret: SECRET, max_batch: 20, max_wait: '50ms', timeout: '1s', backoff_max: '300ms' } },
-    ...extra,
+    feedback: {
+      webhook: { url, secret: SECRET, max_batch: 20, max_wait: '50ms', timeout: '1s', backoff_max: '300ms' },
+      ...(eventLog ? { log: { path: eventLog } } : {}),
+    },
   }));
 }
 
@@ -47,7 +51,10 @@ const types = (events: readonly FeedbackEvent[], recipient: string): string[] =>
 
 t.test('a campaign produces the life-cycle events of the brief, signed, and KPIs that match them', async (t) => {
   const receiver = new WebhookReceiver(SECRET);
-  const tern = await ternWithWebhook(await receiver.start());
+  const logDir = tempDir();
+  dirs.push(logDir);
+  const eventLog = join(logDir.path, 'events.jsonl');
+  const tern = await ternWithWebhook(await receiver.start(), eventLog);
   t.teardown(async () => {
     await tern.stop();
     await receiver.stop();
@@ -83,6 +90,8 @@ t.test('a campaign produces the life-cycle events of the brief, signed, and KPIs
   t.equal(campaign.body.soft_bounces, events.filter((e) => e.type === 'soft_bounce').length, 'soft bounces as the webhook saw them');
   t.match((await get(tern.adminPort, '/api/v1/deliveries/d1')).body, { relayed: 3, delivered: 2, failed: { total: 1 }, success_pct: 66.67 });
   t.equal((await get(tern.adminPort, '/api/v1/campaigns/nope')).status, 404);
+  const logged = readFileSync(eventLog, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as FeedbackEvent).id);
+  t.same(logged.sort(), events.map((e) => e.id).sort(), 'feedback.log holds the same events, one JSON line each');
 });
 
 t.test('with the endpoint down, events wait on disk and all arrive once it is back', async (t) => {
