@@ -64,6 +64,7 @@ export function createWebhookSender(options: WebhookOptions, deps: WebhookDeps):
   let filling = false;
   let refill = false;
   const inflight = new Set<AbortController>();
+  const sending = new Set<Promise<void>>();
 
   const queued = (): number => lanes.reduce((n, l) => n + l.queue.length + (l.batch?.events.length ?? 0), 0);
 
@@ -112,7 +113,8 @@ export function createWebhookSender(options: WebhookOptions, deps: WebhookDeps):
       lane.since = clock.now();
       lane.batch = { events, id: randomUUID(), body: JSON.stringify(events.map((e) => e.event)) };
     }
-    void send(lane);
+    const sent = send(lane).finally(() => sending.delete(sent));
+    sending.add(sent);
   }
 
   async function send(lane: Lane): Promise<void> {
@@ -199,6 +201,8 @@ export function createWebhookSender(options: WebhookOptions, deps: WebhookDeps):
         lane.timer = undefined;
       }
       for (const controller of inflight) controller.abort(new Error('stopping'));
+      // An acknowledgement being written finishes, so a 2xx already received is not lost.
+      await Promise.allSettled([...sending]);
     },
   };
 }

@@ -107,8 +107,14 @@ t.test('with the endpoint down, events wait on disk and all arrive once it is ba
     t.match(await sendMail(tern.smtpPort, 'news@campaign.test', rcpts.slice(i, i + 10), message({ headers: ['X-Tern-Meta: {"campaign":"down"}'] })), /^250 /);
   }
   await until(() => rcpts.every((r) => tern.outcomes(r).some((l) => l.event === 'delivered')), 10_000, 'all delivered while the webhook is down');
-  const waiting = await get(tern.adminPort, '/api/v1/queue');
+  // The log line comes just before the event is made durable: wait for the outbox to have them all.
+  const waiting = await until(async () => {
+    const q = await get(tern.adminPort, '/api/v1/queue');
+    return q.body.feedback.pending === 60 && q;
+  }, 5_000, 'relayed + delivered for 30 recipients in the outbox');
   t.equal(waiting.body.feedback.pending, 60, 'relayed + delivered for 30 recipients wait in the outbox');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal((await get(tern.adminPort, '/api/v1/queue')).body.feedback.pending, 60, 'and stay there');
   await receiver.start(port);
   await until(() => receiver.acknowledged.length >= 60, 10_000, 'the backlog once the endpoint is up');
   t.equal(new Set(receiver.acknowledged.map((e) => e.id)).size, 60);
