@@ -16,6 +16,7 @@
  * DKIM-Signature and verify a few of them cryptographically (mailauth, key from the generated pair).
  *
  * Environment: BENCH_MESSAGES (5000), BENCH_LATENCY_MESSAGES (2000), BENCH_WARMUP (200),
+ * BENCH_WEBHOOK (1: Tern sends feedback events to an in-process HTTP receiver; the summary reports them),
  * BENCH_TERN_NODE_ARGS (extra node flags for Tern, e.g. --cpu-prof), BENCH_STALL_S (60: give up waiting once the sink has counted nothing new for this long),
  * BENCH_MTAS ("tern,postfix"), BENCH_TERN_LOG (warn), BENCH_REUSE_CONNECTIONS=1 (smtp-source -d: one
  * connection per injecting session instead of one per message), BENCH_DKIM (1; 0 skips the DKIM
@@ -55,6 +56,8 @@ const TERN_NODE_ARGS = (process.env.BENCH_TERN_NODE_ARGS ?? '').split(' ').filte
 const REUSE = process.env.BENCH_REUSE_CONNECTIONS === '1';
 /** The DKIM run: Tern signing vs Postfix + OpenDKIM, after the plain run. */
 const DKIM = process.env.BENCH_DKIM !== '0';
+/** BENCH_WEBHOOK=1: Tern sends its feedback events to an HTTP receiver in this process (200 to all). */
+const WEBHOOK = process.env.BENCH_WEBHOOK === '1';
 /** Postfix + OpenDKIM manages a few hundred msg/s at best, so the DKIM run injects fewer messages. */
 const DKIM_MESSAGES = intEnv('BENCH_DKIM_MESSAGES', 3000);
 /**
@@ -514,7 +517,9 @@ async function measure(name: string, port: number, sink: Sink, messages: number,
 interface Tern {
   readonly port: number;
   readonly adminPort: number;
-  queue(): Promise<{ scheduled: number; active: number; recipients: number }>;
+  queue(): Promise<{ scheduled: number; active: number; recipients: number; feedback?: { pending: number } }>;
+  /** With BENCH_WEBHOOK=1: when each acknowledged event arrived (performance.now()). */
+  readonly webhookArrivals: number[];
   /** Warning-or-worse log lines seen so far (first 20) and their count. */
   complaints(): { count: number; first: string[] };
   stop(): Promise<void>;
@@ -532,6 +537,8 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
   const adminPort = await freePort();
   const spool = join(work, `${name}-spool`);
   const configPath = join(work, `${name}.yaml`);
+  const webhookArrivals: number[] = [];
+  const webhookUrl = WEBHOOK ? await startWebhookReceiver(webhookArrivals) : undefined;
   writeFileSync(
     configPath,
     [
@@ -545,6 +552,7 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
       ...(options.dkimKeyFile === undefined
         ? []
         : [`dkim: { keys: [{ domain: ${DKIM_DOMAIN}, selector: ${DKIM_SELECTOR}, key_file: ${JSON.stringify(options.dkimKeyFile)}, algorithm: rsa-sha256 }] }`]),
+      ...(webhookUrl ? [`feedback: { webhook: { url: "${webhookUrl}", secret: bench } }`] : []),
       `log: { level: ${TERN_LOG} }`,
       '',
     ].join('\n'),
@@ -614,7 +622,40 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
         });
       }).on('error', reject);
     });
-  return { port, adminPort, queue, complaints: () => ({ count: complaintCount, first: [...complaints] }), stop };
+  return { port, adminPort, queue, webhookArrivals, complaints: () => ({ count: complaintCount, first: [...complaints] }), stop };
+}
+
+/** An HTTP endpoint on loopback that acknowledges every batch and notes when each event came. */
+async function startWebhookReceiver(arrivals: number[]): Promise<string> {
+  const { createServer } = await import('node:http');
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const now = performance.now();
+      const count = (JSON.parse(Buffer.concat(chunks).toString()) as unknown[]).length;
+      for (let i = 0; i < count; i++) arrivals.push(now);
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onCleanup('webhook receiver', () => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}/events`;
+}
+
+/** Events acknowledged in the busiest second, and how long after the last delivery the outbox drained. */
+async function webhookNote(tern: Tern, lastDeliveryAt: number): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const q = await tern.queue();
+    if ((q.feedback?.pending ?? 0) === 0) break;
+    await sleep(100);
+  }
+  const arrivals = tern.webhookArrivals;
+  const perSecond = new Map<number, number>();
+  for (const at of arrivals) perSecond.set(Math.floor(at / 1000), (perSecond.get(Math.floor(at / 1000)) ?? 0) + 1);
+  const peak = Math.max(0, ...perSecond.values());
+  const lag = arrivals.length > 0 ? Math.max(0, (arrivals.at(-1) as number) - lastDeliveryAt) : 0;
+  return `webhook: ${arrivals.length} events acknowledged; busiest second ${peak} events/s; outbox drained ${Math.round(lag)} ms after the measurement ended`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1031,9 +1072,11 @@ async function runTern(label: string, sink: Sink, work: string, messages: number
     return `tern queue not empty: ${JSON.stringify(await tern.queue())}`;
   };
   const measured = await measure(label, tern.port, sink, messages, drained);
+  const measuredAt = performance.now();
+  const webhook = WEBHOOK ? [await webhookNote(tern, measuredAt)] : [];
   const q = await tern.queue().catch((err: unknown) => ({ error: (err as Error).message }));
   const { count, first } = tern.complaints();
-  const notes = [`queue at end: ${JSON.stringify(q)}`, ...(count > 0 ? [`${count} warning/error log lines, first: ${first.slice(0, 5).join(' || ')}`] : [])];
+  const notes = [`queue at end: ${JSON.stringify(q)}`, ...webhook, ...(count > 0 ? [`${count} warning/error log lines, first: ${first.slice(0, 5).join(' || ')}`] : [])];
   await tern.stop();
   return { measured, notes };
 }
