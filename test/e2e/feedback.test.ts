@@ -94,6 +94,25 @@ t.test('a campaign produces the life-cycle events of the brief, signed, and KPIs
   t.same(logged.sort(), events.map((e) => e.id).sort(), 'feedback.log holds the same events, one JSON line each');
 });
 
+t.test('events carry the DSN ENVID and ORCPT the client gave', async (t) => {
+  const receiver = new WebhookReceiver(SECRET);
+  const tern = await ternWithWebhook(await receiver.start());
+  t.teardown(async () => {
+    await tern.stop();
+    await receiver.stop();
+  });
+  const { RawSmtp } = await import('../support/smtp-client.ts');
+  const { client } = await RawSmtp.open(tern.smtpPort);
+  await client.command('EHLO client.test');
+  t.match(await client.command('MAIL FROM:<news@campaign.test> ENVID=env-77'), /^250 /);
+  t.match(await client.command('RCPT TO:<dsn@a.test> NOTIFY=FAILURE ORCPT=rfc822;dsn@a.test'), /^250 /);
+  await client.command('DATA');
+  t.match(await client.data(`${message({ to: 'dsn@a.test' })}.\r\n`), /^250 /);
+  client.close();
+  await until(() => receiver.acknowledged.length >= 2, 5_000);
+  t.match(receiver.acknowledged, [{ type: 'relayed', envid: 'env-77', orcpt: 'rfc822;dsn@a.test' }, { type: 'delivered', envid: 'env-77', orcpt: 'rfc822;dsn@a.test' }]);
+});
+
 t.test('with the endpoint down, events wait on disk and all arrive once it is back', async (t) => {
   const receiver = new WebhookReceiver(SECRET);
   const port = await freePort();
