@@ -8,6 +8,10 @@ const WEBHOOK_RESULTS = ['ok', 'refused', 'failed'] as const;
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tern_process_' });
+  // prom-client names these gauges *_total, which promtool rejects (a _total suffix means a counter).
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(`tern_process_${name}`);
+  }
   const accepted = new Counter({ name: 'tern_messages_accepted_total', help: 'Messages accepted from upstream and spooled', registers: [registry] });
   const acceptedRecipients = new Counter({ name: 'tern_recipients_accepted_total', help: 'Recipients accepted from upstream', registers: [registry] });
   const attempts = new Counter({ name: 'tern_delivery_attempts_total', help: 'Per-recipient delivery attempts by verdict', labelNames: ['verdict'] as const, registers: [registry] });

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
@@ -55,4 +56,16 @@ t.test('metrics count accepted mail, attempts and the waiting queue', async (t) 
   t.same(odd, [], 'every series is tern_-prefixed and well formed');
   const queue = JSON.parse((await get('/api/v1/queue')).body) as { recipients: number; scheduled: number };
   t.equal(queue.recipients, 1);
+});
+
+// .ci/run installs Debian's prometheus package for promtool, so CI always runs this check.
+const hasPromtool = spawnSync('promtool', ['--version']).error === undefined;
+
+t.test('/metrics is clean under promtool check metrics', { skip: hasPromtool ? false : 'promtool is not installed (apt-get install prometheus)' }, async (t) => {
+  const { body } = await get('/metrics');
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
+  t.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
+  t.equal(`${check.stdout}${check.stderr}`.trim(), '', 'no lint findings');
+  t.match(body, /^tern_events_total\{type="relayed"\} /m, 'the BRIEF metrics are present');
+  t.match(body, /^tern_queue_recipients /m);
 });
