@@ -220,19 +220,15 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
 
 function feedbackOptions(config: Config): FeedbackOptions {
   const { feedback } = config;
-  const webhook = feedback.webhook;
+  const endpoints = [...(feedback.webhook ? [feedback.webhook] : []), ...feedback.webhooks];
   return {
     dir: feedback.dir,
     retentionMs: feedback.retention,
     maxDiskBytes: feedback.max_disk,
-    ...(webhook
-      ? {
-          webhook: {
-            url: webhook.url, secret: webhook.secret, maxBatch: webhook.max_batch, maxWaitMs: webhook.max_wait,
-            timeoutMs: webhook.timeout, concurrency: webhook.concurrency, backoffBaseMs: 1_000, backoffMaxMs: webhook.backoff_max,
-          },
-        }
-      : {}),
+    webhooks: endpoints.map((w) => ({
+      url: w.url, secret: w.secret, maxBatch: w.max_batch, maxWaitMs: w.max_wait,
+      timeoutMs: w.timeout, concurrency: w.concurrency, backoffBaseMs: 1_000, backoffMaxMs: w.backoff_max,
+    })),
     ...(feedback.log ? { log: { path: feedback.log.path, maxBytes: feedback.log.max_size, keep: feedback.log.keep } } : {}),
   };
 }

@@ -145,6 +145,8 @@ const feedback = z.strictObject({
   /** The outbox and KPI snapshot; empty means <spool.dir>/feedback. */
   dir: z.string().default(''),
   webhook: webhook.optional(),
+  /** More endpoints; each receives every event and acknowledges on its own. */
+  webhooks: z.array(webhook).default([]),
   /** Events older than this are dropped (and counted) instead of sent. */
   retention: duration.default(7 * 86_400_000),
   /** Disk for waiting events; past it the oldest are dropped, loudly. */
@@ -154,6 +156,13 @@ const feedback = z.strictObject({
     max_size: size.default(104_857_600),
     keep: z.number().int().min(1).max(100).default(5),
   }).optional(),
+}).superRefine((f, ctx) => {
+  // Each endpoint's outbox is named after its URL: two endpoints with one URL would share it.
+  const seen = new Set(f.webhook ? [f.webhook.url] : []);
+  f.webhooks.forEach((w, i) => {
+    if (seen.has(w.url)) ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'url'], message: `"${w.url}" is already an endpoint` });
+    seen.add(w.url);
+  });
 });
 
 const bounce = z.strictObject({

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../lib/clock.ts';
@@ -5,11 +6,12 @@ import { isFinal, type FeedbackEvent } from '../model/event.ts';
 import { openEventLog, type EventLog, type EventLogOptions } from './event-log.ts';
 import { openKpis, type KpiScope, type KpiView } from './kpis.ts';
 import { openOutbox, type OutboxStats, type StoredEvent } from './outbox.ts';
-import { createWebhookSender, type WebhookOptions, type WebhookResult, type WebhookSender } from './webhook.ts';
+import { createWebhookSender, type WebhookOptions, type WebhookResult } from './webhook.ts';
 
 export interface FeedbackOptions {
   readonly dir: string;
-  readonly webhook?: WebhookOptions;
+  /** Endpoints; each gets every event, acknowledged separately, so a slow one never holds up another. */
+  readonly webhooks: readonly WebhookOptions[];
   readonly retentionMs: number;
   readonly maxDiskBytes: number;
   readonly segmentBytes?: number;
@@ -56,27 +58,33 @@ const GROWTH_WARNINGS = [10_000, 100_000, 1_000_000, 10_000_000];
 export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Feedback {
   const { clock, log } = deps;
   const kpis = openKpis(join(options.dir, 'kpis.json'));
-  const outbox = openOutbox({
-    dir: join(options.dir, 'outbox'),
+  const outboxFor = (dir: string, deletable?: (lastN: number) => boolean) => openOutbox({
+    dir,
     segmentBytes: options.segmentBytes ?? 16 * 1_048_576,
     maxBytes: options.maxDiskBytes,
     retentionMs: options.retentionMs,
-    deletable: (lastN) => lastN <= kpis.savedThrough(),
+    ...(deletable ? { deletable } : {}),
     now: () => clock.now(),
     onDrop: (count, why) => {
-      log.error({ events: count, why }, 'feedback: events dropped without being delivered');
+      log.error({ events: count, why, dir }, 'feedback: events dropped without being delivered');
       deps.onDrop?.(count, why);
     },
   });
+  // The primary outbox numbers the events the KPIs and crash recovery rely on; it also serves the
+  // first endpoint. Every further endpoint has its own outbox, named after its URL.
+  const outbox = outboxFor(join(options.dir, 'outbox'), (lastN) => lastN <= kpis.savedThrough());
+  const endpoints = options.webhooks.map((webhook, i) => {
+    const own = i === 0 ? outbox : outboxFor(join(options.dir, `outbox-${createHash('sha256').update(webhook.url).digest('hex').slice(0, 12)}`));
+    const sender = createWebhookSender(webhook, {
+      clock, log: log.child({ url: webhook.url }), ...(deps.random ? { random: deps.random } : {}),
+      take: (max) => own.take(max),
+      ack: (events) => own.ack(events),
+      ...(deps.onWebhook ? { onResult: deps.onWebhook } : {}),
+    });
+    return { outbox: own, sender };
+  });
+  const extras = endpoints.slice(1);
   const eventLog: EventLog | undefined = options.log ? openEventLog(options.log) : undefined;
-  const sender: WebhookSender | undefined = options.webhook
-    ? createWebhookSender(options.webhook, {
-        clock, log, ...(deps.random ? { random: deps.random } : {}),
-        take: (max) => outbox.take(max),
-        ack: (events) => outbox.ack(events),
-        ...(deps.onWebhook ? { onResult: deps.onWebhook } : {}),
-      })
-    : undefined;
   let saveTimer: Timer | undefined;
   let warnedAt = 0;
 
@@ -94,6 +102,7 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
         finals.set(e.queue_id, map);
       }
     });
+    for (const extra of extras) await extra.outbox.recover(() => undefined);
     await kpis.save();
     await outbox.sweep();
     return { relayed, finals };
@@ -101,21 +110,27 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
 
   async function record(events: readonly FeedbackEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const stored = await outbox.append(events);
+    const [stored] = await Promise.all([outbox.append(events), ...extras.map((e) => e.outbox.append(events))]);
     for (const s of stored) kpis.apply(s.n, s.event);
     deps.onEvents?.(events);
     if (eventLog) eventLog.write(events).catch((err: unknown) => log.warn({ err }, 'feedback: cannot write the event log'));
     // Without a webhook nobody else acknowledges: the outbox still made the KPIs crash-proof.
-    if (!sender) await outbox.ack(stored);
-    else sender.wake();
+    if (endpoints.length === 0) await outbox.ack(stored);
+    for (const e of endpoints) e.sender.wake();
     warnIfGrowing();
   }
 
   function warnIfGrowing(): void {
-    const { pending, bytes } = outbox.stats();
+    const { pending, bytes } = stats();
     const level = GROWTH_WARNINGS.filter((t) => pending >= t).at(-1) ?? 0;
-    if (level > warnedAt) log.warn({ pending, bytes, url: options.webhook?.url }, `feedback: ${pending} events waiting for the webhook`);
+    if (level > warnedAt) log.warn({ pending, bytes, urls: options.webhooks.map((w) => w.url) }, `feedback: ${pending} events waiting for the webhook`);
     warnedAt = level;
+  }
+
+  /** Totals over every endpoint's outbox: a backlog anywhere is a backlog. */
+  function stats(): OutboxStats {
+    const all = [outbox, ...extras.map((e) => e.outbox)].map((o) => o.stats());
+    return { pending: sum(all, 'pending'), bytes: sum(all, 'bytes'), segments: sum(all, 'segments') };
   }
 
   function scheduleSave(): void {
@@ -128,18 +143,21 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
     recover,
     record,
     start() {
-      sender?.start();
+      for (const e of endpoints) e.sender.start();
       scheduleSave();
     },
     async stop() {
       saveTimer?.cancel();
-      await sender?.stop();
+      await Promise.all(endpoints.map((e) => e.sender.stop()));
       await kpis.save();
       await outbox.sweep();
       await outbox.close();
+      for (const e of extras) await e.outbox.close();
       await eventLog?.close();
     },
     kpi: (scope, id) => kpis.view(scope, id),
-    stats: () => outbox.stats(),
+    stats,
   };
 }
+
+const sum = (list: readonly OutboxStats[], key: keyof OutboxStats): number => list.reduce((n, s) => n + s[key], 0);

@@ -144,6 +144,35 @@ t.test('with the endpoint down, events wait on disk and all arrive once it is ba
   t.match(metrics, /tern_webhook_requests_total\{result="failed"\} [1-9]/, 'the failed attempts are counted');
 });
 
+t.test('several endpoints each get every event; one that is down holds up nothing', async (t) => {
+  const up = new WebhookReceiver(SECRET);
+  const later = new WebhookReceiver('other-secret');
+  const laterPort = await freePort();
+  const spool = tempDir();
+  dirs.push(spool);
+  const tern = await startTern(testConfig({
+    dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path,
+    feedback: {
+      webhook: { url: await up.start(), secret: SECRET, max_wait: '50ms' },
+      webhooks: [{ url: `http://127.0.0.1:${laterPort}/events`, secret: 'other-secret', max_wait: '50ms', backoff_max: '200ms' }],
+    },
+  }));
+  t.teardown(async () => {
+    await tern.stop();
+    await up.stop();
+    await later.stop();
+  });
+  const rcpts = Array.from({ length: 8 }, (_, i) => `multi${i}@a.test`);
+  t.match(await sendMail(tern.smtpPort, 'news@campaign.test', rcpts, message()), /^250 /);
+  await until(() => up.acknowledged.length >= 16, 10_000, 'the live endpoint has every event');
+  t.equal((await get(tern.adminPort, '/api/v1/queue')).body.feedback.pending, 16, 'the other endpoint\'s copy waits');
+  await later.start(laterPort);
+  await until(() => later.acknowledged.length >= 16, 10_000, 'the second endpoint catches up');
+  t.same(later.acknowledged.map((e) => e.id).sort(), up.acknowledged.map((e) => e.id).sort(), 'the same events');
+  t.ok(later.batches.every((b) => b.signatureValid), 'signed with its own secret');
+  t.equal((await get(tern.adminPort, '/api/v1/campaigns/nope')).status, 404);
+});
+
 t.test('an endpoint answering 500, then slowly, still gets every event once acknowledged', async (t) => {
   const receiver = new WebhookReceiver(SECRET);
   receiver.answer = (n) => (n <= 3 ? { status: 500 } : { status: 200, delayMs: 300 });

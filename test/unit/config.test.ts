@@ -120,3 +120,8 @@ t.test('spool size keys are bounded', async (t) => {
   const loaded = parseConfigText('spool:\n  inline_max: 100MiB\n  segment_size: 4KiB\n', 'x.yaml');
   t.same(loaded.ok ? [] : loaded.problems.map((p) => p.path), ['spool.inline_max', 'spool.segment_size']);
 });
+
+t.test('two webhook endpoints with one URL are refused', async (t) => {
+  const loaded = parseConfigText('feedback:\n  webhook: { url: "http://127.0.0.1:9900/e" }\n  webhooks:\n    - { url: "http://127.0.0.1:9901/e" }\n    - { url: "http://127.0.0.1:9900/e" }\n', 'x.yaml');
+  t.same(loaded.ok ? [] : loaded.problems.map((p) => p.path), ['feedback.webhooks[1].url']);
+});

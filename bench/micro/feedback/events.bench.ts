@@ -34,7 +34,7 @@ const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
 
 const dir = tempDir('tern-feedback-bench-');
 const feedback = createFeedback(
-  { dir: dir.path, retentionMs: 86_400_000, maxDiskBytes: 1 << 30, webhook: { url, secret: 's', maxBatch: 500, maxWaitMs: 50, timeoutMs: 10_000, concurrency: 4, backoffBaseMs: 1_000, backoffMaxMs: 60_000 } },
+  { dir: dir.path, retentionMs: 86_400_000, maxDiskBytes: 1 << 30, webhooks: [{ url, secret: 's', maxBatch: 500, maxWaitMs: 50, timeoutMs: 10_000, concurrency: 4, backoffBaseMs: 1_000, backoffMaxMs: 60_000 }] },
   { clock: systemClock, log: pino({ level: 'warn' }) },
 );
 await feedback.recover();
