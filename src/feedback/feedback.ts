@@ -76,7 +76,7 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
   const endpoints = options.webhooks.map((webhook, i) => {
     const own = i === 0 ? outbox : outboxFor(join(options.dir, `outbox-${createHash('sha256').update(webhook.url).digest('hex').slice(0, 12)}`));
     const sender = createWebhookSender(webhook, {
-      clock, log: log.child({ url: webhook.url }), ...(deps.random ? { random: deps.random } : {}),
+      clock, log, ...(deps.random ? { random: deps.random } : {}),
       take: (max) => own.take(max),
       ack: (events) => own.ack(events),
       ...(deps.onWebhook ? { onResult: deps.onWebhook } : {}),

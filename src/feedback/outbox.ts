@@ -1,9 +1,8 @@
-import { mkdirSync } from 'node:fs';
-import { appendFile, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createDirSync } from '../lib/dir-sync.ts';
 import { TernError } from '../lib/errors.ts';
 import { groupCommit } from '../lib/group-commit.ts';
+import { openSegmentFiles } from '../lib/segment-files.ts';
 import type { FeedbackEvent } from '../model/event.ts';
 
 /** An event as the outbox keeps it: `n` orders every event ever appended. */
@@ -55,13 +54,13 @@ interface Segment {
   bytes: number;
   readonly acked: Set<number>;
   sealed: boolean;
-  writer?: FileHandle;
-  synced: boolean;
 }
 
 const NAME = /^(\d{12})\.log$/;
 /** Appended events kept in memory for the sender; beyond this they are read back from disk. */
 const READY_MAX = 10_000;
+/** A backlog is read back this many bytes at a time, from where the last read stopped. */
+const READ_CHUNK = 1_048_576;
 
 /**
  * The durable outbox (docs/feedback.md): events appended as JSON lines `{"n":…,"e":{…}}` to
@@ -70,19 +69,31 @@ const READY_MAX = 10_000;
  * Only a bounded window of events is ever in memory; the rest is read back in order.
  */
 export function openOutbox(options: OutboxOptions): Outbox {
-  mkdirSync(options.dir, { recursive: true });
-  const syncDir = createDirSync(options.dir);
   const segments = new Map<number, Segment>();
-  let active: Segment | undefined;
-  let nextSeq = 1;
+  const files = openSegmentFiles({
+    dir: options.dir,
+    suffix: '.log',
+    segmentBytes: options.segmentBytes,
+    onOpen: (seq) => segments.set(seq, { seq, firstN: Infinity, lastN: 0, count: 0, bytes: 0, acked: new Set(), sealed: false }),
+    onSeal: (seq) => {
+      const segment = segments.get(seq);
+      if (!segment) return;
+      segment.sealed = true;
+      maybeDelete(segment);
+    },
+  });
   let nextN = 1;
+  /** Appended events the sender has not taken yet, while it keeps up. */
   let ready: StoredEvent[] = [];
-  let caughtUp = true;
+  /** Every event numbered below cursorN has been handed out (or skipped as acknowledged). */
   let cursorN = 1;
+  /** When the sender is behind: the byte where reading the backlog resumes. */
+  let readPos: { seq: number; offset: number } | undefined;
   let housekeeping: Promise<void> = Promise.resolve();
 
-  const logPath = (seq: number): string => join(options.dir, `${String(seq).padStart(12, '0')}.log`);
+  const logPath = (seq: number): string => files.path(seq);
   const ackPath = (seq: number): string => join(options.dir, `${String(seq).padStart(12, '0')}.ack`);
+  const caughtUp = (): boolean => readPos === undefined;
 
   async function recover(visit: (stored: StoredEvent, acked: boolean) => void): Promise<void> {
     const names = await readdir(options.dir);
@@ -91,11 +102,11 @@ export function openOutbox(options: OutboxOptions): Outbox {
       return m ? [Number(m[1])] : [];
     }).sort((a, b) => a - b);
     for (const seq of seqs) {
-      nextSeq = Math.max(nextSeq, seq + 1);
+      files.startAfter(seq);
       const acked = new Set((await readFile(ackPath(seq), 'latin1').catch(() => '')).split('\n').filter(Boolean).map(Number));
-      const text = await readFile(logPath(seq), 'utf8');
-      const segment: Segment = { seq, firstN: Infinity, lastN: 0, count: 0, bytes: Buffer.byteLength(text), acked, sealed: true, synced: true };
-      for (const stored of parseSegment(seq, text)) {
+      const bytes = await readFile(logPath(seq));
+      const segment: Segment = { seq, firstN: Infinity, lastN: 0, count: 0, bytes: bytes.length, acked, sealed: true };
+      for (const { stored } of parseLines(seq, bytes)) {
         segment.firstN = Math.min(segment.firstN, stored.n);
         segment.lastN = Math.max(segment.lastN, stored.n);
         segment.count += 1;
@@ -104,109 +115,91 @@ export function openOutbox(options: OutboxOptions): Outbox {
       }
       segments.set(seq, segment);
     }
-    // Everything on disk is sent from the oldest unacknowledged event on.
-    cursorN = Math.min(...[...segments.values()].map((s) => s.firstN), nextN);
-    caughtUp = cursorN >= nextN;
+    // Everything on disk is read again from the start, skipping what was acknowledged.
+    cursorN = Math.min(nextN, ...[...segments.values()].map((s) => s.firstN));
+    const first = seqs[0];
+    if (first !== undefined && cursorN < nextN) readPos = { seq: first, offset: 0 };
     for (const segment of [...segments.values()]) maybeDelete(segment);
   }
 
   interface Appending { readonly events: readonly FeedbackEvent[]; stored: StoredEvent[] }
 
   const commit = groupCommit<Appending>(async (batches) => {
-    const stored = batches.flatMap((b) => b.events.map((event) => ({ n: nextN++, event })));
-    if (stored.length === 0) return;
-    const text = stored.map((s) => `${JSON.stringify({ n: s.n, e: s.event })}\n`).join('');
-    const bytes = Buffer.byteLength(text);
-    const segment = await segmentFor(bytes);
+    const numbered = batches.flatMap((b) => b.events.map((event) => ({ n: nextN++, event })));
+    if (numbered.length === 0) return;
+    const text = numbered.map((s) => `${JSON.stringify({ n: s.n, e: s.event })}\n`).join('');
+    let placed: { seq: number; offset: number };
     try {
-      await (segment.writer as FileHandle).write(text, segment.bytes, 'utf8');
-      await (segment.writer as FileHandle).datasync();
-      if (!segment.synced) {
-        await syncDir();
-        segment.synced = true;
-      }
+      placed = await files.append([Buffer.from(text)]);
     } catch (err) {
-      seal(segment);
       throw new TernError('TERN_OUTBOX_WRITE', `cannot append events to the outbox: ${(err as Error).message}`, { cause: err });
     }
-    segment.bytes += bytes;
-    segment.count += stored.length;
-    segment.firstN = Math.min(segment.firstN, stored[0]?.n ?? Infinity);
-    segment.lastN = stored.at(-1)?.n ?? segment.lastN;
-    const placed = stored.map((s) => ({ ...s, segment: segment.seq }));
+    const segment = segments.get(placed.seq) as Segment;
+    segment.bytes += Buffer.byteLength(text);
+    segment.count += numbered.length;
+    segment.firstN = Math.min(segment.firstN, numbered[0]?.n ?? Infinity);
+    segment.lastN = numbered.at(-1)?.n ?? segment.lastN;
+    const stored = numbered.map((s) => ({ ...s, segment: placed.seq }));
     let at = 0;
     for (const b of batches) {
-      b.stored = placed.slice(at, at + b.events.length);
+      b.stored = stored.slice(at, at + b.events.length);
       at += b.events.length;
     }
-    offer(placed);
+    offer(stored, placed);
     enforceDiskBound();
   });
 
   /** New events go straight to the sender while it keeps up; otherwise it reads them back later. */
-  function offer(stored: StoredEvent[]): void {
-    if (caughtUp && ready.length + stored.length <= READY_MAX) {
+  function offer(stored: StoredEvent[], placed: { seq: number; offset: number }): void {
+    if (!caughtUp()) return;
+    if (ready.length + stored.length <= READY_MAX) {
       ready.push(...stored);
       cursorN = (stored.at(-1)?.n ?? cursorN - 1) + 1;
       return;
     }
-    if (caughtUp) {
-      caughtUp = false;
-      cursorN = stored[0]?.n ?? cursorN;
-    }
-  }
-
-  async function segmentFor(bytes: number): Promise<Segment> {
-    if (active && active.bytes > 0 && active.bytes + bytes > options.segmentBytes) seal(active);
-    if (!active) {
-      const seq = nextSeq++;
-      const writer = await open(logPath(seq), 'wx', 0o600);
-      active = { seq, firstN: Infinity, lastN: 0, count: 0, bytes: 0, acked: new Set(), sealed: false, writer, synced: false };
-      segments.set(seq, active);
-    }
-    return active;
-  }
-
-  function seal(segment: Segment): void {
-    segment.sealed = true;
-    if (active === segment) active = undefined;
-    const writer = segment.writer;
-    segment.writer = undefined;
-    if (writer) void writer.close().catch(() => undefined);
-    maybeDelete(segment);
+    readPos = { ...placed };
   }
 
   async function take(max: number): Promise<StoredEvent[]> {
     const out = ready.splice(0, max);
-    while (out.length < max && !caughtUp) {
-      const from = cursorN;
-      const loaded = await readFrom(from, max - out.length);
-      cursorN = Math.max(cursorN, loaded.next);
-      caughtUp = cursorN >= nextN;
-      out.push(...loaded.events);
-      if (loaded.events.length === 0 && loaded.next === from) break;
-    }
+    if (out.length < max && !caughtUp()) out.push(...(await readBack(max - out.length)));
     return dropExpired(out);
   }
 
   /**
-   * Unacknowledged events with n ≥ from, up to `max`, read back from the segment files; `next` is
-   * the first n not examined, so events appended while reading are picked up by the next call.
+   * Unacknowledged events from the backlog, up to `max`, read from where the last read stopped:
+   * a chunk at a time, never a whole segment again. Caught up once every numbered event is read.
    */
-  async function readFrom(from: number, max: number): Promise<{ events: StoredEvent[]; next: number }> {
+  async function readBack(max: number): Promise<StoredEvent[]> {
     const events: StoredEvent[] = [];
-    let next = from;
-    const candidates = [...segments.values()].filter((s) => s.lastN >= from).sort((a, b) => a.seq - b.seq);
-    for (const segment of candidates) {
-      const text = await readFile(logPath(segment.seq), 'utf8').catch(() => '');
-      for (const stored of parseSegment(segment.seq, text)) {
-        if (stored.n < from) continue;
-        if (events.length >= max) return { events, next: stored.n };
-        next = stored.n + 1;
+    while (readPos && events.length < max) {
+      const segment = segments.get(readPos.seq);
+      if (!segment) {
+        // Dropped by the disk bound while we were behind: go on with the next one.
+        if (!moveToSegmentAfter(readPos.seq)) break;
+        continue;
+      }
+      const chunk = await readChunk(logPath(segment.seq), readPos.offset);
+      let consumed = 0;
+      for (const { stored, end } of parseLines(segment.seq, chunk)) {
+        if (events.length >= max) break;
+        consumed = end;
+        cursorN = Math.max(cursorN, stored.n + 1);
         if (!segment.acked.has(stored.n)) events.push(stored);
       }
+      readPos = { seq: segment.seq, offset: readPos.offset + consumed };
+      // Nothing complete left here: a sealed segment is done (a torn last line never completes).
+      if (consumed === 0 && !(segment.sealed && moveToSegmentAfter(segment.seq))) break;
     }
-    return { events, next };
+    if (cursorN >= nextN) readPos = undefined;
+    return events;
+  }
+
+  function moveToSegmentAfter(seq: number): boolean {
+    const next = Math.min(...[...segments.keys()].filter((s) => s > seq));
+    if (!Number.isFinite(next)) return false;
+    readPos = { seq: next, offset: 0 };
+    return true;
   }
 
   function dropExpired(events: StoredEvent[]): StoredEvent[] {
@@ -295,24 +288,35 @@ export function openOutbox(options: OutboxOptions): Outbox {
     stats,
     async close() {
       await housekeeping;
-      const writer = active?.writer;
-      active = undefined;
-      await writer?.close().catch(() => undefined);
+      await files.close();
     },
   };
 }
 
-/** A torn last line (a crash mid-append, never acknowledged to anyone) is skipped. */
-function parseSegment(seq: number, text: string): StoredEvent[] {
-  const out: StoredEvent[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
+/**
+ * Complete JSON lines of a segment (or a chunk of one) with the byte just past each; a torn last
+ * line (a crash mid-append, never acknowledged to anyone) is skipped.
+ */
+function* parseLines(seq: number, bytes: Buffer): Generator<{ stored: StoredEvent; end: number }> {
+  let start = 0;
+  for (let nl = bytes.indexOf(10); nl !== -1; start = nl + 1, nl = bytes.indexOf(10, start)) {
     try {
-      const { n, e } = JSON.parse(line) as { n: number; e: FeedbackEvent };
-      if (Number.isInteger(n) && e && typeof e.id === 'string') out.push({ n, segment: seq, event: e });
+      const { n, e } = JSON.parse(bytes.toString('utf8', start, nl)) as { n: number; e: FeedbackEvent };
+      if (Number.isInteger(n) && e && typeof e.id === 'string') yield { stored: { n, segment: seq, event: e }, end: nl + 1 };
     } catch {
-      // torn
+      // torn, then appended to: skip the line
     }
   }
-  return out;
+}
+
+async function readChunk(path: string, offset: number): Promise<Buffer> {
+  const handle = await open(path, 'r').catch(() => undefined);
+  if (!handle) return Buffer.alloc(0);
+  try {
+    const buffer = Buffer.allocUnsafe(READ_CHUNK);
+    const { bytesRead } = await handle.read(buffer, 0, READ_CHUNK, offset);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
 }

@@ -123,6 +123,11 @@ export function createWebhookSender(options: WebhookOptions, deps: WebhookDeps):
     lane.busy = true;
     const started = clock.now();
     const outcome = await post(batch);
+    if (!running && outcome.result !== 'ok') {
+      // Stopping aborted the request: not a failure; the batch stays in the outbox for next time.
+      lane.busy = false;
+      return;
+    }
     deps.onResult?.(outcome.result, batch.events.length, clock.now() - started);
     if (outcome.result === 'ok') {
       try {

@@ -1,5 +1,5 @@
 import { createReadStream, mkdirSync, type ReadStream } from 'node:fs';
-import { appendFile, open, readdir, readFile, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { appendFile, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { TernError } from '../lib/errors.ts';
@@ -32,6 +32,8 @@ export interface FileStore {
   journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
   remove(id: QueueId, journalled: boolean): Promise<void>;
   quarantine(id: QueueId): Promise<void>;
+  /** Keep bytes nobody can use for an operator to inspect: `<dir>/corrupt/<name>`. */
+  setAside(name: string, bytes: Buffer): Promise<void>;
   recover(): Promise<QueueId[]>;
 }
 
@@ -130,11 +132,17 @@ export function openFileStore(dir: string): FileStore {
     if (journalled) await unlink(journalOf(id)).catch(ignoreMissing);
   }
 
+  const corrupt = join(dir, 'corrupt');
+
   async function quarantine(id: QueueId): Promise<void> {
-    const corrupt = join(dir, 'corrupt');
-    mkdirSync(corrupt, { recursive: true });
+    await mkdir(corrupt, { recursive: true });
     await rename(pathOf(id), join(corrupt, id)).catch(ignoreMissing);
     await rename(journalOf(id), join(corrupt, `${id}.j`)).catch(ignoreMissing);
+  }
+
+  async function setAside(name: string, bytes: Buffer): Promise<void> {
+    await mkdir(corrupt, { recursive: true });
+    await writeFile(join(corrupt, name), bytes);
   }
 
   async function recover(): Promise<QueueId[]> {
@@ -167,6 +175,7 @@ export function openFileStore(dir: string): FileStore {
     journal: (id, records) => appendFile(journalOf(id), encodeJournal(records)),
     remove,
     quarantine,
+    setAside,
     recover,
   };
 }

@@ -1,10 +1,9 @@
-import { mkdirSync } from 'node:fs';
-import { appendFile, open, readdir, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { appendFile, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TernError } from '../lib/errors.ts';
 import { groupCommit } from '../lib/group-commit.ts';
+import { openSegmentFiles, SegmentAppendError } from '../lib/segment-files.ts';
 import { parseQueueId, type QueueId } from '../model/ids.ts';
-import { createDirSync } from '../lib/dir-sync.ts';
 import { encodeRecord, RECORD_HEADER, scanSegment } from './segment-format.ts';
 
 /**
@@ -32,27 +31,37 @@ export interface SegmentLogOptions {
   readonly dir: string;
   /** A segment is sealed, and a new one begun, once it holds this many bytes. */
   readonly segmentBytes: number;
+  /** Keep bytes that cannot be trusted for an operator (the spool's corrupt/ folder). */
+  readonly setAside: (name: string, bytes: Buffer) => Promise<void>;
 }
 
 interface Location { readonly segment: number; readonly envelopeOffset: number; readonly envelopeLength: number; readonly bodyLength: number }
-interface Segment { readonly seq: number; live: number; sealed: boolean; size: number; writer?: FileHandle; reader?: Promise<FileHandle>; synced: boolean }
+interface Segment { readonly seq: number; live: number; sealed: boolean; reader?: Promise<FileHandle> }
 interface Pending { readonly id: QueueId; readonly record: Buffer; readonly envelopeLength: number; readonly bodyLength: number }
 
 const SEGMENT_NAME = /^(\d{12})\.log$/;
 
 export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
   const root = join(options.dir, 'seg');
-  mkdirSync(root, { recursive: true });
-  const syncDir = createDirSync(root);
   const index = new Map<QueueId, Location>();
   const segments = new Map<number, Segment>();
   const tombstones = new Map<number, QueueId[]>();
-  let active: Segment | undefined;
-  let nextSeq = 1;
   let housekeeping: Promise<void> = Promise.resolve();
   let tombstoneFlushScheduled = false;
+  const files = openSegmentFiles({
+    dir: root,
+    suffix: '.log',
+    segmentBytes: options.segmentBytes,
+    onOpen: (seq) => segments.set(seq, { seq, live: 0, sealed: false }),
+    onSeal: (seq) => {
+      const segment = segments.get(seq);
+      if (!segment) return;
+      segment.sealed = true;
+      if (segment.live === 0) scheduleDelete(segment);
+    },
+  });
 
-  const logPath = (seq: number): string => join(root, `${String(seq).padStart(12, '0')}.log`);
+  const logPath = (seq: number): string => files.path(seq);
   const delPath = (seq: number): string => join(root, `${String(seq).padStart(12, '0')}.del`);
 
   const commit = groupCommit<Pending>(writeBatch);
@@ -62,53 +71,21 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
   }
 
   async function writeBatch(batch: readonly Pending[]): Promise<void> {
-    const bytes = batch.reduce((n, p) => n + p.record.length, 0);
-    let segment: Segment | undefined;
+    let placed: { seq: number; offset: number };
     try {
-      segment = await segmentFor(bytes);
-      const start = segment.size;
-      await (segment.writer as FileHandle).writev(batch.map((p) => p.record), start);
-      await (segment.writer as FileHandle).datasync();
-      if (!segment.synced) {
-        await syncDir();
-        segment.synced = true;
-      }
-      let at = start;
-      for (const p of batch) {
-        index.set(p.id, { segment: segment.seq, envelopeOffset: at + RECORD_HEADER, envelopeLength: p.envelopeLength, bodyLength: p.bodyLength });
-        at += p.record.length;
-      }
-      segment.size = at;
-      segment.live += batch.length;
+      placed = await files.append(batch.map((p) => p.record));
     } catch (err) {
-      // The batch may be partly on disk: seal the segment so nothing lands after the damage, and
-      // tombstone the batch so a restart does not deliver mail the client was told to resend.
-      if (segment) {
-        for (const p of batch) queueTombstone(segment.seq, p.id);
-        seal(segment);
-      }
+      // The batch may be partly on disk (its segment is sealed now): tombstone it, so a restart
+      // does not deliver mail the client was told to send again.
+      if (err instanceof SegmentAppendError) for (const p of batch) queueTombstone(err.seq, p.id);
       throw new TernError('TERN_SPOOL_WRITE', `cannot append to the segment log: ${(err as Error).message}`, { cause: err });
     }
-  }
-
-  async function segmentFor(bytes: number): Promise<Segment> {
-    if (active && active.size > 0 && active.size + bytes > options.segmentBytes) seal(active);
-    if (!active) {
-      const seq = nextSeq++;
-      const writer = await open(logPath(seq), 'wx', 0o600);
-      active = { seq, live: 0, sealed: false, size: 0, writer, synced: false };
-      segments.set(seq, active);
+    let at = placed.offset;
+    for (const p of batch) {
+      index.set(p.id, { segment: placed.seq, envelopeOffset: at + RECORD_HEADER, envelopeLength: p.envelopeLength, bodyLength: p.bodyLength });
+      at += p.record.length;
     }
-    return active;
-  }
-
-  function seal(segment: Segment): void {
-    segment.sealed = true;
-    if (active === segment) active = undefined;
-    const writer = segment.writer;
-    segment.writer = undefined;
-    if (writer) void writer.close().catch(() => undefined);
-    if (segment.live === 0) scheduleDelete(segment);
+    (segments.get(placed.seq) as Segment).live += batch.length;
   }
 
   function has(id: QueueId): boolean {
@@ -199,7 +176,7 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
     }
     const ids: QueueId[] = [];
     for (const seq of seqs) {
-      nextSeq = Math.max(nextSeq, seq + 1);
+      files.startAfter(seq);
       ids.push(...(await recoverSegment(seq, onIgnoredBytes)));
     }
     return ids;
@@ -211,9 +188,11 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
     const { records, validEnd } = scanSegment(bytes);
     if (validEnd < bytes.length) {
       onIgnoredBytes(logPath(seq), validEnd, bytes.length - validEnd);
-      await preserveTail(seq, bytes.subarray(validEnd));
+      const tail = bytes.subarray(validEnd);
+      // Zeros are what a cut-short batch leaves; anything else is kept for an operator.
+      if (!tail.every((b) => b === 0)) await options.setAside(`segment-${String(seq).padStart(12, '0')}.tail`, tail);
     }
-    const segment: Segment = { seq, live: 0, sealed: true, size: validEnd, synced: true };
+    const segment: Segment = { seq, live: 0, sealed: true };
     const ids: QueueId[] = [];
     for (const r of records) {
       const id = idOf(r.envelopeJson);
@@ -228,14 +207,6 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
     return ids;
   }
 
-  /** Keep unreadable bytes for an operator rather than deleting them with the segment. */
-  async function preserveTail(seq: number, tail: Buffer): Promise<void> {
-    if (tail.every((b) => b === 0)) return;
-    const corrupt = join(options.dir, 'corrupt');
-    mkdirSync(corrupt, { recursive: true });
-    await writeFile(join(corrupt, `segment-${String(seq).padStart(12, '0')}.tail`), tail);
-  }
-
   return {
     append,
     has,
@@ -246,14 +217,12 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
     settle,
     async close() {
       await settle();
+      await files.close();
       for (const segment of segments.values()) {
-        const { writer, reader } = segment;
-        segment.writer = undefined;
+        const reader = segment.reader;
         segment.reader = undefined;
-        await writer?.close().catch(() => undefined);
         await reader?.then((h) => h.close()).catch(() => undefined);
       }
-      active = undefined;
     },
   };
 }

@@ -1,6 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -66,7 +65,7 @@ const HEALTH_CACHE_MS = 2_000;
 export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Spool {
   mkdirSync(options.dir, { recursive: true });
   const files = openFileStore(options.dir);
-  const segments = openSegmentLog({ dir: options.dir, segmentBytes: options.segment_size });
+  const segments = openSegmentLog({ dir: options.dir, segmentBytes: options.segment_size, setAside: files.setAside });
   const bodies = new LRUCache<QueueId, Buffer>({ maxSize: Math.max(1, options.body_cache), sizeCalculation: (b) => Math.max(1, b.length) });
   let health = { at: -Infinity, ok: true };
 
@@ -161,9 +160,7 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
   async function quarantine(id: QueueId): Promise<void> {
     if (!segments.has(id)) return files.quarantine(id);
     const parts = await Promise.all([segments.readEnvelope(id), segments.readBody(id)]).catch(() => [] as Buffer[]);
-    const dir = join(options.dir, 'corrupt');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, id), Buffer.concat(parts));
+    await files.setAside(id, Buffer.concat(parts));
     segments.forget(id);
     bodies.delete(id);
   }

@@ -186,7 +186,7 @@ t.test('a torn or damaged segment tail is ignored and kept for inspection', asyn
   t.teardown(() => dir.remove());
   const first = spoolAt(dir.path);
   const a = await store(first, 'first\r\n');
-  const b = await store(first, 'second\r\n');
+  await store(first, 'second\r\n');
   await store(first, 'third\r\n');
   const log = join(dir.path, 'seg', '000000000001.log');
   const bytes = readFileSync(log);
