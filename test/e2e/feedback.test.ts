@@ -165,7 +165,12 @@ t.test('several endpoints each get every event; one that is down holds up nothin
   const rcpts = Array.from({ length: 8 }, (_, i) => `multi${i}@a.test`);
   t.match(await sendMail(tern.smtpPort, 'news@campaign.test', rcpts, message()), /^250 /);
   await until(() => up.acknowledged.length >= 16, 10_000, 'the live endpoint has every event');
-  t.equal((await get(tern.adminPort, '/api/v1/queue')).body.feedback.pending, 16, 'the other endpoint\'s copy waits');
+  // Acknowledgements are recorded just after the 2xx: wait for the live endpoint's to be on disk.
+  const waiting = await until(async () => {
+    const q = await get(tern.adminPort, '/api/v1/queue');
+    return q.body.feedback.pending === 16 && q;
+  }, 5_000, 'only the other endpoint\'s copy left');
+  t.equal(waiting.body.feedback.pending, 16, 'the other endpoint\'s copy waits');
   await later.start(laterPort);
   await until(() => later.acknowledged.length >= 16, 10_000, 'the second endpoint catches up');
   t.same(later.acknowledged.map((e) => e.id).sort(), up.acknowledged.map((e) => e.id).sort(), 'the same events');
@@ -191,19 +196,14 @@ t.test('an endpoint answering 500, then slowly, still gets every event once ackn
 });
 
 t.test('kill -9 mid-stream: after a restart every accepted recipient has one relayed and one final event', async (t) => {
-  const { spawnTern, writeConfig } = await import('../support/child.ts');
+  const { childConfig, spawnTern } = await import('../support/child.ts');
   const receiver = new WebhookReceiver(SECRET);
   const url = await receiver.start();
   const spool = tempDir();
   dirs.push(spool);
-  const smtpPort = await freePort();
-  const adminPort = await freePort();
-  const configPath = writeConfig(spool.path, testConfig({
-    dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path,
-    smtp: { listen: [`127.0.0.1:${smtpPort}`] }, admin: { listen: `127.0.0.1:${adminPort}` },
+  const { configPath, smtpPort, adminPort } = await childConfig(spool.path, world, {
     feedback: { webhook: { url, secret: SECRET, max_batch: 50, max_wait: '20ms', timeout: '2s', backoff_max: '200ms' } },
-    log: { level: 'info' },
-  }));
+  });
   const total = 600;
   const accepted = new Map<string, number>();
   let next = 0;

@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { testConfig } from './daemon.ts';
+import { freePort } from './ports.ts';
 
 export interface TernProcess {
   readonly proc: ChildProcess;
@@ -47,4 +49,19 @@ export async function spawnTern(configPath: string): Promise<TernProcess> {
   });
   await ready;
   return { proc, lines, exited };
+}
+
+/**
+ * A config file for a child `tern start` on loopback: free SMTP and admin ports, `info` logs
+ * (spawnTern waits for the "ready" line), the test defaults of testConfig, and `extra` over them.
+ */
+export async function childConfig(dir: string, world: { dns: { server: string }; port: number }, extra: Record<string, unknown> = {}): Promise<{ configPath: string; smtpPort: number; adminPort: number }> {
+  const smtpPort = await freePort();
+  const adminPort = await freePort();
+  const configPath = writeConfig(dir, testConfig({
+    dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: dir,
+    smtp: { listen: [`127.0.0.1:${smtpPort}`] }, admin: { listen: `127.0.0.1:${adminPort}` }, log: { level: 'info' },
+    ...extra,
+  }));
+  return { configPath, smtpPort, adminPort };
 }
