@@ -12,9 +12,10 @@ export class DkimHasher extends Transform {
   #header: Buffer[] = [];
   #headerText: string | undefined;
   #scanned = 0;
-  #partial = '';
+  /** The last, incomplete line, waiting for its CRLF. */
+  #partial: Buffer = EMPTY;
+  /** Empty lines seen but not hashed yet: trailing ones at the end of the body never are. */
   #emptyLines = 0;
-  #bodyBytes = 0;
 
   /** The header block as written (without the blank line), once the body has started. */
   get header(): string | undefined { return this.#headerText; }
@@ -27,7 +28,7 @@ export class DkimHasher extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.push(chunk);
     if (this.#headerText !== undefined) {
-      this.#body(chunk.toString('latin1'));
+      this.#body(chunk);
       return done();
     }
     this.#header.push(chunk);
@@ -40,36 +41,67 @@ export class DkimHasher extends Transform {
     }
     this.#header = [];
     this.#headerText = joined.subarray(0, end + 2).toString('latin1');
-    this.#body(joined.subarray(end + 4).toString('latin1'));
+    this.#body(joined.subarray(end + 4));
     done();
   }
 
   override _flush(done: TransformCallback): void {
     if (this.#headerText === undefined) this.#headerText = Buffer.concat(this.#header).toString('latin1');
-    if (this.#partial !== '') this.#line(this.#partial);
-    this.#partial = '';
+    // A body that does not end with CRLF is hashed as if it did (RFC 6376 §3.4.4).
+    if (this.#partial.length > 0) this.#lines(Buffer.concat([this.#partial, CRLF]));
+    this.#partial = EMPTY;
     done();
   }
 
-  /** latin1 keeps bytes 1:1, so 8-bit bodies hash exactly as their bytes. */
-  #body(text: string): void {
-    const lines = (this.#partial + text).split('\r\n');
-    this.#partial = lines.pop() ?? '';
-    for (const line of lines) this.#line(line);
-  }
-
-  #line(raw: string): void {
-    const line = raw.replace(/[ \t]+/g, ' ').replace(/ $/, '');
-    if (line === '') {
-      this.#emptyLines++;
+  /** Complete lines are canonicalized a chunk at a time; the incomplete tail waits. */
+  #body(chunk: Buffer): void {
+    const data = this.#partial.length > 0 ? Buffer.concat([this.#partial, chunk]) : chunk;
+    const last = data.lastIndexOf(CRLF);
+    if (last === -1) {
+      this.#partial = Buffer.from(data);
       return;
     }
-    // Empty lines are held back: trailing ones at the end of the body are not hashed.
-    const data = '\r\n'.repeat(this.#emptyLines) + line + '\r\n';
-    this.#emptyLines = 0;
-    this.#bodyBytes += data.length;
-    this.#hash.update(data, 'latin1');
+    // Copied: the chunk belongs to the stream and may be reused once passed on.
+    this.#partial = Buffer.from(data.subarray(last + 2));
+    this.#lines(data.subarray(0, last + 2));
   }
+
+  /** `lines` ends with CRLF. */
+  #lines(lines: Buffer): void {
+    const canonical = relaxedBody(lines);
+    let end = canonical.length;
+    let trailing = 0;
+    while (endsWithEmptyLine(canonical, end)) {
+      end -= 2;
+      trailing++;
+    }
+    if (end === 0) {
+      this.#emptyLines += trailing;
+      return;
+    }
+    if (this.#emptyLines > 0) this.#hash.update(CRLF.toString('latin1').repeat(this.#emptyLines), 'latin1');
+    this.#hash.update(canonical.subarray(0, end));
+    this.#emptyLines = trailing;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Whether bytes [0, end) end with a line that is only CRLF. */
+function endsWithEmptyLine(data: Buffer, end: number): boolean {
+  if (end < 2 || data[end - 1] !== 0x0a || data[end - 2] !== 0x0d) return false;
+  return end === 2 || (end >= 4 && data[end - 3] === 0x0a && data[end - 4] === 0x0d);
+}
+const CRLF = Buffer.from('\r\n');
+
+/**
+ * Relaxed body canonicalization of complete lines: whitespace runs become one space, and
+ * whitespace before a line end goes. Most bodies need neither, and are hashed as they are.
+ */
+function relaxedBody(lines: Buffer): Buffer {
+  if (lines.indexOf(0x09) === -1 && lines.indexOf('  ') === -1 && lines.indexOf(' \r\n') === -1) return lines;
+  const text = lines.toString('latin1').replace(/[ \t]+/g, ' ').replace(/ \r\n/g, '\r\n');
+  return Buffer.from(text, 'latin1');
 }
 
 /** Header fields of a block Tern wrote itself (so every line is a field or a continuation). */

@@ -110,3 +110,30 @@ t.test('the signing domain: From domain, else its closest parent, else a fallbac
   t.equal(domainOf('bob@news.example.com (Bob)'), 'news.example.com');
   t.equal(domainOf('undisclosed'), undefined);
 });
+
+t.test('the streamed body hash matches a one-shot canonicalization, however the body is split', async (t) => {
+  const { createHash } = await import('node:crypto');
+  const oneShot = (body: string): string => {
+    let lines = body.split('\r\n');
+    if (lines.at(-1) === '') lines.pop();
+    lines = lines.map((l) => l.replace(/[ \t]+/g, ' ').replace(/ $/, ''));
+    while (lines.at(-1) === '') lines.pop();
+    return createHash('sha256').update(lines.map((l) => `${l}\r\n`).join(''), 'latin1').digest('base64');
+  };
+  const bodies = [
+    'plain\r\nlines\r\n', 'trailing  \t \r\n\r\n\r\n', 'tabs\tand  spaces \r\n \r\n\t\r\nend', '\r\n\r\n\r\n', '',
+    'a\r\n\r\nb\r\n\r\n', 'no final line end', 'x \r\n'.repeat(50) + '\r\n'.repeat(5), 'caf\xe9  \xe9t\xe9\r\n',
+  ];
+  for (const body of bodies) {
+    const message = Buffer.from(`Subject: s\r\n\r\n${body}`, 'latin1');
+    for (const size of [1, 2, 3, 5, 17, 4096]) {
+      const hasher = new DkimHasher();
+      const chunks: Buffer[] = [];
+      for (let i = 0; i < message.length; i += size) chunks.push(message.subarray(i, i + size));
+      await pipeline(Readable.from(chunks), hasher, async function* (source) {
+        for await (const _ of source) void _;
+      });
+      t.equal(hasher.bodyHash(), oneShot(body), `${JSON.stringify(body.slice(0, 30))} in ${size}-byte chunks`);
+    }
+  }
+});
