@@ -6,7 +6,7 @@ import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome, Route } from '../model/outcome.ts';
 import { localReply, type SmtpReply } from '../model/reply.ts';
 import { TokenBucket } from '../lib/token-bucket.ts';
-import { connectClient, replyFromError, type ClientConnection, type ConnectOptions, type Envelope } from './smtp-client.ts';
+import { connectClient, connectFailure, type ClientConnection, type ConnectOptions, type Envelope } from './smtp-client.ts';
 
 export interface DeliveryHost { readonly name: string; readonly addresses: readonly string[] }
 
@@ -98,7 +98,7 @@ export class SitePool {
     void this.#work().finally(() => {
       this.#workers--;
       // A worker that hit max_messages_per_connection leaves jobs behind: reconnect for them.
-      if (this.#waiting.length > 0 && this.#workers === 0) this.#spawnWorker();
+      if (this.#waiting.length > 0 && this.#workers < this.#settings.limits.max_connections) this.#spawnWorker();
     });
   }
 
@@ -124,6 +124,11 @@ export class SitePool {
         sent++;
         if (!healthy || sent >= this.#settings.limits.max_messages_per_connection || this.#stopping) break;
         pending = this.#waiting.shift() ?? (await this.#waitIdle());
+        if (pending && conn.closed) {
+          // The server hung up while we were idle: the job goes back, for a fresh connection.
+          this.#waiting.unshift(pending);
+          break;
+        }
       }
     } finally {
       this.#open.delete(conn);
@@ -203,7 +208,7 @@ export class SitePool {
       const e = err as { code?: string };
       // Opportunistic TLS: a failed handshake falls back to plaintext, as Postfix does at "may".
       if (e.code === 'ETLS' && tls === 'opportunistic') return this.#connectOne(mx, address, 'disabled');
-      return { kind: 'failed', route: { mx, remoteIp: address }, reply: replyFromError(err as Error, 'connect') };
+      return { kind: 'failed', route: { mx, remoteIp: address }, reply: connectFailure(err) };
     }
   }
 }

@@ -1,19 +1,16 @@
 /**
- * The only file that knows nodemailer's SMTPConnection and its error shape. Everything past it
- * sees SmtpReply values: a remote reply when the server said something, a local one otherwise.
+ * Tern's outbound SMTP client. Everything past this file sees SmtpReply values: a remote reply
+ * when the server said something, a local one (timeout, lost connection, TLS failure) otherwise.
+ *
+ * It is written for the one job a relay has: many messages over few connections. With
+ * PIPELINING (RFC 2920) a transaction costs two socket writes — MAIL, every RCPT and DATA in
+ * one, the dot-stuffed message and its terminator in the other — where a general-purpose client
+ * (nodemailer, which Tern used first) made about seven, and stuffed dots a byte at a time.
  */
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { localReply, parseReply, type SmtpCommand, type SmtpReply } from '../model/reply.ts';
-
-interface NodemailerError extends Error {
-  code?: string;
-  response?: string;
-  responseCode?: number;
-  command?: string;
-  recipient?: string;
-  rejectedErrors?: NodemailerError[];
-}
 
 export interface ConnectOptions {
   readonly host: string;
@@ -49,132 +46,415 @@ export interface ClientConnection {
   readonly closed: boolean;
 }
 
-const COMMAND_OF: Record<string, SmtpCommand> = {
-  CONN: 'CONNECT', 'MAIL FROM': 'MAIL', 'RCPT TO': 'RCPT', DATA: 'DATA', STARTTLS: 'STARTTLS', EHLO: 'EHLO', HELO: 'EHLO',
-};
-
-/**
- * A reply for a nodemailer error. `phase` says whether a session was already established:
- * nodemailer labels a socket closing mid-transaction with command "CONN" too.
- */
-export function replyFromError(err: NodemailerError, phase: 'connect' | 'transaction'): SmtpReply {
-  const labelled = err.command ? COMMAND_OF[err.command] : undefined;
-  const command: SmtpCommand = phase === 'connect' ? (labelled ?? 'CONNECT') : labelled && labelled !== 'CONNECT' ? labelled : 'DATA';
-  if (err.responseCode && err.response) return parseReply(err.response, { command, origin: 'remote' });
-  const code = err.code ?? 'ESOCKET';
-  if (code === 'ETIMEDOUT') return localReply(451, '4.4.2', `timeout: ${err.message}`, command);
-  if (code === 'ETLS') return localReply(451, '4.7.5', `TLS failure: ${err.message}`, command);
-  if (phase === 'connect') return localReply(451, '4.4.1', `connection failed: ${err.message}`, command);
-  return localReply(451, '4.4.2', `connection lost: ${err.message}`, command);
+/** Why a connection could not be opened. `code` ETLS means the TLS handshake failed. */
+export class ConnectError extends Error {
+  readonly code: string;
+  readonly reply: SmtpReply;
+  constructor(code: string, reply: SmtpReply) {
+    super(reply.text);
+    this.code = code;
+    this.reply = reply;
+  }
 }
 
-export function connectClient(options: ConnectOptions): Promise<ClientConnection> {
-  const conn = new SMTPConnection({
-    host: options.host,
-    port: options.port,
-    name: options.localName,
-    ...(options.localAddress ? { localAddress: options.localAddress } : {}),
-    ignoreTLS: options.tls === 'disabled',
-    opportunisticTLS: true,
-    // Opportunistic TLS accepts any certificate, as Postfix does at security level "may".
-    tls: { rejectUnauthorized: false, servername: options.servername },
-    connectionTimeout: options.timeouts.connect,
-    greetingTimeout: options.timeouts.greeting,
-    socketTimeout: options.timeouts.command,
-    allowInternalNetworkInterfaces: true,
-    logger: false,
-  });
-  let closed = false;
-  conn.on('end', () => {
-    closed = true;
-  });
-  conn.on('error', () => {
-    closed = true;
-  });
-  return new Promise<ClientConnection>((resolve, reject) => {
-    const onError = (err: NodemailerError): void => {
-      closed = true;
-      conn.close();
-      reject(err);
-    };
-    conn.once('error', onError);
-    conn.connect(() => {
-      conn.off('error', onError);
-      const socket = (conn as unknown as { _socket?: { remoteAddress?: string; localAddress?: string } })._socket;
-      resolve(wrap(conn, socket?.remoteAddress ?? options.host, socket?.localAddress, () => closed, () => {
-        closed = true;
-      }));
+/** The reply to record for a failed connect, whatever was thrown. */
+export function connectFailure(err: unknown): SmtpReply {
+  if (err instanceof ConnectError) return err.reply;
+  return localReply(451, '4.4.1', `connection failed: ${(err as Error).message}`, 'CONNECT');
+}
+
+interface Extensions {
+  readonly pipelining: boolean;
+  readonly eightBitMime: boolean;
+  readonly size: boolean;
+  readonly dsn: boolean;
+  readonly smtputf8: boolean;
+  readonly starttls: boolean;
+}
+
+interface Received {
+  readonly reply: SmtpReply;
+  /** The reply's lines without their "250-" prefixes (EHLO keywords). */
+  readonly lines: readonly string[];
+}
+
+interface Waiter { readonly command: SmtpCommand; readonly resolve: (r: Received) => void }
+
+interface Failure { readonly enhanced: string; readonly text: (command: SmtpCommand) => string }
+
+/** Longest reply line we buffer; a peer that sends more without a newline is not speaking SMTP. */
+const MAX_LINE = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
+const REPLY_LINE = /^\d{3}(?:[ -]|$)/;
+
+/**
+ * Reply reading for one socket: replies are matched to waiters in order, which is all
+ * pipelining needs. A lost or timed-out connection answers every waiter, present and future,
+ * with a local reply naming the command that was waiting.
+ */
+class Wire {
+  socket: Socket;
+  #partial: Buffer = EMPTY;
+  #lines: string[] = [];
+  readonly #waiters: Waiter[] = [];
+  readonly #early: string[][] = [];
+  #failure: Failure | undefined;
+  readonly #onData = (chunk: Buffer): void => this.#read(chunk);
+  readonly #onClose = (): void => this.fail('4.4.2', () => 'connection lost: the server closed the connection');
+  readonly #onError = (err: Error): void => this.fail('4.4.2', () => `connection lost: ${err.message}`);
+  readonly #onTimeout = (): void => {
+    if (this.#waiters.length === 0) return;
+    const ms = this.socket.timeout ?? 0;
+    this.fail('4.4.2', (command) => (command === 'CONNECT' ? 'timeout: Greeting never received' : `timeout: no reply to ${command} within ${ms} ms`));
+    this.socket.destroy();
+  };
+
+  constructor(socket: Socket) {
+    this.socket = socket;
+    this.attach(socket);
+  }
+
+  get failed(): boolean { return this.#failure !== undefined; }
+
+  attach(socket: Socket): void {
+    this.socket = socket;
+    socket.on('data', this.#onData);
+    socket.on('close', this.#onClose);
+    socket.on('error', this.#onError);
+    socket.on('timeout', this.#onTimeout);
+  }
+
+  /** Hand the socket over (to TLS); errors on it are still caught, so none goes unhandled. */
+  detach(): Socket {
+    const socket = this.socket;
+    socket.off('data', this.#onData);
+    socket.off('close', this.#onClose);
+    socket.off('error', this.#onError);
+    socket.off('timeout', this.#onTimeout);
+    socket.setTimeout(0);
+    socket.on('error', () => undefined);
+    return socket;
+  }
+
+  write(data: string): void {
+    if (!this.failed) this.socket.write(data);
+  }
+
+  next(command: SmtpCommand): Promise<Received> {
+    const early = this.#early.shift();
+    if (early) return Promise.resolve(received(early, command));
+    if (this.#failure) return Promise.resolve(this.#lost(command));
+    return new Promise((resolve) => this.#waiters.push({ command, resolve }));
+  }
+
+  fail(enhanced: string, text: (command: SmtpCommand) => string): void {
+    this.#failure ??= { enhanced, text };
+    for (const w of this.#waiters.splice(0)) w.resolve(this.#lost(w.command));
+  }
+
+  #lost(command: SmtpCommand): Received {
+    const f = this.#failure as Failure;
+    return { reply: localReply(451, f.enhanced, f.text(command), command), lines: [] };
+  }
+
+  #read(chunk: Buffer): void {
+    const data = this.#partial.length > 0 ? Buffer.concat([this.#partial, chunk]) : chunk;
+    let start = 0;
+    for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a, start)) {
+      const end = nl > start && data[nl - 1] === 0x0d ? nl - 1 : nl;
+      this.#line(data.toString('utf8', start, end));
+      start = nl + 1;
+    }
+    this.#partial = start < data.length ? Buffer.from(data.subarray(start)) : EMPTY;
+    if (this.#partial.length > MAX_LINE) this.#protocolError('a reply line longer than 64 KiB');
+  }
+
+  #line(line: string): void {
+    if (this.failed) return;
+    if (!REPLY_LINE.test(line)) return this.#protocolError(`not an SMTP reply: ${JSON.stringify(line.slice(0, 100))}`);
+    this.#lines.push(line);
+    if (line[3] === '-') return;
+    const lines = this.#lines;
+    this.#lines = [];
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve(received(lines, waiter.command));
+    else this.#early.push(lines);
+  }
+
+  #protocolError(what: string): void {
+    this.fail('4.4.2', () => `protocol error: ${what}`);
+    this.socket.destroy();
+  }
+}
+
+function received(lines: readonly string[], command: SmtpCommand): Received {
+  return { reply: parseReply(lines.join('\r\n'), { command }), lines: lines.map((l) => l.slice(4)) };
+}
+
+const ok = (r: SmtpReply): boolean => r.code >= 200 && r.code < 300;
+
+export async function connectClient(options: ConnectOptions): Promise<ClientConnection> {
+  const wire = new Wire(await openSocket(options));
+  try {
+    wire.socket.setTimeout(options.timeouts.greeting);
+    const greeting = await wire.next('CONNECT');
+    if (greeting.reply.code !== 220) throw new ConnectError(greeting.reply.origin === 'local' ? 'ETIMEDOUT' : 'EPROTOCOL', greeting.reply);
+    wire.socket.setTimeout(options.timeouts.command);
+    let extensions = await hello(wire, options.localName);
+    let secure = false;
+    if (options.tls === 'opportunistic' && extensions.starttls) {
+      wire.write('STARTTLS\r\n');
+      // A refused STARTTLS leaves a plaintext session, as Postfix does at security level "may".
+      if ((await wire.next('STARTTLS')).reply.code === 220) {
+        wire.attach(await startTls(wire.detach(), options));
+        secure = true;
+        extensions = await hello(wire, options.localName);
+      }
+    }
+    return new Connection(wire, extensions, secure);
+  } catch (err) {
+    wire.socket.destroy();
+    throw err;
+  }
+}
+
+function openSocket(options: ConnectOptions): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: options.host, port: options.port, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ConnectError('ETIMEDOUT', localReply(451, '4.4.2', `timeout: no connection within ${options.timeouts.connect} ms`, 'CONNECT')));
+    }, options.timeouts.connect);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new ConnectError('ECONNECTION', localReply(451, '4.4.1', `connection failed: ${err.message}`, 'CONNECT')));
+    });
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      socket.setNoDelay(true);
+      resolve(socket);
     });
   });
 }
 
-function wrap(conn: SMTPConnection, remoteIp: string, localIp: string | undefined, isClosed: () => boolean, markClosed: () => void): ClientConnection {
+/** EHLO, or HELO for a server that does not know EHLO (no extensions then). */
+async function hello(wire: Wire, localName: string): Promise<Extensions> {
+  wire.write(`EHLO ${localName}\r\n`);
+  const ehlo = await wire.next('EHLO');
+  if (ok(ehlo.reply)) return parseExtensions(ehlo.lines.slice(1));
+  if (ehlo.reply.origin === 'remote' && ehlo.reply.code >= 500) {
+    wire.write(`HELO ${localName}\r\n`);
+    const helo = await wire.next('EHLO');
+    if (ok(helo.reply)) return parseExtensions([]);
+    throw new ConnectError('EPROTOCOL', helo.reply);
+  }
+  throw new ConnectError(ehlo.reply.origin === 'local' ? 'ETIMEDOUT' : 'EPROTOCOL', ehlo.reply);
+}
+
+function parseExtensions(lines: readonly string[]): Extensions {
+  const keywords = new Set(lines.map((l) => (l.split(/[ =]/)[0] ?? '').toUpperCase()));
   return {
-    secure: conn.secure,
-    remoteIp,
-    localIp,
-    get closed() {
-      return isClosed();
-    },
-    send(envelope, body) {
-      return new Promise<SendResult>((resolve) => {
-        conn.send(
-          {
-            from: envelope.sender,
-            to: [...envelope.recipients],
-            size: envelope.size,
-            use8BitMime: envelope.eightBit,
-            ...(envelope.envid || envelope.ret ? { dsn: { ...(envelope.envid ? { envid: envelope.envid } : {}), ...(envelope.ret ? { ret: envelope.ret } : {}) } } : {}),
-          },
-          body,
-          (err, info) => resolve(err ? resultFromError(err as NodemailerError, envelope.recipients, isClosed()) : resultFromInfo(info, envelope.recipients)),
-        );
-      });
-    },
-    reset() {
-      return new Promise<boolean>((resolve) => {
-        if (isClosed()) return resolve(false);
-        conn.reset((err) => resolve(!err));
-      });
-    },
-    quit() {
-      markClosed();
-      conn.quit();
-    },
-    close() {
-      markClosed();
-      conn.close();
-    },
+    pipelining: keywords.has('PIPELINING'),
+    eightBitMime: keywords.has('8BITMIME'),
+    size: keywords.has('SIZE'),
+    dsn: keywords.has('DSN'),
+    smtputf8: keywords.has('SMTPUTF8'),
+    starttls: keywords.has('STARTTLS'),
   };
 }
 
-function resultFromInfo(info: { accepted: string[]; rejected: string[]; rejectedErrors?: NodemailerError[]; response: string }, recipients: readonly string[]): SendResult {
-  const dataReply = parseReply(info.response, { command: 'DATA' });
-  const rejected = indexRejections(info.rejectedErrors ?? []);
-  return {
-    kind: 'transaction',
-    healthy: true,
-    replies: recipients.map((r) => rejected.get(r.toLowerCase()) ?? dataReply),
-  };
+/** Opportunistic TLS accepts any certificate, as Postfix does at security level "may". */
+function startTls(socket: Socket, options: ConnectOptions): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const secure = tlsConnect({
+      socket,
+      rejectUnauthorized: false,
+      ...(isIP(options.servername) === 0 ? { servername: options.servername } : {}),
+    });
+    const fail = (err: Error): void => {
+      secure.destroy();
+      reject(new ConnectError('ETLS', localReply(451, '4.7.5', `TLS failure: ${err.message}`, 'STARTTLS')));
+    };
+    const timedOut = (): void => fail(new Error('handshake timed out'));
+    secure.setTimeout(options.timeouts.command);
+    secure.on('timeout', timedOut);
+    secure.once('error', fail);
+    secure.once('secureConnect', () => {
+      secure.off('error', fail);
+      secure.off('timeout', timedOut);
+      resolve(secure);
+    });
+  });
 }
 
-function resultFromError(err: NodemailerError, recipients: readonly string[], closed: boolean): SendResult {
-  const rejected = indexRejections(err.rejectedErrors ?? []);
-  const healthy = !closed && err.responseCode !== undefined && err.responseCode !== 421;
-  if (err.code === 'EENVELOPE' && err.command === 'RCPT TO' && rejected.size > 0) {
-    // Every recipient was refused at RCPT: each keeps its own reply.
-    const fallback = replyFromError(err, 'transaction');
-    return { kind: 'transaction', healthy, replies: recipients.map((r) => rejected.get(r.toLowerCase()) ?? fallback) };
+class Connection implements ClientConnection {
+  readonly secure: boolean;
+  readonly remoteIp: string;
+  readonly localIp: string | undefined;
+  readonly #wire: Wire;
+  readonly #ext: Extensions;
+  #quit = false;
+
+  constructor(wire: Wire, extensions: Extensions, secure: boolean) {
+    this.#wire = wire;
+    this.#ext = extensions;
+    this.secure = secure;
+    this.remoteIp = wire.socket.remoteAddress ?? '';
+    this.localIp = wire.socket.localAddress;
   }
-  if (err.command === 'DATA' && rejected.size > 0) {
-    const dataReply = replyFromError(err, 'transaction');
-    return { kind: 'transaction', healthy, replies: recipients.map((r) => rejected.get(r.toLowerCase()) ?? dataReply) };
+
+  get closed(): boolean { return this.#quit || this.#wire.failed; }
+
+  async send(envelope: Envelope, body: Readable): Promise<SendResult> {
+    const wire = this.#wire;
+    const mail = `MAIL FROM:<${envelope.sender}>${this.#mailParams(envelope)}\r\n`;
+    const rcpts = envelope.recipients.map((r) => `RCPT TO:<${r}>\r\n`);
+    let mailReply: SmtpReply;
+    const rcptReplies: SmtpReply[] = [];
+    let dataReply: SmtpReply | undefined;
+    if (this.#ext.pipelining) {
+      wire.write(`${mail}${rcpts.join('')}DATA\r\n`);
+      mailReply = (await wire.next('MAIL')).reply;
+      for (let i = 0; i < rcpts.length; i++) rcptReplies.push((await wire.next('RCPT')).reply);
+      dataReply = (await wire.next('DATA')).reply;
+    } else {
+      wire.write(mail);
+      mailReply = (await wire.next('MAIL')).reply;
+      if (ok(mailReply)) {
+        for (const rcpt of rcpts) {
+          wire.write(rcpt);
+          rcptReplies.push((await wire.next('RCPT')).reply);
+        }
+        if (rcptReplies.some(ok)) {
+          wire.write('DATA\r\n');
+          dataReply = (await wire.next('DATA')).reply;
+        }
+      }
+    }
+    const accepted = ok(mailReply) && rcptReplies.some(ok);
+    if (dataReply?.code === 354 && !accepted) {
+      // The server opened DATA for a transaction that has no recipient: end it empty.
+      wire.write('.\r\n');
+      await wire.next('DATA');
+    }
+    if (!ok(mailReply)) return { kind: 'message-refused', reply: mailReply, healthy: this.#healthyAfter(mailReply) };
+    // A connection lost during RCPT stays lost: that reply is the message's verdict.
+    const lost = rcptReplies.find((r) => r.origin === 'local');
+    if (!accepted && lost) return { kind: 'message-refused', reply: lost, healthy: false };
+    if (!accepted) return { kind: 'transaction', replies: rcptReplies, healthy: this.#healthyAfter(rcptReplies.at(-1) as SmtpReply) };
+    const verdict = lost ?? (dataReply?.code === 354 ? await this.#sendBody(body) : (dataReply as SmtpReply));
+    // Recipients the server refused keep their own reply; the rest share the message's fate.
+    const replies = rcptReplies.map((r) => (ok(r) || r.origin === 'local' ? verdict : r));
+    if (!ok(verdict) && replies.every((r) => r === verdict)) return { kind: 'message-refused', reply: verdict, healthy: this.#healthyAfter(verdict) };
+    return { kind: 'transaction', replies, healthy: this.#healthyAfter(verdict) };
   }
-  return { kind: 'message-refused', healthy, reply: replyFromError(err, 'transaction') };
+
+  async reset(): Promise<boolean> {
+    if (this.closed) return false;
+    this.#wire.write('RSET\r\n');
+    return ok((await this.#wire.next('MAIL')).reply);
+  }
+
+  quit(): void {
+    if (this.closed) return;
+    this.#quit = true;
+    const socket = this.#wire.socket;
+    socket.end('QUIT\r\n');
+    // The server answers 221 and closes; one that does not is cut off.
+    setTimeout(() => socket.destroy(), 5_000).unref();
+  }
+
+  close(): void {
+    this.#quit = true;
+    this.#wire.socket.destroy();
+  }
+
+  #healthyAfter(reply: SmtpReply): boolean {
+    return !this.closed && reply.origin === 'remote' && reply.code !== 421;
+  }
+
+  #mailParams(envelope: Envelope): string {
+    let params = '';
+    if (this.#ext.size) params += ` SIZE=${envelope.size}`;
+    if (envelope.eightBit && this.#ext.eightBitMime) params += ' BODY=8BITMIME';
+    if (this.#ext.smtputf8 && [envelope.sender, ...envelope.recipients].some((a) => /[^\x00-\x7f]/.test(a))) params += ' SMTPUTF8';
+    if (this.#ext.dsn && envelope.ret) params += ` RET=${envelope.ret}`;
+    if (this.#ext.dsn && envelope.envid) params += ` ENVID=${xtext(envelope.envid)}`;
+    return params;
+  }
+
+  /**
+   * The message, dot-stuffed, then the terminator, corked into as few writes as the socket's
+   * buffer allows. A body that cannot be read aborts the connection: the server must never
+   * see a terminator after a partial message.
+   */
+  async #sendBody(body: Readable): Promise<SmtpReply> {
+    const wire = this.#wire;
+    const socket = wire.socket;
+    let atLineStart = true;
+    let tail: Buffer = Buffer.from('\r\n');
+    socket.cork();
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        if (chunk.length === 0) continue;
+        if (wire.failed) break;
+        const flowing = socket.write(stuffDots(chunk, atLineStart));
+        atLineStart = chunk[chunk.length - 1] === 0x0a;
+        tail = chunk.length >= 2 ? chunk.subarray(-2) : Buffer.from([tail[1] as number, chunk[0] as number]);
+        if (!flowing) {
+          socket.uncork();
+          await drained(socket);
+          socket.cork();
+        }
+      }
+    } catch (err) {
+      socket.uncork();
+      wire.fail('4.3.0', () => `local error reading the message: ${(err as Error).message}`);
+      socket.destroy();
+      return (await wire.next('DATA')).reply;
+    }
+    if (wire.failed) {
+      socket.uncork();
+      return (await wire.next('DATA')).reply;
+    }
+    const endsWithCrlf = tail[0] === 0x0d && tail[1] === 0x0a;
+    socket.write(endsWithCrlf ? '.\r\n' : '\r\n.\r\n');
+    socket.uncork();
+    return (await wire.next('DATA')).reply;
+  }
 }
 
-function indexRejections(errors: readonly NodemailerError[]): Map<string, SmtpReply> {
-  const map = new Map<string, SmtpReply>();
-  for (const e of errors) if (e.recipient) map.set(e.recipient.toLowerCase(), replyFromError(e, 'transaction'));
-  return map;
+const DOT = Buffer.from('.');
+
+/** RFC 5321 §4.5.2: a line that starts with "." gets one more. */
+export function stuffDots(chunk: Buffer, atLineStart: boolean): Buffer {
+  const lead = atLineStart && chunk[0] === 0x2e;
+  let at = chunk.indexOf('\n.');
+  if (at === -1) return lead ? Buffer.concat([DOT, chunk]) : chunk;
+  const parts: Buffer[] = lead ? [DOT] : [];
+  let from = 0;
+  for (; at !== -1; at = chunk.indexOf('\n.', at + 1)) {
+    parts.push(chunk.subarray(from, at + 1), DOT);
+    from = at + 1;
+  }
+  parts.push(chunk.subarray(from));
+  return Buffer.concat(parts);
+}
+
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
+
+/** RFC 3461 xtext: "+" and "=" and anything outside printable ASCII as +HH. */
+function xtext(value: string): string {
+  return value.replace(/[^\x21-\x2a\x2c-\x3c\x3e-\x7e]/g, (c) => `+${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }
