@@ -1,6 +1,7 @@
 import { open, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TernError } from '../lib/errors.ts';
+import { AppendFile } from '../lib/append-file.ts';
 import { groupCommit } from '../lib/group-commit.ts';
 import { openSegmentFiles } from '../lib/segment-files.ts';
 import type { FeedbackEvent } from '../model/event.ts';
@@ -54,6 +55,7 @@ interface Segment {
   bytes: number;
   readonly acked: Set<number>;
   sealed: boolean;
+  acks?: AppendFile;
 }
 
 const NAME = /^(\d{12})\.log$/;
@@ -207,7 +209,8 @@ export function openOutbox(options: OutboxOptions): Outbox {
     const expired = events.filter((s) => Date.parse(s.event.time) < cutoff);
     if (expired.length === 0) return events;
     options.onDrop(expired.length, 'older than feedback.retention');
-    void ack(expired);
+    // A failed write only means they are dropped again after a restart.
+    ack(expired).catch(() => undefined);
     const gone = new Set(expired);
     return events.filter((s) => !gone.has(s));
   }
@@ -222,20 +225,27 @@ export function openOutbox(options: OutboxOptions): Outbox {
     for (const [seq, ns] of bySegment) {
       const segment = segments.get(seq);
       if (!segment) continue;
-      const handle = await open(ackPath(seq), 'a', 0o600);
+      segment.acks ??= new AppendFile(ackPath(seq));
       try {
-        await handle.write(ns.map((n) => `${n}\n`).join(''));
-        await handle.datasync();
-      } finally {
-        await handle.close();
+        await segment.acks.append(ns.map((n) => `${n}\n`).join(''), true);
+      } catch (err) {
+        // Dropped (disk bound, retention) while we wrote: its acknowledgements no longer matter.
+        if (segments.get(seq) !== segment) continue;
+        throw err;
       }
       for (const n of ns) segment.acked.add(n);
       maybeDelete(segment);
     }
   });
 
+  const acking = new Set<Promise<void>>();
   function ack(events: readonly StoredEvent[]): Promise<void> {
-    return events.length === 0 ? Promise.resolve() : writeAcks(events);
+    if (events.length === 0) return Promise.resolve();
+    const writing = writeAcks(events);
+    const settled = writing.then(() => undefined, () => undefined);
+    acking.add(settled);
+    void settled.then(() => acking.delete(settled));
+    return writing;
   }
 
   function maybeDelete(segment: Segment): void {
@@ -243,6 +253,7 @@ export function openOutbox(options: OutboxOptions): Outbox {
     if (options.deletable && segment.count > 0 && !options.deletable(segment.lastN)) return;
     segments.delete(segment.seq);
     housekeeping = housekeeping.then(async () => {
+      await segment.acks?.close();
       await rm(logPath(segment.seq), { force: true });
       await rm(ackPath(segment.seq), { force: true });
     }).catch(() => undefined);
@@ -287,8 +298,10 @@ export function openOutbox(options: OutboxOptions): Outbox {
     },
     stats,
     async close() {
+      await Promise.all(acking);
       await housekeeping;
       await files.close();
+      for (const segment of segments.values()) await segment.acks?.close();
     },
   };
 }

@@ -1,5 +1,6 @@
-import { appendFile, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { AppendFile } from '../lib/append-file.ts';
 import { TernError } from '../lib/errors.ts';
 import { groupCommit } from '../lib/group-commit.ts';
 import { openSegmentFiles, SegmentAppendError } from '../lib/segment-files.ts';
@@ -36,7 +37,7 @@ export interface SegmentLogOptions {
 }
 
 interface Location { readonly segment: number; readonly envelopeOffset: number; readonly envelopeLength: number; readonly bodyLength: number }
-interface Segment { readonly seq: number; live: number; sealed: boolean; reader?: Promise<FileHandle> }
+interface Segment { readonly seq: number; live: number; sealed: boolean; reader?: Promise<FileHandle>; tombstones?: AppendFile }
 interface Pending { readonly id: QueueId; readonly record: Buffer; readonly envelopeLength: number; readonly bodyLength: number }
 
 const SEGMENT_NAME = /^(\d{12})\.log$/;
@@ -136,8 +137,10 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
     const work = [...tombstones];
     tombstones.clear();
     for (const [seq, ids] of work) {
-      if (!segments.has(seq)) continue;
-      await appendFile(delPath(seq), ids.map((id) => `${id}\n`).join(''));
+      const segment = segments.get(seq);
+      if (!segment) continue;
+      segment.tombstones ??= new AppendFile(delPath(seq));
+      await segment.tombstones.append(ids.map((id) => `${id}\n`).join(''));
     }
   }
 
@@ -148,6 +151,7 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
       const reader = segment.reader;
       segment.reader = undefined;
       if (reader) await reader.then((h) => h.close()).catch(() => undefined);
+      await segment.tombstones?.close();
       await rm(logPath(segment.seq), { force: true });
       await rm(delPath(segment.seq), { force: true });
     });
@@ -222,6 +226,7 @@ export function openSegmentLog(options: SegmentLogOptions): SegmentLog {
         const reader = segment.reader;
         segment.reader = undefined;
         await reader?.then((h) => h.close()).catch(() => undefined);
+        await segment.tombstones?.close();
       }
     },
   };
