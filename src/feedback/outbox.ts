@@ -227,7 +227,8 @@ export function openOutbox(options: OutboxOptions): Outbox {
       if (!segment) continue;
       segment.acks ??= new AppendFile(ackPath(seq));
       try {
-        await segment.acks.append(ns.map((n) => `${n}\n`).join(''), true);
+        // Unsynced, like the spool's tombstones: a power loss can only cause a re-send, same ids.
+        await segment.acks.append(ns.map((n) => `${n}\n`).join(''));
       } catch (err) {
         // Dropped (disk bound, retention) while we wrote: its acknowledgements no longer matter.
         if (segments.get(seq) !== segment) continue;

@@ -13,8 +13,8 @@ export class AppendFile {
     this.path = path;
   }
 
-  /** Append `text`; with `sync`, return only once it is on disk. */
-  async append(text: string, sync = false): Promise<void> {
+  /** Append `text` (unsynced: it survives a process crash, not a power loss). */
+  async append(text: string): Promise<void> {
     const opening = (this.#handle ??= open(this.path, 'a', 0o600));
     let handle: FileHandle;
     try {
@@ -24,7 +24,6 @@ export class AppendFile {
       throw err;
     }
     await handle.write(text);
-    if (sync) await handle.datasync();
   }
 
   async close(): Promise<void> {
