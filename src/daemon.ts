@@ -13,6 +13,7 @@ import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import { TernError } from './lib/errors.ts';
 import { prefixed } from './lib/streams.ts';
+import { lowerPoolPriority } from './lib/thread-priority.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createQueue, type RecipientOutcome } from './queue/index.ts';
 import { openSpool, type LoadedMessage } from './spool/index.ts';
@@ -181,6 +182,9 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     async start() {
       const ids = await spool.recover();
       ledger = await feedback.recover();
+      // Recovery ran file work, so libuv's pool threads exist now.
+      const lowered = lowerPoolPriority(config.tuning.pool_nice);
+      if (lowered > 0) log.info({ threads: lowered, nice: config.tuning.pool_nice }, 'thread pool runs below the event loop');
       feedback.start();
       queue.start();
       const recovered = queue.recover(ids).finally(() => {

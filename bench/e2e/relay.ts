@@ -9,6 +9,9 @@
  * by smtp-sink), then a latency pass (an in-process SMTP client, 20 persistent sessions, times
  * end-of-DATA → 250 for every message). Tern resolves the sink through an in-process DNS zone;
  * Postfix relays to it through relayhost. Output: one JSON line per MTA, then a short summary.
+ * Each also reports the machine's CPU over the throughput pass (busy %, and CPU µs per message
+ * summed over every process: the MTA, smtp-source, smtp-sink), and for Tern its threads' share
+ * (event loop, libuv pool, V8 helpers), so a slow run can be told from a busy host.
  *
  * Then the same again with DKIM signing (RSA-2048, one key generated per run): Tern with a
  * `dkim.keys` entry for bench.test, against Postfix with OpenDKIM as a milter. This run delivers to
@@ -432,7 +435,56 @@ interface Measured {
   readonly p99: number | null;
   readonly latencySamples: number;
   readonly latencyPassPerS: number;
+  readonly cpu: CpuUse;
   readonly problems: string[];
+}
+
+/**
+ * CPU over the throughput pass, from /proc: the whole machine (MTA, smtp-source, smtp-sink and
+ * this script alike, so the figure compares like with like), and, for Tern, its threads.
+ */
+interface CpuUse {
+  /** Share of all CPUs busy, in percent. */
+  readonly busyPct: number;
+  /** Machine CPU time per delivered message, in µs. */
+  readonly usPerMsg: number;
+  /** Tern's CPU time per message by thread kind (main, pool, v8), in µs. */
+  readonly threads?: Readonly<Record<string, number>>;
+}
+
+// USER_HZ, the unit of /proc CPU times, is 100 on every Linux this bench runs on.
+const TICK_US = 10_000;
+
+function machineTicks(): { busy: number; total: number } {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  return { busy: total - (fields[3] ?? 0) - (fields[4] ?? 0), total };
+}
+
+/** CPU ticks of a process's threads, grouped: the event loop, libuv's pool, V8's helpers. */
+function threadTicks(pid: number): Map<string, number> {
+  const ticks = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const kind = tid === String(pid) ? 'main' : comm.startsWith('libuv') ? 'pool' : comm.startsWith('V8') ? 'v8' : 'other';
+    ticks.set(kind, (ticks.get(kind) ?? 0) + Number(fields[11]) + Number(fields[12]));
+  }
+  return ticks;
+}
+
+function cpuSince(start: { machine: { busy: number; total: number }; threads?: Map<string, number> }, pid: number | undefined, messages: number): CpuUse {
+  const end = machineTicks();
+  const busy = end.busy - start.machine.busy;
+  const total = end.total - start.machine.total;
+  const perMsg = (ticks: number): number => Math.round((ticks * TICK_US) / Math.max(1, messages));
+  let threads: Record<string, number> | undefined;
+  if (pid !== undefined && start.threads) {
+    threads = {};
+    for (const [kind, ticks] of threadTicks(pid)) threads[kind] = perMsg(ticks - (start.threads.get(kind) ?? 0));
+  }
+  return { busyPct: total > 0 ? Math.round((100 * busy) / total) : 0, usPerMsg: perMsg(busy), ...(threads ? { threads } : {}) };
 }
 
 /** Wait until the sink has counted target messages, or nothing has arrived for STALL_MS. */
@@ -471,7 +523,7 @@ async function inject(sink: Sink, port: number, messages: number, problems: stri
   return { complete: outcome.complete, start, end: outcome.at, injected: injected || now() };
 }
 
-async function measure(name: string, port: number, sink: Sink, messages: number, drained?: () => Promise<string | undefined>): Promise<Measured> {
+async function measure(name: string, port: number, sink: Sink, messages: number, drained?: () => Promise<string | undefined>, pid?: number): Promise<Measured> {
   const problems: string[] = [];
   if (WARMUP > 0) {
     progress(`${name}: warm-up, ${WARMUP} messages`);
@@ -480,8 +532,10 @@ async function measure(name: string, port: number, sink: Sink, messages: number,
 
   progress(`${name}: throughput pass, ${messages} messages × ${SIZE} bytes over ${SESSIONS} sessions`);
   const base = sink.count();
+  const cpuStart = { machine: machineTicks(), ...(pid !== undefined ? { threads: threadTicks(pid) } : {}) };
   const t = await inject(sink, port, messages, problems, 'throughput');
   const got = Math.min(messages, sink.count() - base);
+  const cpu = cpuSince(cpuStart, pid, got);
   const seconds = (t.end - t.start) / 1000;
   const injectSeconds = (t.injected - t.start) / 1000;
   const check = await drained?.();
@@ -507,6 +561,7 @@ async function measure(name: string, port: number, sink: Sink, messages: number,
     p99: percentile(sorted, 99),
     latencySamples: sorted.length,
     latencyPassPerS: latencySeconds > 0 ? sorted.length / latencySeconds : 0,
+    cpu,
     problems,
   };
 }
@@ -515,6 +570,7 @@ async function measure(name: string, port: number, sink: Sink, messages: number,
 // Tern: the real daemon as a child process, exactly as an operator starts it.
 
 interface Tern {
+  readonly pid: number | undefined;
   readonly port: number;
   readonly adminPort: number;
   queue(): Promise<{ scheduled: number; active: number; recipients: number; feedback?: { pending: number } }>;
@@ -622,7 +678,7 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
         });
       }).on('error', reject);
     });
-  return { port, adminPort, queue, webhookArrivals, complaints: () => ({ count: complaintCount, first: [...complaints] }), stop };
+  return { pid: child.pid, port, adminPort, queue, webhookArrivals, complaints: () => ({ count: complaintCount, first: [...complaints] }), stop };
 }
 
 /** An HTTP endpoint on loopback that acknowledges every batch and notes when each event came. */
@@ -1071,7 +1127,7 @@ async function runTern(label: string, sink: Sink, work: string, messages: number
     }
     return `tern queue not empty: ${JSON.stringify(await tern.queue())}`;
   };
-  const measured = await measure(label, tern.port, sink, messages, drained);
+  const measured = await measure(label, tern.port, sink, messages, drained, tern.pid);
   const measuredAt = performance.now();
   const webhook = WEBHOOK ? [await webhookNote(tern, measuredAt)] : [];
   const q = await tern.queue().catch((err: unknown) => ({ error: (err as Error).message }));
@@ -1115,6 +1171,9 @@ function jsonLine(bench: string, mta: string, r: Measured, extra: Record<string,
     msg_per_s: round(r.msgPerS, 1),
     p50_ms: round(r.p50, 2),
     p99_ms: round(r.p99, 2),
+    cpu_busy_pct: r.cpu.busyPct,
+    cpu_us_per_msg: r.cpu.usPerMsg,
+    ...(r.cpu.threads ? { tern_cpu_us_per_msg: r.cpu.threads } : {}),
     ...(r.delivered < r.msgs ? { delivered: r.delivered } : {}),
     ...extra,
   });
@@ -1132,6 +1191,8 @@ function summary(title: string, results: ReadonlyMap<string, Outcome>): void {
       `  ${''.padEnd(width)} ingest latency p50 ${ms(r.p50)}, p99 ${ms(r.p99)} (${r.latencySamples} messages on ${SESSIONS} persistent sessions, ` +
         `${r.latencyPassPerS.toFixed(0)} msg/s accepted)`,
     );
+    const threads = r.cpu.threads ? `; Tern's threads ${Object.entries(r.cpu.threads).map(([k, v]) => `${k} ${v}`).join(', ')} µs/msg` : '';
+    console.log(`  ${''.padEnd(width)} machine CPU ${r.cpu.busyPct} % busy, ${r.cpu.usPerMsg} µs per message (all processes)${threads}`);
     if (s) {
       console.log(
         `  ${''.padEnd(width)} DKIM-Signature (d=${DKIM_DOMAIN}, rsa-sha256) on ${s.signed}/${s.messages} messages the sink received; ` +

@@ -170,6 +170,11 @@ const bounce = z.strictObject({
   rules_file: z.string().min(1).optional(),
 });
 
+const tuning = z.strictObject({
+  /** Niceness of libuv's thread pool (signing, fsync) under the event loop, on Linux; 0 leaves it. */
+  pool_nice: z.number().int().min(0).max(19).default(19),
+});
+
 const log = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -186,6 +191,7 @@ export const configSchema = z.strictObject({
   feedback: feedback.default(() => feedback.parse({})),
   bounce: bounce.default({}),
   log: log.default({ level: 'info' }),
+  tuning: tuning.default({ pool_nice: 19 }),
 });
 
 export type Config = z.output<typeof configSchema>;

@@ -84,6 +84,8 @@ interface Failure { readonly enhanced: string; readonly text: (command: SmtpComm
 
 /** Longest reply line we buffer; a peer that sends more without a newline is not speaking SMTP. */
 const MAX_LINE = 64 * 1024;
+/** Replies to no command (a 421 before a hang-up is one) are few; a flood of them is hostile. */
+const MAX_UNASKED = 10;
 const EMPTY = Buffer.alloc(0);
 const REPLY_LINE = /^\d{3}(?:[ -]|$)/;
 
@@ -99,6 +101,8 @@ class Wire {
   readonly #waiters: Waiter[] = [];
   readonly #early: string[][] = [];
   #failure: Failure | undefined;
+  /** Commands (and message terminators) sent and not answered yet. */
+  #outstanding = 0;
   readonly #onData = (chunk: Buffer): void => this.#read(chunk);
   readonly #onClose = (): void => this.fail('4.4.2', () => 'connection lost: the server closed the connection');
   readonly #onError = (err: Error): void => this.fail('4.4.2', () => `connection lost: ${err.message}`);
@@ -136,8 +140,16 @@ class Wire {
     return socket;
   }
 
+  /** Write command lines; each one will be answered. */
   write(data: string): void {
-    if (!this.failed) this.socket.write(data);
+    if (this.failed) return;
+    this.#outstanding += data.split('\r\n').length - 1;
+    this.socket.write(data);
+  }
+
+  /** A message terminator went out by another path: it will be answered too. */
+  expectReply(): void {
+    this.#outstanding++;
   }
 
   next(command: SmtpCommand): Promise<Received> {
@@ -152,9 +164,14 @@ class Wire {
     for (const w of this.#waiters.splice(0)) w.resolve(this.#lost(w.command));
   }
 
+  /** The local reply for a command on this connection once it has failed (or was closed by us). */
+  lost(command: SmtpCommand): SmtpReply {
+    const f = this.#failure ?? { enhanced: '4.4.2', text: () => 'connection lost: closed' };
+    return localReply(451, f.enhanced, f.text(command), command);
+  }
+
   #lost(command: SmtpCommand): Received {
-    const f = this.#failure as Failure;
-    return { reply: localReply(451, f.enhanced, f.text(command), command), lines: [] };
+    return { reply: this.lost(command), lines: [] };
   }
 
   #read(chunk: Buffer): void {
@@ -177,8 +194,11 @@ class Wire {
     const lines = this.#lines;
     this.#lines = [];
     const waiter = this.#waiters.shift();
+    const asked = this.#outstanding > 0;
+    if (asked) this.#outstanding--;
     if (waiter) waiter.resolve(received(lines, waiter.command));
-    else this.#early.push(lines);
+    else if (asked || this.#early.length < MAX_UNASKED) this.#early.push(lines);
+    else this.#protocolError(`more than ${MAX_UNASKED} replies to no command`);
   }
 
   #protocolError(what: string): void {
@@ -308,6 +328,7 @@ class Connection implements ClientConnection {
 
   async send(envelope: Envelope, body: Readable): Promise<SendResult> {
     const wire = this.#wire;
+    if (this.closed) return { kind: 'message-refused', reply: wire.lost('MAIL'), healthy: false };
     const mail = `MAIL FROM:<${envelope.sender}>${this.#mailParams(envelope)}\r\n`;
     const rcpts = envelope.recipients.map((r) => `RCPT TO:<${r}>\r\n`);
     let mailReply: SmtpReply;
@@ -419,6 +440,7 @@ class Connection implements ClientConnection {
       return (await wire.next('DATA')).reply;
     }
     const endsWithCrlf = tail[0] === 0x0d && tail[1] === 0x0a;
+    wire.expectReply();
     socket.write(endsWithCrlf ? '.\r\n' : '\r\n.\r\n');
     socket.uncork();
     return (await wire.next('DATA')).reply;

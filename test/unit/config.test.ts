@@ -55,6 +55,7 @@ smtp:
 delivery: { validity: 3 days, retry: { base: soon } }
 dkim: { keys: [{ domain: example.com, selector: s1 }] }
 shaping: { defaults: { max_message_rate: fast } }
+tuning: { pool_nice: 25 }
 `, 'bad.yaml');
   t.notOk(loaded.ok);
   if (loaded.ok) return;
@@ -67,6 +68,7 @@ shaping: { defaults: { max_message_rate: fast } }
     'delivery.retry.base': /not a duration/,
     'dkim.keys[0].key_file': 'is required',
     'shaping.defaults.max_message_rate': /not a rate/,
+    'tuning.pool_nice': /19/,
   });
 });
 

@@ -182,3 +182,17 @@ t.test('parameters: BODY=8BITMIME, SMTPUTF8 and DSN only where the server offers
   t.match(s.wire(), 'MAIL FROM:<jürgen@example.com> BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+3D2\r\n'.replace('ü', '\xc3\xbc'));
   conn.close();
 });
+
+t.test('a thousand pipelined recipients are fine; a flood of replies to nothing is a protocol error', async (t) => {
+  const many = Array.from({ length: 1500 }, (_, i) => `r${i}@b.test`);
+  const s = await scripted({});
+  const conn = await connectClient(options(s.port));
+  const result = await conn.send({ ...envelope, recipients: many }, body('x\r\n'));
+  t.match(result, { kind: 'transaction', healthy: true });
+  t.equal(result.kind === 'transaction' && result.replies.filter((r) => r.code === 250).length, 1500);
+  conn.close();
+  const flood = await scripted({ reply: (line) => (line.startsWith('EHLO') ? `${'250 spam\r\n'.repeat(50)}250 mx.test` : undefined) });
+  const flooded = await connectClient(options(flood.port));
+  t.ok(flooded.closed, 'the connection is dropped');
+  t.match(await flooded.send(envelope, body('x\r\n')), { kind: 'message-refused', healthy: false, reply: { code: 451, text: /protocol error: more than 10 replies to no command/ } });
+});
