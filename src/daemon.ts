@@ -12,7 +12,6 @@ import { createResolver } from './dns/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import { TernError } from './lib/errors.ts';
-import { prefixed } from './lib/streams.ts';
 import { lowerPoolPriority } from './lib/thread-priority.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createQueue, type RecipientOutcome } from './queue/index.ts';
@@ -110,7 +109,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       journal: spool.journal,
       remove: spool.remove,
       quarantine: spool.quarantine,
-      openBody: (envelope) => prefixed(envelope.prepend ?? '', spool.openBody(envelope.id, envelope.bodySize)),
+      openBody: (envelope) => spool.openBody(envelope.id, envelope.bodySize, envelope.prepend),
       route: resolver.route,
       deliver: delivery.deliver,
       classify,

@@ -5,6 +5,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { TernError } from '../lib/errors.ts';
+import { prefixed } from '../lib/streams.ts';
 import type { Envelope, RecipientState } from '../model/envelope.ts';
 import type { QueueId } from '../model/ids.ts';
 import type { JournalRecord } from '../model/journal.ts';
@@ -37,7 +38,8 @@ export interface LoadedMessage {
 export interface Spool {
   begin(id: QueueId): Promise<MessageWriter>;
   load(id: QueueId): Promise<LoadedMessage>;
-  openBody(id: QueueId, bodySize: number): Readable;
+  /** The stored message, after `prefix` (header lines added at acceptance, such as DKIM-Signature). */
+  openBody(id: QueueId, bodySize: number, prefix?: string): Readable;
   journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
   /** Delete a finished message; `journalled: false` skips the journal (none was ever written). */
   remove(id: QueueId, journalled?: boolean): Promise<void>;
@@ -124,15 +126,18 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
     return { envelope, states: envelope.recipients.map(() => ({ attempts: 0, nextAt: 0 })) };
   }
 
-  function openBody(id: QueueId, bodySize: number): Readable {
+  function openBody(id: QueueId, bodySize: number, prefix = ''): Readable {
+    const head = prefix === '' ? [] : [Buffer.from(prefix, 'latin1')];
+    // A fresh message is in memory: one stream of two buffers, the cheapest shape to send.
     const cached = bodies.get(id);
-    if (cached) return Readable.from([cached.subarray(0, bodySize)], { objectMode: false });
+    if (cached) return Readable.from([...head, cached.subarray(0, bodySize)], { objectMode: false });
     if (segments.has(id)) {
       return Readable.from((async function* () {
+        yield* head;
         yield (await segments.readBody(id)).subarray(0, bodySize);
       })(), { objectMode: false });
     }
-    return files.openBody(id, bodySize);
+    return prefixed(prefix, files.openBody(id, bodySize));
   }
 
   /** Copy a message out of its segment into a file of its own (durably), then tombstone it. */

@@ -45,6 +45,7 @@ t.test('a committed message reads back: envelope, body and recipient journal', a
   t.same(loaded.envelope.meta, { campaign: 'c1' });
   t.same(loaded.states, [{ attempts: 0, nextAt: 0 }, { attempts: 0, nextAt: 0 }]);
   t.equal(await text(spool.openBody(id, loaded.envelope.bodySize)), 'Subject: x\r\n\r\nhello\r\n', 'the body excludes envelope and trailer');
+  t.equal(await text(spool.openBody(id, loaded.envelope.bodySize, 'X-Signed: 1\r\n')), 'X-Signed: 1\r\nSubject: x\r\n\r\nhello\r\n', 'with a prefix');
   await spool.journal(id, [{ t: 'retry', r: 0, n: 1, next: 500 }, { t: 'final', r: 1, n: 1, v: 'delivered' }]);
   await spool.journal(id, [{ t: 'final', r: 0, n: 2, v: 'failed', cause: 'bounce' }]);
   const again = await spool.load(id);
@@ -104,6 +105,7 @@ t.test('small messages share a segment; a restart recovers them and reads bodies
   t.equal(loaded.envelope.id, ids[7]);
   t.same(loaded.states, [{ attempts: 0, nextAt: 0 }, { attempts: 0, nextAt: 0 }]);
   t.equal(await text(second.openBody(ids[7] as QueueId, loaded.envelope.bodySize)), 'Subject: 7\r\n\r\nbody 7\r\n', 'read from the segment file');
+  t.equal(await text(second.openBody(ids[7] as QueueId, loaded.envelope.bodySize, 'X-P: 1\r\n')), 'X-P: 1\r\nSubject: 7\r\n\r\nbody 7\r\n', 'from the segment file, with a prefix');
 });
 
 t.test('removed messages stay removed across restarts, and empty sealed segments are deleted', async (t) => {
