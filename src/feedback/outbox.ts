@@ -39,7 +39,7 @@ export interface Outbox {
   append(events: readonly FeedbackEvent[]): Promise<StoredEvent[]>;
   /** Up to `max` unacknowledged events not handed out before, oldest first. */
   take(max: number): Promise<StoredEvent[]>;
-  /** Durably mark events as delivered to the endpoint; deletes segments that are all done. */
+  /** Mark events as delivered to the endpoint (written, not fsynced: a power loss only causes a re-send); deletes segments that are all done. */
   ack(events: readonly StoredEvent[]): Promise<void>;
   /** Retry deletions that `deletable` refused earlier. */
   sweep(): Promise<void>;

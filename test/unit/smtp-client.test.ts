@@ -196,3 +196,22 @@ t.test('a thousand pipelined recipients are fine; a flood of replies to nothing 
   t.ok(flooded.closed, 'the connection is dropped');
   t.match(await flooded.send(envelope, body('x\r\n')), { kind: 'message-refused', healthy: false, reply: { code: 451, text: /protocol error: more than 10 replies to no command/ } });
 });
+
+t.test('a failed TLS handshake is an ETLS connect error, so the pool can retry in plaintext', async (t) => {
+  const s = await scripted({
+    ehlo: '250-mx.test\r\n250 STARTTLS',
+    reply: (line, socket) => {
+      if (line !== 'STARTTLS') return undefined;
+      socket.write('220 2.0.0 go ahead\r\n');
+      socket.write('this is not a TLS server hello\r\n');
+      return null;
+    },
+  });
+  const err = await connectClient(options(s.port)).catch((e: unknown) => e);
+  t.match(err, { code: 'ETLS' });
+  t.match(connectFailure(err), { code: 451, enhanced: '4.7.5', text: /^TLS failure: /, command: 'STARTTLS', origin: 'local' });
+  const plain = await connectClient(options(s.port, { tls: 'disabled' }));
+  t.equal(plain.secure, false);
+  t.notMatch(s.wire().split('EHLO').at(-1) ?? '', 'STARTTLS', 'no STARTTLS when TLS is disabled');
+  plain.close();
+});
