@@ -84,15 +84,15 @@ interface Failure { readonly enhanced: string; readonly text: (command: SmtpComm
 
 /** Longest reply line we buffer; a peer that sends more without a newline is not speaking SMTP. */
 const MAX_LINE = 64 * 1024;
-/** Replies to no command (a 421 before a hang-up is one) are few; a flood of them is hostile. */
-const MAX_UNASKED = 10;
 const EMPTY = Buffer.alloc(0);
 const REPLY_LINE = /^\d{3}(?:[ -]|$)/;
 
 /**
  * Reply reading for one socket: replies are matched to waiters in order, which is all
- * pipelining needs. A lost or timed-out connection answers every waiter, present and future,
- * with a local reply naming the command that was waiting.
+ * pipelining needs. Every reply must answer something sent (the greeting answers the connect):
+ * one more would shift every later reply onto the wrong command, so it ends the connection. A
+ * lost or timed-out connection answers every waiter, present and future, with a local reply
+ * naming the command that was waiting.
  */
 class Wire {
   socket: Socket;
@@ -101,15 +101,20 @@ class Wire {
   readonly #waiters: Waiter[] = [];
   readonly #early: string[][] = [];
   #failure: Failure | undefined;
-  /** Commands (and message terminators) sent and not answered yet. */
-  #outstanding = 0;
+  /** Replies owed to us: commands and message terminators sent, plus the greeting. */
+  #outstanding = 1;
+  /** A message is being written: a socket timeout now means the server stopped reading. */
+  sendingBody = false;
   readonly #onData = (chunk: Buffer): void => this.#read(chunk);
   readonly #onClose = (): void => this.fail('4.4.2', () => 'connection lost: the server closed the connection');
   readonly #onError = (err: Error): void => this.fail('4.4.2', () => `connection lost: ${err.message}`);
   readonly #onTimeout = (): void => {
-    if (this.#waiters.length === 0) return;
+    if (this.#waiters.length === 0 && !this.sendingBody) return;
     const ms = this.socket.timeout ?? 0;
-    this.fail('4.4.2', (command) => (command === 'CONNECT' ? 'timeout: Greeting never received' : `timeout: no reply to ${command} within ${ms} ms`));
+    const text = this.sendingBody
+      ? (): string => `timeout: the server read none of the message for ${ms} ms`
+      : (command: SmtpCommand): string => (command === 'CONNECT' ? 'timeout: Greeting never received' : `timeout: no reply to ${command} within ${ms} ms`);
+    this.fail('4.4.2', text);
     this.socket.destroy();
   };
 
@@ -128,8 +133,15 @@ class Wire {
     socket.on('timeout', this.#onTimeout);
   }
 
-  /** Hand the socket over (to TLS); errors on it are still caught, so none goes unhandled. */
+  /**
+   * Hand the socket over (to TLS); errors on it are still caught, so none goes unhandled.
+   * Anything the server sent after its reply to STARTTLS would be plaintext smuggled into the
+   * TLS session (RFC 3207 §4.2): that is a protocol error, never data to read later.
+   */
   detach(): Socket {
+    if (this.#partial.length > 0 || this.#lines.length > 0 || this.#early.length > 0 || this.#outstanding > 0) {
+      this.protocolError('the server sent more after its reply to STARTTLS');
+    }
     const socket = this.socket;
     socket.off('data', this.#onData);
     socket.off('close', this.#onClose);
@@ -147,7 +159,7 @@ class Wire {
     this.socket.write(data);
   }
 
-  /** A message terminator went out by another path: it will be answered too. */
+  /** A message terminator or QUIT went out by another path: it will be answered too. */
   expectReply(): void {
     this.#outstanding++;
   }
@@ -183,25 +195,24 @@ class Wire {
       start = nl + 1;
     }
     this.#partial = start < data.length ? Buffer.from(data.subarray(start)) : EMPTY;
-    if (this.#partial.length > MAX_LINE) this.#protocolError('a reply line longer than 64 KiB');
+    if (this.#partial.length > MAX_LINE) this.protocolError('a reply line longer than 64 KiB');
   }
 
   #line(line: string): void {
     if (this.failed) return;
-    if (!REPLY_LINE.test(line)) return this.#protocolError(`not an SMTP reply: ${JSON.stringify(line.slice(0, 100))}`);
+    if (!REPLY_LINE.test(line)) return this.protocolError(`not an SMTP reply: ${JSON.stringify(line.slice(0, 100))}`);
     this.#lines.push(line);
     if (line[3] === '-') return;
     const lines = this.#lines;
     this.#lines = [];
+    if (this.#outstanding === 0) return this.protocolError(`a reply to no command: ${JSON.stringify(lines.join(' ').slice(0, 100))}`);
+    this.#outstanding--;
     const waiter = this.#waiters.shift();
-    const asked = this.#outstanding > 0;
-    if (asked) this.#outstanding--;
     if (waiter) waiter.resolve(received(lines, waiter.command));
-    else if (asked || this.#early.length < MAX_UNASKED) this.#early.push(lines);
-    else this.#protocolError(`more than ${MAX_UNASKED} replies to no command`);
+    else this.#early.push(lines);
   }
 
-  #protocolError(what: string): void {
+  protocolError(what: string): void {
     this.fail('4.4.2', () => `protocol error: ${what}`);
     this.socket.destroy();
   }
@@ -224,13 +235,18 @@ export async function connectClient(options: ConnectOptions): Promise<ClientConn
     let secure = false;
     if (options.tls === 'opportunistic' && extensions.starttls) {
       wire.write('STARTTLS\r\n');
+      const answer = (await wire.next('STARTTLS')).reply;
+      if (answer.origin === 'local') throw new ConnectError('ECONNECTION', answer);
       // A refused STARTTLS leaves a plaintext session, as Postfix does at security level "may".
-      if ((await wire.next('STARTTLS')).reply.code === 220) {
-        wire.attach(await startTls(wire.detach(), options));
+      if (answer.code === 220) {
+        const raw = wire.detach();
+        if (wire.failed) throw new ConnectError('EPROTOCOL', wire.lost('STARTTLS'));
+        wire.attach(await startTls(raw, options));
         secure = true;
         extensions = await hello(wire, options.localName);
       }
     }
+    if (wire.failed) throw new ConnectError('EPROTOCOL', wire.lost('EHLO'));
     return new Connection(wire, extensions, secure);
   } catch (err) {
     wire.socket.destroy();
@@ -327,6 +343,15 @@ class Connection implements ClientConnection {
   get closed(): boolean { return this.#quit || this.#wire.failed; }
 
   async send(envelope: Envelope, body: Readable): Promise<SendResult> {
+    try {
+      return await this.#transaction(envelope, body);
+    } finally {
+      // A body not (fully) sent must still be closed: it may hold a spool file open.
+      body.destroy();
+    }
+  }
+
+  async #transaction(envelope: Envelope, body: Readable): Promise<SendResult> {
     const wire = this.#wire;
     if (this.closed) return { kind: 'message-refused', reply: wire.lost('MAIL'), healthy: false };
     const mail = `MAIL FROM:<${envelope.sender}>${this.#mailParams(envelope)}\r\n`;
@@ -364,7 +389,8 @@ class Connection implements ClientConnection {
     const lost = rcptReplies.find((r) => r.origin === 'local');
     if (!accepted && lost) return { kind: 'message-refused', reply: lost, healthy: false };
     if (!accepted) return { kind: 'transaction', replies: rcptReplies, healthy: this.#healthyAfter(rcptReplies.at(-1) as SmtpReply) };
-    const verdict = lost ?? (dataReply?.code === 354 ? await this.#sendBody(body) : (dataReply as SmtpReply));
+    if (dataReply && ok(dataReply)) wire.protocolError(`a ${dataReply.code} reply to DATA, which must be 354 before the message`);
+    const verdict = lost ?? (dataReply?.code === 354 ? await this.#sendBody(body) : wire.failed ? wire.lost('DATA') : (dataReply as SmtpReply));
     // Recipients the server refused keep their own reply; the rest share the message's fate.
     const replies = rcptReplies.map((r) => (ok(r) || r.origin === 'local' ? verdict : r));
     if (!ok(verdict) && replies.every((r) => r === verdict)) return { kind: 'message-refused', reply: verdict, healthy: this.#healthyAfter(verdict) };
@@ -381,6 +407,7 @@ class Connection implements ClientConnection {
     if (this.closed) return;
     this.#quit = true;
     const socket = this.#wire.socket;
+    this.#wire.expectReply();
     socket.end('QUIT\r\n');
     // The server answers 221 and closes; one that does not is cut off.
     setTimeout(() => socket.destroy(), 5_000).unref();
@@ -416,6 +443,7 @@ class Connection implements ClientConnection {
     let atLineStart = true;
     let tail: Buffer = Buffer.from('\r\n');
     socket.cork();
+    wire.sendingBody = true;
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         if (chunk.length === 0) continue;
@@ -430,11 +458,13 @@ class Connection implements ClientConnection {
         }
       }
     } catch (err) {
+      wire.sendingBody = false;
       socket.uncork();
       wire.fail('4.3.0', () => `local error reading the message: ${(err as Error).message}`);
       socket.destroy();
       return (await wire.next('DATA')).reply;
     }
+    wire.sendingBody = false;
     if (wire.failed) {
       socket.uncork();
       return (await wire.next('DATA')).reply;

@@ -18,7 +18,9 @@ interface Script {
 async function scripted(script: Script): Promise<{ server: Server; port: number; wire: () => string; writes: string[] }> {
   const received: string[] = [];
   const writes: string[] = [];
+  const sockets = new Set<Socket>();
   const server = createServer((socket) => {
+    sockets.add(socket);
     let buffer = '';
     let inData = false;
     if (script.greeting !== null) socket.write(`${script.greeting ?? '220 mx.test ESMTP'}\r\n`);
@@ -52,7 +54,10 @@ async function scripted(script: Script): Promise<{ server: Server; port: number;
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  t.teardown(() => new Promise<void>((resolve) => {
+    for (const socket of sockets) socket.destroy();
+    server.close(() => resolve());
+  }));
   const port = (server.address() as { port: number }).port;
   return { server, port, wire: () => received.join(''), writes };
 }
@@ -183,7 +188,7 @@ t.test('parameters: BODY=8BITMIME, SMTPUTF8 and DSN only where the server offers
   conn.close();
 });
 
-t.test('a thousand pipelined recipients are fine; a flood of replies to nothing is a protocol error', async (t) => {
+t.test('a thousand pipelined recipients are fine; a reply to nothing is a protocol error', async (t) => {
   const many = Array.from({ length: 1500 }, (_, i) => `r${i}@b.test`);
   const s = await scripted({});
   const conn = await connectClient(options(s.port));
@@ -192,9 +197,7 @@ t.test('a thousand pipelined recipients are fine; a flood of replies to nothing 
   t.equal(result.kind === 'transaction' && result.replies.filter((r) => r.code === 250).length, 1500);
   conn.close();
   const flood = await scripted({ reply: (line) => (line.startsWith('EHLO') ? `${'250 spam\r\n'.repeat(50)}250 mx.test` : undefined) });
-  const flooded = await connectClient(options(flood.port));
-  t.ok(flooded.closed, 'the connection is dropped');
-  t.match(await flooded.send(envelope, body('x\r\n')), { kind: 'message-refused', healthy: false, reply: { code: 451, text: /protocol error: more than 10 replies to no command/ } });
+  t.match(connectFailure(await connectClient(options(flood.port)).catch((e: unknown) => e)), { code: 451, text: /^protocol error: a reply to no command/ });
 });
 
 t.test('a failed TLS handshake is an ETLS connect error, so the pool can retry in plaintext', async (t) => {
@@ -214,4 +217,47 @@ t.test('a failed TLS handshake is an ETLS connect error, so the pool can retry i
   t.equal(plain.secure, false);
   t.notMatch(s.wire().split('EHLO').at(-1) ?? '', 'STARTTLS', 'no STARTTLS when TLS is disabled');
   plain.close();
+});
+
+t.test('a reply nobody asked for never shifts later replies onto the wrong command', async (t) => {
+  // Two greetings: read naively, RCPT's 250 would answer DATA and the message "succeed" unsent.
+  const twice = await scripted({ greeting: '220 mx.test ESMTP\r\n220 mx.test again' });
+  t.match(connectFailure(await connectClient(options(twice.port)).catch((e: unknown) => e)), { code: 451, text: /^protocol error: a reply to no command/ });
+  const data250 = await scripted({ reply: (line) => (line === 'DATA' ? '250 2.0.0 thanks' : undefined) });
+  const conn = await connectClient(options(data250.port));
+  const message = body('Subject: x\r\n\r\nunsent\r\n');
+  t.match(await conn.send(envelope, message), { kind: 'message-refused', healthy: false, reply: { code: 451, text: /protocol error: a 250 reply to DATA/ } });
+  t.notMatch(data250.wire(), 'unsent', 'the message was not sent after a 250 to DATA');
+});
+
+t.test('plaintext sent after the 220 to STARTTLS is refused, not read inside TLS', async (t) => {
+  const s = await scripted({
+    ehlo: '250-mx.test\r\n250 STARTTLS',
+    reply: (line, socket) => (line === 'STARTTLS' ? (socket.write('220 ready\r\n250 injected\r\n'), null) : undefined),
+  });
+  const err = await connectClient(options(s.port)).catch((e: unknown) => e);
+  t.match(err, { code: 'EPROTOCOL' }, 'not ETLS: no plaintext retry is invited');
+  t.match(connectFailure(err), { code: 451, text: /^protocol error/ });
+  const dropped = await scripted({ ehlo: '250-mx.test\r\n250 STARTTLS', reply: (line, socket) => (line === 'STARTTLS' ? (socket.destroy(), null) : undefined) });
+  t.match(connectFailure(await connectClient(options(dropped.port)).catch((e: unknown) => e)), { code: 451, text: /^connection lost/, command: 'STARTTLS' }, 'a hang-up at STARTTLS fails the connect');
+});
+
+t.test('a body that is not sent is still closed (it may hold a spool file open)', async (t) => {
+  const s = await scripted({ reply: (line) => (line.startsWith('RCPT') ? '550 5.1.1 no' : undefined) });
+  const conn = await connectClient(options(s.port));
+  const unsent = body('x\r\n');
+  await conn.send(envelope, unsent);
+  t.ok(unsent.destroyed);
+  conn.close();
+});
+
+t.test('a server that stops reading the message is timed out, not waited on forever', async (t) => {
+  const s = await scripted({ reply: (line, socket) => (line === 'DATA' ? (socket.pause(), '354 go ahead') : undefined) });
+  const conn = await connectClient(options(s.port));
+  const big = Readable.from((function* () {
+    for (let i = 0; i < 400; i++) yield Buffer.alloc(64 * 1024, 0x61);
+  })(), { objectMode: false });
+  const started = Date.now();
+  t.match(await conn.send(envelope, big), { kind: 'message-refused', healthy: false, reply: { code: 451, text: /^timeout: the server read none of the message for 300 ms/ } });
+  t.ok(Date.now() - started < 5_000, 'within a few timeouts');
 });
