@@ -19,7 +19,8 @@ export interface ConnectOptions {
   readonly localName: string;
   readonly localAddress?: string;
   readonly tls: 'opportunistic' | 'disabled';
-  readonly timeouts: { readonly connect: number; readonly greeting: number; readonly command: number };
+  /** `data`: how long the server may take to answer the end of a message (RFC 5321: 10 min). */
+  readonly timeouts: { readonly connect: number; readonly greeting: number; readonly command: number; readonly data?: number };
 }
 
 export interface Envelope {
@@ -103,7 +104,7 @@ class Wire {
   #failure: Failure | undefined;
   /** Replies owed to us: commands and message terminators sent, plus the greeting. */
   #outstanding = 1;
-  /** A message is being written: a socket timeout now means the server stopped reading. */
+  /** Waiting for the socket to take more of a message: a timeout means the server stopped reading. */
   sendingBody = false;
   readonly #onData = (chunk: Buffer): void => this.#read(chunk);
   readonly #onClose = (): void => this.fail('4.4.2', () => 'connection lost: the server closed the connection');
@@ -112,7 +113,7 @@ class Wire {
     if (this.#waiters.length === 0 && !this.sendingBody) return;
     const ms = this.socket.timeout ?? 0;
     const text = this.sendingBody
-      ? (): string => `timeout: the server read none of the message for ${ms} ms`
+      ? (): string => `timeout: the server stopped reading the message for ${ms} ms`
       : (command: SmtpCommand): string => (command === 'CONNECT' ? 'timeout: Greeting never received' : `timeout: no reply to ${command} within ${ms} ms`);
     this.fail('4.4.2', text);
     this.socket.destroy();
@@ -205,7 +206,11 @@ class Wire {
     if (line[3] === '-') return;
     const lines = this.#lines;
     this.#lines = [];
-    if (this.#outstanding === 0) return this.protocolError(`a reply to no command: ${JSON.stringify(lines.join(' ').slice(0, 100))}`);
+    if (this.#outstanding === 0) {
+      const said = JSON.stringify(lines.join(' ').slice(0, 100));
+      // An idle server may say 421 as it hangs up; anything else unasked is out of step.
+      return lines[0]?.startsWith('421') ? this.#end(`the server ended the session: ${said}`) : this.protocolError(`a reply to no command: ${said}`);
+    }
     this.#outstanding--;
     const waiter = this.#waiters.shift();
     if (waiter) waiter.resolve(received(lines, waiter.command));
@@ -213,7 +218,11 @@ class Wire {
   }
 
   protocolError(what: string): void {
-    this.fail('4.4.2', () => `protocol error: ${what}`);
+    this.#end(`protocol error: ${what}`);
+  }
+
+  #end(text: string): void {
+    this.fail('4.4.2', () => text);
     this.socket.destroy();
   }
 }
@@ -236,7 +245,7 @@ export async function connectClient(options: ConnectOptions): Promise<ClientConn
     if (options.tls === 'opportunistic' && extensions.starttls) {
       wire.write('STARTTLS\r\n');
       const answer = (await wire.next('STARTTLS')).reply;
-      if (answer.origin === 'local') throw new ConnectError('ECONNECTION', answer);
+      if (answer.origin === 'local') throw new ConnectError(answer.text.startsWith('timeout') ? 'ETIMEDOUT' : 'ECONNECTION', answer);
       // A refused STARTTLS leaves a plaintext session, as Postfix does at security level "may".
       if (answer.code === 220) {
         const raw = wire.detach();
@@ -247,7 +256,7 @@ export async function connectClient(options: ConnectOptions): Promise<ClientConn
       }
     }
     if (wire.failed) throw new ConnectError('EPROTOCOL', wire.lost('EHLO'));
-    return new Connection(wire, extensions, secure);
+    return new Connection(wire, extensions, secure, options.timeouts);
   } catch (err) {
     wire.socket.destroy();
     throw err;
@@ -330,11 +339,13 @@ class Connection implements ClientConnection {
   readonly localIp: string | undefined;
   readonly #wire: Wire;
   readonly #ext: Extensions;
+  readonly #timeouts: ConnectOptions['timeouts'];
   #quit = false;
 
-  constructor(wire: Wire, extensions: Extensions, secure: boolean) {
+  constructor(wire: Wire, extensions: Extensions, secure: boolean, timeouts: ConnectOptions['timeouts']) {
     this.#wire = wire;
     this.#ext = extensions;
+    this.#timeouts = timeouts;
     this.secure = secure;
     this.remoteIp = wire.socket.remoteAddress ?? '';
     this.localIp = wire.socket.localAddress;
@@ -443,7 +454,6 @@ class Connection implements ClientConnection {
     let atLineStart = true;
     let tail: Buffer = Buffer.from('\r\n');
     socket.cork();
-    wire.sendingBody = true;
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         if (chunk.length === 0) continue;
@@ -453,18 +463,18 @@ class Connection implements ClientConnection {
         tail = chunk.length >= 2 ? chunk.subarray(-2) : Buffer.from([tail[1] as number, chunk[0] as number]);
         if (!flowing) {
           socket.uncork();
+          wire.sendingBody = true;
           await drained(socket);
+          wire.sendingBody = false;
           socket.cork();
         }
       }
     } catch (err) {
-      wire.sendingBody = false;
       socket.uncork();
       wire.fail('4.3.0', () => `local error reading the message: ${(err as Error).message}`);
       socket.destroy();
       return (await wire.next('DATA')).reply;
     }
-    wire.sendingBody = false;
     if (wire.failed) {
       socket.uncork();
       return (await wire.next('DATA')).reply;
@@ -473,7 +483,11 @@ class Connection implements ClientConnection {
     wire.expectReply();
     socket.write(endsWithCrlf ? '.\r\n' : '\r\n.\r\n');
     socket.uncork();
-    return (await wire.next('DATA')).reply;
+    // The server may scan the message before it answers; giving up early would deliver it twice.
+    socket.setTimeout(this.#timeouts.data ?? this.#timeouts.command);
+    const verdict = (await wire.next('DATA')).reply;
+    socket.setTimeout(this.#timeouts.command);
+    return verdict;
   }
 }
 

@@ -20,6 +20,8 @@ export class AppendFile {
 
   /** Append `text` (unsynced: it survives a process crash, not a power loss). */
   append(text: string): Promise<void> {
+    // Never reopened once closed: the file may be about to be deleted with its segment.
+    if (this.#closed) return Promise.reject(new Error(`${this.path}: appended to after close`));
     const run = this.#last.then(() => this.#write(text), () => this.#write(text));
     this.#last = run.catch(() => undefined);
     return run;
@@ -35,8 +37,6 @@ export class AppendFile {
   }
 
   async #write(text: string): Promise<void> {
-    // Never reopened once closed: the file may be about to be deleted with its segment.
-    if (this.#closed) throw new Error(`${this.path}: appended to after close`);
     const opening = (this.#handle ??= open(this.path, 'a', 0o600));
     let handle: FileHandle;
     try {

@@ -12,9 +12,12 @@ t.test('appends accumulate in one open file; after close, an append fails instea
   await Promise.all([file.append('a\n'), file.append('b\n')]);
   await file.append('c\n');
   t.equal(readFileSync(path, 'latin1'), 'a\nb\nc\n');
+  const late = [file.append('d\n'), file.append('e\n')];
   await file.close();
-  await t.rejects(file.append('d\n'), /appended to after close/);
-  t.equal(readFileSync(path, 'latin1'), 'a\nb\nc\n', 'nothing written after close');
+  await Promise.all(late);
+  t.equal(readFileSync(path, 'latin1'), 'a\nb\nc\nd\ne\n', 'appends made before close are finished by it');
+  await t.rejects(file.append('f\n'), /appended to after close/);
+  t.equal(readFileSync(path, 'latin1'), 'a\nb\nc\nd\ne\n', 'nothing written after close');
 });
 
 t.test('an append that cannot open its file fails, and a later one tries again', async (t) => {

@@ -13,6 +13,8 @@ interface Script {
   /** A reply for a command line, or undefined for the default ("250 2.0.0 ok"). */
   readonly reply?: (line: string, socket: Socket) => string | undefined | null;
   readonly dataReply?: string;
+  /** Answer the end of a message only after this many ms. */
+  readonly dataDelay?: number;
 }
 
 async function scripted(script: Script): Promise<{ server: Server; port: number; wire: () => string; writes: string[] }> {
@@ -35,7 +37,9 @@ async function scripted(script: Script): Promise<{ server: Server; port: number;
           if (end === -1) return;
           buffer = buffer.slice(end + 5);
           inData = false;
-          socket.write(`${script.dataReply ?? '250 2.0.0 queued'}\r\n`);
+          const answer = `${script.dataReply ?? '250 2.0.0 queued'}\r\n`;
+          if (script.dataDelay) setTimeout(() => socket.write(answer), script.dataDelay);
+          else socket.write(answer);
           continue;
         }
         const nl = buffer.indexOf('\r\n');
@@ -258,6 +262,35 @@ t.test('a server that stops reading the message is timed out, not waited on fore
     for (let i = 0; i < 400; i++) yield Buffer.alloc(64 * 1024, 0x61);
   })(), { objectMode: false });
   const started = Date.now();
-  t.match(await conn.send(envelope, big), { kind: 'message-refused', healthy: false, reply: { code: 451, text: /^timeout: the server read none of the message for 300 ms/ } });
+  t.match(await conn.send(envelope, big), { kind: 'message-refused', healthy: false, reply: { code: 451, text: /^timeout: the server stopped reading the message for 300 ms/ } });
   t.ok(Date.now() - started < 5_000, 'within a few timeouts');
+});
+
+t.test('a slow local body is not blamed on the server, and the end of a message gets the data timeout', async (t) => {
+  const s = await scripted({});
+  const timeouts = { connect: 1000, greeting: 300, command: 300, data: 2000 };
+  const conn = await connectClient(options(s.port, { timeouts }));
+  const slow = Readable.from((async function* () {
+    yield Buffer.from('Subject: x\r\n\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    yield Buffer.from('late\r\n');
+  })(), { objectMode: false });
+  t.match(await conn.send(envelope, slow), { kind: 'transaction', healthy: true }, 'a 600 ms pause in our own body, 300 ms command timeout');
+  conn.close();
+  const scanning = await scripted({ dataDelay: 700 });
+  const conn2 = await connectClient(options(scanning.port, { timeouts }));
+  t.match(await conn2.send(envelope, body('x\r\n')), { kind: 'transaction', healthy: true }, 'a final reply after 700 ms: past the command timeout, within the data timeout');
+  t.match(await conn2.send(envelope, body('y\r\n')), { kind: 'transaction', healthy: true }, 'and the command timeout is back for the next transaction');
+  conn2.close();
+});
+
+t.test('an idle server that says 421 and hangs up ends the connection', async (t) => {
+  let socketOf: Socket | undefined;
+  const s = await scripted({ reply: (line, socket) => ((socketOf = socket), undefined) });
+  const conn = await connectClient(options(s.port));
+  t.match(await conn.send(envelope, body('x\r\n')), { kind: 'transaction' });
+  socketOf?.end('421 4.4.2 idle too long, closing\r\n');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.ok(conn.closed, 'the pool will not reuse it');
+  t.match(await conn.send(envelope, body('x\r\n')), { kind: 'message-refused', healthy: false, reply: { code: 451, text: /^the server ended the session: "421 4\.4\.2 idle too long/ } });
 });
