@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { timingSafeEqual } from 'node:crypto';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { SmtpConfig } from '../config/index.ts';
 import type { Clock } from '../lib/clock.ts';
 import { createNetworkList, parseHostPort } from '../lib/net.ts';
@@ -13,6 +12,7 @@ import { checkMailbox } from './address.ts';
 import { parseMeta } from './meta.ts';
 import { receivedHeader } from './received.ts';
 import { MessageRewriter } from './rewrite.ts';
+import { SmtpServer, type DataStream, type SmtpAddress, type SmtpHooks, type SmtpRefusal, type SmtpSession } from './smtp-server.ts';
 
 /** What ingress needs from the spool; it never sees the queue, only `accept`. */
 export interface IngressPorts {
@@ -37,7 +37,7 @@ export interface IngressOptions extends SmtpConfig {
 
 export interface Ingress {
   start(): Promise<void>;
-  /** Stop accepting; in-flight transactions finish (smtp-server closes idle ones). */
+  /** Stop accepting; in-flight transactions finish, idle sessions are told 421. */
   stop(): Promise<void>;
   /** Bound addresses, useful when listening on port 0. */
   addresses(): { host: string; port: number }[];
@@ -45,61 +45,56 @@ export interface Ingress {
 
 const MAX_HEADER_BYTES = 1024 * 1024;
 
-/** smtp-server callbacks take an Error with responseCode; the text carries our enhanced code. */
-function smtpError(code: number, text: string): Error & { responseCode: number } {
-  return Object.assign(new Error(text), { responseCode: code });
+/** Our replies carry their own enhanced status code at the start of the text. */
+function smtpError(code: number, text: string): SmtpRefusal {
+  return { code, text };
 }
+
+const STORAGE_FULL = smtpError(452, '4.3.1 Insufficient system storage, try again later');
 
 export function createIngress(options: IngressOptions, ports: IngressPorts, deps: { clock: Clock; log: Logger }): Ingress {
   const { clock, log } = deps;
   const mayRelay = createNetworkList(options.allow_networks);
-  const servers: SMTPServer[] = [];
+  const servers: SmtpServer[] = [];
   const bound: { host: string; port: number }[] = [];
   const tls = options.tls ? { cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) } : undefined;
   const authUsers = options.auth.users;
   const authEnabled = authUsers.length > 0 && (tls !== undefined || options.auth.allow_insecure);
 
-  const relayAllowed = (session: SMTPServerSession): boolean => session.user !== undefined || mayRelay(session.remoteAddress);
+  const relayAllowed = (session: SmtpSession): boolean => session.user !== undefined || mayRelay(session.remoteAddress);
 
-  function onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, done: (err: Error | null | undefined, res?: { user: string }) => void): void {
-    const user = authUsers.find((u) => u.username === auth.username);
-    if (auth.method === 'XOAUTH2' || !user || !sameSecret(user.password, auth.password ?? '')) {
-      log.warn({ event: 'auth_failed', remote_ip: session.remoteAddress, username: auth.username }, 'authentication failed');
-      return done(smtpError(535, '5.7.8 Authentication credentials invalid'));
-    }
-    done(null, { user: user.username });
-  }
-
-  function onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, done: (err?: Error | null) => void): void {
-    if (!relayAllowed(session)) return done(smtpError(530, '5.7.0 Authentication required'));
-    if (address.address !== '') {
+  const hooks: SmtpHooks = {
+    auth(username, password, session) {
+      const user = authUsers.find((u) => u.username === username);
+      if (!user || !sameSecret(user.password, password)) {
+        log.warn({ event: 'auth_failed', remote_ip: session.remoteAddress, username }, 'authentication failed');
+        return smtpError(535, '5.7.8 Authentication credentials invalid');
+      }
+      return user.username;
+    },
+    mailFrom(address, session) {
+      if (!relayAllowed(session)) return smtpError(530, '5.7.0 Authentication required');
+      if (address.address !== '') {
+        const check = checkMailbox(address.address);
+        if (!check.ok) return smtpError(553, `5.1.7 Bad sender address <${address.address}>: ${check.problem}`);
+      }
+      return ports.healthy().then((ok) => (ok ? undefined : STORAGE_FULL), () => STORAGE_FULL);
+    },
+    rcptTo(address, session) {
+      if (!relayAllowed(session)) return smtpError(530, '5.7.0 Authentication required');
       const check = checkMailbox(address.address);
-      if (!check.ok) return done(smtpError(553, `5.1.7 Bad sender address <${address.address}>: ${check.problem}`));
-    }
-    ports.healthy().then(
-      (ok) => done(ok ? null : smtpError(452, '4.3.1 Insufficient system storage, try again later')),
-      () => done(smtpError(452, '4.3.1 Insufficient system storage, try again later')),
-    );
-  }
-
-  function onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, done: (err?: Error | null) => void): void {
-    if (!relayAllowed(session)) return done(smtpError(530, '5.7.0 Authentication required'));
-    const check = checkMailbox(address.address);
-    if (!check.ok) return done(smtpError(553, `5.1.3 Bad recipient address <${address.address}>: ${check.problem}`));
-    done();
-  }
-
-  function onData(stream: SMTPServerDataStream, session: SMTPServerSession, done: (err?: Error | null, message?: string) => void): void {
-    receive(stream, session).then(
-      (reply) => (typeof reply === 'string' ? done(null, reply) : done(reply)),
-      (err: unknown) => {
+      if (!check.ok) return smtpError(553, `5.1.3 Bad recipient address <${address.address}>: ${check.problem}`);
+      return undefined;
+    },
+    data(stream, session) {
+      return receive(stream, session).catch((err: unknown) => {
         log.error({ err, remote_ip: session.remoteAddress }, 'unexpected error while receiving a message');
-        done(smtpError(451, '4.3.0 Local error in processing, try again later'));
-      },
-    );
-  }
+        return smtpError(451, '4.3.0 Local error in processing, try again later');
+      });
+    },
+  };
 
-  async function receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string | Error> {
+  async function receive(stream: DataStream, session: SmtpSession): Promise<string | SmtpRefusal> {
     const now = clock.now();
     const id = newQueueId(now);
     const rcpts = session.envelope.rcptTo;
@@ -108,7 +103,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       writer = await ports.begin(id);
     } catch (err) {
       log.error({ err, queue_id: id }, 'spool unavailable');
-      return smtpError(452, '4.3.1 Insufficient system storage, try again later');
+      return STORAGE_FULL;
     }
     const rewriter = new MessageRewriter({
       maxHeaderBytes: MAX_HEADER_BYTES,
@@ -127,7 +122,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     const observer = ports.observeBody?.(now);
     const failure = await spoolStream(stream, rewriter, writer.stream, observer?.stream);
     const refusal = failure
-      ? smtpError(452, '4.3.1 Insufficient system storage, try again later')
+      ? STORAGE_FULL
       : stream.sizeExceeded
         ? smtpError(552, `5.3.4 Message size exceeds the fixed maximum of ${options.max_message_size} bytes`)
         : rewriter.problem
@@ -150,18 +145,18 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     const envelope: Envelope = {
       id,
       sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-      recipients: rcpts.map((r) => ({
+      recipients: rcpts.map((r: SmtpAddress) => ({
         address: r.address,
         ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
         ...(r.dsn?.notify ? { notify: r.dsn.notify } : {}),
       })),
       messageId: rewriter.facts.messageId ?? `<${id}@${options.hostname}>`,
       meta: meta.meta,
-      ...(session.envelope.dsn?.envid ? { envid: session.envelope.dsn.envid } : {}),
-      ...(session.envelope.dsn?.ret ? { ret: session.envelope.dsn.ret } : {}),
+      ...(session.envelope.dsn.envid ? { envid: session.envelope.dsn.envid } : {}),
+      ...(session.envelope.dsn.ret ? { ret: session.envelope.dsn.ret } : {}),
       receivedAt: now,
       expiresAt: now + (meta.validityMs ?? options.validity),
-      smtputf8: session.envelope.smtpUtf8 === true,
+      smtputf8: session.envelope.smtpUtf8,
       eightBit: session.envelope.bodyType === '8bitmime',
       client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs || '', ...(session.user ? { user: String(session.user) } : {}) },
       bodySize: rewriter.bytesOut,
@@ -171,7 +166,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       await writer.commit(envelope);
     } catch (err) {
       log.error({ err, queue_id: id }, 'spool commit failed');
-      return smtpError(452, '4.3.1 Insufficient system storage, try again later');
+      return STORAGE_FULL;
     }
     try {
       await ports.accept(envelope);
@@ -183,50 +178,21 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     return `2.0.0 Ok: queued as ${id}`;
   }
 
-  const disabled = [...(tls ? [] : ['STARTTLS']), ...(authEnabled ? [] : ['AUTH'])];
   // AUTH is not even advertised before STARTTLS: "AUTH PLAIN <credentials>" in one line would
   // put the password on the wire before the server could refuse it.
-  const hideAuthUntilTls = authEnabled && tls !== undefined && !options.auth.allow_insecure;
+  const authOffered = (session: SmtpSession): boolean => authEnabled && (session.secure || options.auth.allow_insecure);
 
-  function onConnect(session: SMTPServerSession, done: (err?: Error | null) => void): void {
-    if (hideAuthUntilTls) (session as SMTPServerSession & { disabledCommands?: string[] }).disabledCommands = [...disabled, 'AUTH'];
-    done();
-  }
-
-  function onSecure(_socket: unknown, session: SMTPServerSession, done: (err?: Error | null) => void): void {
-    (session as SMTPServerSession & { disabledCommands?: string[] }).disabledCommands = disabled;
-    done();
-  }
-
-  function buildServer(): SMTPServer {
-    const server = new SMTPServer({
+  function buildServer(): SmtpServer {
+    return new SmtpServer({
       name: options.hostname,
       banner: options.banner,
       size: options.max_message_size,
       maxRecipients: options.max_recipients,
       maxClients: options.max_clients,
       socketTimeout: options.timeout,
-      authOptional: true,
-      authMethods: ['PLAIN', 'LOGIN'],
-      allowInsecureAuth: options.auth.allow_insecure,
-      hideDSN: false,
-      hideENHANCEDSTATUSCODES: false,
-      // A reverse lookup per connection costs a DNS round trip before the greeting; the
-      // Received header records the IP, which is what matters for a submission relay.
-      disableReverseLookup: true,
-      disabledCommands: disabled,
-      ...(tls ? { key: tls.key, cert: tls.cert } : {}),
-      logger: false,
-      onConnect,
-      onSecure,
-      onAuth,
-      onMailFrom,
-      onRcptTo,
-      onData,
-    });
-    adjustConnections(server, options.max_clients);
-    server.on('error', (err) => log.warn({ err }, 'smtp connection error'));
-    return server;
+      ...(tls ? { tls } : {}),
+      authOffered,
+    }, hooks);
   }
 
   return {
@@ -234,13 +200,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       for (const entry of options.listen) {
         const { host, port } = parseHostPort(entry) as { host: string; port: number };
         const server = buildServer();
-        await new Promise<void>((resolve, reject) => {
-          server.server.once('error', reject);
-          server.listen(port, host, () => {
-            server.server.off('error', reject);
-            resolve();
-          });
-        });
+        await server.listen(port, host);
         const address = server.server.address();
         if (address && typeof address === 'object') bound.push({ host: address.address, port: address.port });
         servers.push(server);
@@ -248,7 +208,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       }
     },
     async stop() {
-      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      await Promise.all(servers.map((s) => s.close()));
     },
     addresses: () => [...bound],
   };
@@ -278,47 +238,6 @@ async function spoolStream(source: Readable, rewriter: MessageRewriter, sink: Wr
     await written;
   }
   return failure;
-}
-
-interface ConnectionInternals {
-  init(): void;
-  _setListeners(callback: () => void): void;
-  connectionReady(): void;
-  send(code: number, data?: string | string[] | null, context?: string | false): void;
-  name: string;
-}
-
-/**
- * Two per-connection adjustments to smtp-server 3.21.6 (pinned), made as each connection is
- * registered, never on the shared prototype:
- * - it adds an enhanced status code chosen from the reply code alone (452 → 4.2.2), wrong for
- *   "452 4.3.1 storage" or "554 5.6.0 bad metadata"; our texts carry their own code, so for
- *   those the library's is left out;
- * - it holds every greeting for a fixed 100 ms to catch early talkers, a spam-trap for inbound
- *   MX servers that caps a relay fed by one-message-per-connection clients at ~10 messages per
- *   second per session. Tern's clients are trusted campaign tools, so it greets at once.
- */
-function adjustConnections(server: SMTPServer, maxClients: number): void {
-  const connections = server.connections;
-  const add = connections.add.bind(connections);
-  connections.add = (connection) => {
-    const internals = connection as unknown as ConnectionInternals;
-    const send = internals.send.bind(internals);
-    internals.send = (code, data, context) => {
-      const own = typeof data === 'string' && /^[245]\.\d{1,3}\.\d{1,3} /.test(data);
-      send(code, data, own ? false : context);
-    };
-    internals.init = () => {
-      internals._setListeners(() => {
-        if (connections.size > maxClients) {
-          internals.send(421, `${internals.name} Too many connected clients, try again in a moment`, false);
-          return;
-        }
-        internals.connectionReady();
-      });
-    };
-    return add(connection);
-  };
 }
 
 function sameSecret(expected: string, given: string): boolean {
