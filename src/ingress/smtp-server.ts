@@ -51,6 +51,8 @@ export class DataStream extends Readable {
   constructor(resume: () => void) {
     super();
     this.#resume = resume;
+    // The reader sees an abort as a premature close; an 'error' nobody listens to would crash.
+    this.on('error', () => undefined);
   }
 
   override _read(): void {
@@ -81,6 +83,12 @@ export interface SmtpServerOptions {
 
 const MAX_LINE = 4096;
 const MAX_PENDING_INPUT = 256 * 1024;
+/** Replies a client has not read yet; past this we stop reading its commands. */
+const MAX_PENDING_OUTPUT = 64 * 1024;
+/** Unknown commands and syntax errors, and failed AUTH attempts, before the session is closed. */
+const MAX_ERRORS = 10;
+const MAX_AUTH_FAILURES = 3;
+const CUT_OFF_MS = 5_000;
 const CR = Buffer.from('\r');
 const EMPTY = Buffer.alloc(0);
 const NOTIFY = new Set(['NEVER', 'SUCCESS', 'FAILURE', 'DELAY']);
@@ -127,6 +135,7 @@ export class SmtpServer {
     socket.on('error', () => undefined);
     if (this.#connections.size >= this.#options.maxClients || this.#closing) {
       socket.end(`421 4.3.2 ${this.#options.name} Too many connected clients, try again in a moment\r\n`);
+      setTimeout(() => socket.destroy(), CUT_OFF_MS).unref();
       return;
     }
     const connection = new Connection(socket, `${(this.#next++).toString(36)}`, this.#options, this.#hooks, this.#secureContext, () => this.#connections.delete(connection));
@@ -148,6 +157,11 @@ class Connection {
   #busy = false;
   #greeted = false;
   #shutdown = false;
+  /** An over-long line is being dropped up to its LF. */
+  #skipLine = false;
+  #errors = 0;
+  #authFailures = 0;
+  #waitingForDrain = false;
   #loginUser = '';
   #data: DataFeed | undefined;
   /** The data hook answered before the message ended: sent once the terminator is read. */
@@ -176,15 +190,15 @@ class Connection {
   #listen(socket: Socket): void {
     socket.setTimeout(this.#options.socketTimeout);
     socket.on('data', this.#onData);
-    socket.on('timeout', () => this.#closeWith(421, `4.4.2 ${this.#options.name} Error: timeout exceeded`));
+    socket.on('timeout', () => this.#closeWith(421, `4.4.2 ${this.#options.name} Error: timeout exceeded`, 'the client went silent during DATA'));
     socket.on('close', () => this.#closed());
     socket.on('error', () => undefined);
   }
 
-  #closed(): void {
+  #closed(why = 'client closed the connection during DATA'): void {
     if (this.#mode === 'closed') return;
     this.#mode = 'closed';
-    this.#data?.abort(new Error('client closed the connection during DATA'));
+    this.#data?.abort(new Error(why));
     this.#data = undefined;
     this.#onClosed();
   }
@@ -195,17 +209,27 @@ class Connection {
     this.#socket.write(lines.map((l, i) => `${code}${i === lines.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
   }
 
-  #closeWith(code: number, text: string): void {
+  #closeWith(code: number, text: string, why?: string): void {
     if (this.#mode === 'closed') return;
     this.#send(code, text);
     const socket = this.#socket;
     socket.end();
     // A client that never closes its side is cut off, so shutdown is never held up.
-    setTimeout(() => socket.destroy(), 5_000).unref();
-    this.#closed();
+    setTimeout(() => socket.destroy(), CUT_OFF_MS).unref();
+    this.#closed(why);
+  }
+
+  /** Count a client error; too many end the session (a scanner, or a password guesser). */
+  #fault(code: number, text: string, auth = false): void {
+    if (auth ? ++this.#authFailures >= MAX_AUTH_FAILURES : ++this.#errors >= MAX_ERRORS) {
+      this.#send(code, text);
+      return this.#closeWith(421, `4.7.0 ${this.#options.name} Too many errors, closing connection`);
+    }
+    this.#send(code, text);
   }
 
   #receive(chunk: Buffer): void {
+    if (this.#mode === 'closed') return;
     if (this.#mode === 'data' && this.#data) {
       const rest = this.#data.feed(chunk);
       if (rest) this.#endData(rest);
@@ -219,22 +243,40 @@ class Connection {
 
   /** Handle complete lines, one at a time; an async hook holds the rest until it answers. */
   #pump(): void {
-    while (!this.#busy && this.#mode !== 'closed' && this.#mode !== 'data') {
+    while (!this.#busy && !this.#waitingForDrain && this.#mode !== 'closed' && this.#mode !== 'data') {
+      if (this.#socket.writableLength > MAX_PENDING_OUTPUT) {
+        // The client is not reading its replies: stop reading its commands until it does.
+        this.#waitingForDrain = true;
+        this.#socket.pause();
+        this.#socket.once('drain', () => {
+          this.#waitingForDrain = false;
+          this.#pump();
+        });
+        return;
+      }
       const lf = this.#input.indexOf(0x0a);
       if (lf === -1) {
         if (this.#input.length > MAX_LINE) {
           this.#input = EMPTY;
-          this.#send(500, '5.5.2 Error: line too long');
+          if (!this.#skipLine) this.#lineTooLong();
+          this.#skipLine = true;
         }
         break;
       }
       const end = lf > 0 && this.#input[lf - 1] === 0x0d ? lf - 1 : lf;
-      const line = this.#input.toString('utf8', 0, end);
+      const tooLong = end > MAX_LINE;
+      const line = tooLong || this.#skipLine ? '' : this.#input.toString('utf8', 0, end);
       this.#input = this.#input.subarray(lf + 1);
-      if (line.length > MAX_LINE) this.#send(500, '5.5.2 Error: line too long');
+      if (this.#skipLine) this.#skipLine = false;
+      else if (tooLong) this.#lineTooLong();
       else this.#line(line);
     }
-    if (!this.#busy && this.#socket.isPaused() && this.#mode !== 'closed') this.#socket.resume();
+    if (!this.#busy && !this.#waitingForDrain && this.#socket.isPaused() && this.#mode !== 'closed') this.#socket.resume();
+  }
+
+  #lineTooLong(): void {
+    this.#mode = 'command';
+    this.#fault(500, '5.5.2 Error: line too long');
   }
 
   #line(line: string): void {
@@ -280,7 +322,7 @@ class Connection {
       case 'AUTH':
         return this.#auth(rest);
       default:
-        return this.#send(500, '5.5.2 Error: command not recognized');
+        return this.#fault(500, '5.5.2 Error: command not recognized');
     }
   }
 
@@ -312,7 +354,7 @@ class Connection {
       if (problem) return this.#send(problem.code, problem.text);
     }
     const address: SmtpAddress = { address: parsed.address, args: parsed.args };
-    this.#hold(this.#hooks.mailFrom(address, this.#session), (answer) => {
+    this.#hold(guard(() => this.#hooks.mailFrom(address, this.#session)), (answer) => {
       if (answer) return this.#send(answer.code, answer.text);
       envelope.mailFrom = address;
       this.#session.envelope = envelope;
@@ -339,7 +381,7 @@ class Connection {
       }
     }
     const address: SmtpAddress = { address: parsed.address, args: parsed.args, ...(dsn.notify || dsn.orcpt ? { dsn } : {}) };
-    const answer = this.#hooks.rcptTo(address, this.#session);
+    const answer = guard(() => this.#hooks.rcptTo(address, this.#session));
     if (answer) return this.#send(answer.code, answer.text);
     envelope.rcptTo.push(address);
     this.#send(250, '2.1.5 Accepted');
@@ -357,10 +399,10 @@ class Connection {
     this.#busy = true;
     const pending = this.#input;
     this.#input = EMPTY;
-    this.#hooks.data(stream, this.#session).then(
-      (answer) => this.#dataAnswered(answer),
-      () => this.#dataAnswered(refusal(451, '4.3.0 Local error in processing, try again later')),
-    );
+    Promise.resolve()
+      .then(() => this.#hooks.data(stream, this.#session))
+      .then((answer) => this.#dataAnswered(answer), () => this.#dataAnswered(LOCAL_ERROR))
+      .catch(() => this.#socket.destroy());
     if (pending.length > 0) this.#receive(pending);
   }
 
@@ -396,11 +438,14 @@ class Connection {
   #hold<T>(result: T | Promise<T>, then: (value: T) => void): void {
     if (!(result instanceof Promise)) return then(result);
     this.#busy = true;
-    result.then(then, () => this.#send(451, '4.3.0 Local error in processing, try again later')).finally(() => {
-      this.#busy = false;
-      if (this.#shutdown) return this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
-      this.#pump();
-    });
+    result
+      .then(then, () => this.#send(LOCAL_ERROR.code, LOCAL_ERROR.text))
+      .finally(() => {
+        this.#busy = false;
+        if (this.#shutdown) return this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
+        this.#pump();
+      })
+      .catch(() => this.#socket.destroy());
   }
 
   #startTls(rest: string): void {
@@ -426,12 +471,15 @@ class Connection {
     secure.once('secure', () => {
       secure.off('timeout', handshakeTimeout);
       this.#socket = secure;
+      // RFC 3207 §4.2: everything learnt before TLS is forgotten, AUTH included.
       this.#session.secure = true;
       this.#session.hostNameAppearsAs = '';
+      this.#session.user = undefined;
       this.#session.envelope = emptyEnvelope();
       this.#greeted = false;
       this.#listen(secure);
       this.#busy = false;
+      if (this.#shutdown) return this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
       this.#pump();
     });
     secure.once('close', () => this.#closed());
@@ -462,7 +510,9 @@ class Connection {
   #authPlain(line: string): void {
     this.#mode = 'command';
     if (line === '*') return this.#send(501, '5.7.0 Authentication aborted');
-    const parts = Buffer.from(line, 'base64').toString('utf8').split('\0');
+    const decoded = base64(line);
+    if (decoded === undefined) return this.#fault(501, '5.5.2 Error: invalid base64', true);
+    const parts = decoded.split('\0');
     if (parts.length !== 3) return this.#send(501, '5.5.2 Error: invalid userdata');
     this.#authenticate(parts[1] as string, parts[2] as string);
   }
@@ -472,7 +522,12 @@ class Connection {
       this.#mode = 'command';
       return this.#send(501, '5.7.0 Authentication aborted');
     }
-    this.#loginUser = Buffer.from(line, 'base64').toString('utf8');
+    const user = base64(line);
+    if (user === undefined) {
+      this.#mode = 'command';
+      return this.#fault(501, '5.5.2 Error: invalid base64', true);
+    }
+    this.#loginUser = user;
     this.#mode = 'auth-login-pass';
     this.#send(334, 'UGFzc3dvcmQ6');
   }
@@ -480,13 +535,16 @@ class Connection {
   #authLoginPass(line: string): void {
     this.#mode = 'command';
     if (line === '*') return this.#send(501, '5.7.0 Authentication aborted');
-    this.#authenticate(this.#loginUser, Buffer.from(line, 'base64').toString('utf8'));
+    const password = base64(line);
+    const user = this.#loginUser;
     this.#loginUser = '';
+    if (password === undefined) return this.#fault(501, '5.5.2 Error: invalid base64', true);
+    this.#authenticate(user, password);
   }
 
   #authenticate(username: string, password: string): void {
-    const answer = this.#hooks.auth(username, password, this.#session);
-    if (typeof answer !== 'string') return this.#send(answer.code, answer.text);
+    const answer = guard(() => this.#hooks.auth(username, password, this.#session));
+    if (typeof answer !== 'string') return this.#fault(answer.code, answer.text, true);
     this.#session.user = answer;
     this.#send(235, '2.7.0 Authentication successful');
   }
@@ -584,6 +642,24 @@ class DataFeed {
   #finish(): void {
     if (!this.#stream.destroyed) this.#stream.push(null);
   }
+}
+
+const LOCAL_ERROR = refusal(451, '4.3.0 Local error in processing, try again later');
+
+/** A hook that throws is a local error for this command, never a crashed process. */
+function guard<T>(call: () => T): T | SmtpRefusal {
+  try {
+    return call();
+  } catch {
+    return LOCAL_ERROR;
+  }
+}
+
+/** RFC 4954: "=" is an empty response; anything not base64 is refused, not guessed at. */
+function base64(text: string): string | undefined {
+  if (text === '=') return '';
+  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) return undefined;
+  return Buffer.from(text, 'base64').toString('utf8');
 }
 
 function emptyEnvelope(): SessionEnvelope {

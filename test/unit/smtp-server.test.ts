@@ -217,3 +217,45 @@ t.test('STARTTLS: commands pipelined after it are discarded; the session restart
   t.match(seen[0], { body: 'over tls\r\n', secure: true, from: 'a@b.test' });
   secure.destroy();
 });
+
+t.test('a client that drops mid-DATA ends the message stream, never the process', async (t) => {
+  let closedEarly = false;
+  const { port } = await serve(t, {}, {
+    data: async (stream) => {
+      await new Promise((resolve) => stream.once('close', resolve));
+      closedEarly = !stream.readableEnded;
+      return '2.0.0 unused';
+    },
+  });
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.write(`${SESSION}half a message`);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  socket.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.ok(closedEarly, 'the hook saw a premature close');
+  t.same(codes(await talk(port, ['QUIT\r\n'])), ['220', '221'], 'still serving');
+});
+
+t.test('abuse: over-long lines split across writes, error floods, AUTH guessing, throwing hooks, unread replies', async (t) => {
+  const { port } = await serve(t, {}, { rcptTo: (a) => { if (a.address.startsWith('boom')) throw new Error('hook bug'); return undefined; } });
+  const long = await talk(port, [`NOOP ${'x'.repeat(4200)}`, `${'y'.repeat(100)}RSET\r\n`, 'QUIT\r\n']);
+  t.same(codes(long), ['220', '500', '221'], 'the tail of an over-long line is not a command');
+  const scan = await talk(port, Array.from({ length: 12 }, (_, i) => `BOGUS${i}\r\n`));
+  t.same(codes(scan).slice(-2), ['500', '421'], 'ten errors end the session');
+  t.equal(codes(scan).filter((c) => c === '500').length, 10);
+  const b64 = Buffer.from('\0alice\0wrong').toString('base64');
+  const guess = await talk(port, ['EHLO c.test\r\n', ...Array.from({ length: 5 }, () => `AUTH PLAIN ${b64}\r\n`)]);
+  t.same(codes(guess).slice(1), ['250', '535', '535', '535', '421'], 'three failed AUTHs end the session');
+  const thrown = await talk(port, ['EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<boom@d.test>\r\nQUIT\r\n']);
+  t.same(codes(thrown), ['220', '250', '250', '451', '221'], 'a throwing hook is a 451');
+  const flood = connect(port, '127.0.0.1');
+  flood.on('error', () => undefined);
+  await new Promise((resolve) => flood.once('connect', resolve));
+  flood.pause();
+  flood.write('NOOP\r\n'.repeat(2_000_000));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.ok(flood.writableLength > 1_000_000, `the server stopped reading a client that reads no replies (${flood.writableLength} bytes still queued)`);
+  flood.destroy();
+});
