@@ -85,7 +85,7 @@ const MAX_LINE = 4096;
 const MAX_PENDING_INPUT = 256 * 1024;
 /** Replies a client has not read yet; past this we stop reading its commands. */
 const MAX_PENDING_OUTPUT = 64 * 1024;
-/** Unknown commands and syntax errors, and failed AUTH attempts, before the session is closed. */
+/** Unknown commands and over-long lines, and failed AUTH attempts, before the session is closed. */
 const MAX_ERRORS = 10;
 const MAX_AUTH_FAILURES = 3;
 const CUT_OFF_MS = 5_000;
@@ -162,6 +162,7 @@ class Connection {
   #errors = 0;
   #authFailures = 0;
   #waitingForDrain = false;
+  #handshaking = false;
   #loginUser = '';
   #data: DataFeed | undefined;
   /** The data hook answered before the message ended: sent once the terminator is read. */
@@ -185,6 +186,8 @@ class Connection {
   shutdown(): void {
     this.#shutdown = true;
     if (!this.#busy && this.#mode !== 'data') this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
+    // A TLS handshake the client never finishes must not hold the shutdown for `smtp.timeout`.
+    else if (this.#handshaking) setTimeout(() => this.#socket.destroy(), CUT_OFF_MS).unref();
   }
 
   #listen(socket: Socket): void {
@@ -214,7 +217,8 @@ class Connection {
     this.#send(code, text);
     const socket = this.#socket;
     socket.end();
-    // A client that never closes its side is cut off, so shutdown is never held up.
+    // Reading goes on (ignored by #receive) so the client's close is seen at once; a client that
+    // never closes its side is cut off, so shutdown is never held up.
     setTimeout(() => socket.destroy(), CUT_OFF_MS).unref();
     this.#closed(why);
   }
@@ -264,7 +268,7 @@ class Connection {
         break;
       }
       const end = lf > 0 && this.#input[lf - 1] === 0x0d ? lf - 1 : lf;
-      const tooLong = end > MAX_LINE;
+      const tooLong = end > MAX_LINE + 1;
       const line = tooLong || this.#skipLine ? '' : this.#input.toString('utf8', 0, end);
       this.#input = this.#input.subarray(lf + 1);
       if (this.#skipLine) this.#skipLine = false;
@@ -461,6 +465,7 @@ class Connection {
     raw.removeAllListeners('timeout');
     raw.removeAllListeners('close');
     this.#busy = true;
+    this.#handshaking = true;
     const secure = new TLSSocket(raw, { isServer: true, secureContext: this.#secureContext });
     const handshakeTimeout = (): void => {
       secure.destroy();
@@ -469,6 +474,7 @@ class Connection {
     secure.setTimeout(this.#options.socketTimeout);
     secure.on('timeout', handshakeTimeout);
     secure.once('secure', () => {
+      this.#handshaking = false;
       secure.off('timeout', handshakeTimeout);
       this.#socket = secure;
       // RFC 3207 §4.2: everything learnt before TLS is forgotten, AUTH included.
@@ -544,7 +550,7 @@ class Connection {
 
   #authenticate(username: string, password: string): void {
     const answer = guard(() => this.#hooks.auth(username, password, this.#session));
-    if (typeof answer !== 'string') return this.#fault(answer.code, answer.text, true);
+    if (typeof answer !== 'string') return answer.code === 535 ? this.#fault(answer.code, answer.text, true) : this.#send(answer.code, answer.text);
     this.#session.user = answer;
     this.#send(235, '2.7.0 Authentication successful');
   }
@@ -636,7 +642,14 @@ class DataFeed {
       this.#stream.sizeExceeded = true;
       return;
     }
-    if (!this.#stream.destroyed && !this.#stream.push(bytes)) this.#pause();
+    if (this.#stream.destroyed) return;
+    try {
+      if (!this.#stream.push(bytes)) this.#pause();
+    } catch (err) {
+      // A reader's 'data' listener threw: that reader is done; the client is read to the dot.
+      this.#stream.destroy(err as Error);
+      this.#discarding = true;
+    }
   }
 
   #finish(): void {

@@ -259,3 +259,15 @@ t.test('abuse: over-long lines split across writes, error floods, AUTH guessing,
   t.ok(flood.writableLength > 1_000_000, `the server stopped reading a client that reads no replies (${flood.writableLength} bytes still queued)`);
   flood.destroy();
 });
+
+t.test('a reader whose data listener throws is cut off; the client still gets an answer', async (t) => {
+  const { port } = await serve(t, {}, {
+    data: (stream) => new Promise((resolve) => {
+      stream.on('data', () => {
+        throw new Error('reader bug');
+      });
+      stream.once('close', () => resolve({ code: 451, text: '4.3.0 reader failed' }));
+    }),
+  });
+  t.same(codes(await talk(port, [SESSION, 'x\r\n.\r\nQUIT\r\n'])), ['220', '250', '250', '250', '354', '451', '221']);
+});
