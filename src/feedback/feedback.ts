@@ -91,7 +91,10 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
   async function recover(): Promise<Ledger> {
     const relayed = new Set<string>();
     const finals = new Map<string, Map<number, FeedbackEvent>>();
-    await outbox.recover((stored: StoredEvent) => {
+    const unsent: StoredEvent[] = [];
+    await outbox.recover((stored: StoredEvent, acked: boolean) => {
+      // With no endpoint, events are done once recorded (a crash may have beaten the ack write).
+      if (!acked && endpoints.length === 0) unsent.push(stored);
       const e = stored.event;
       kpis.apply(stored.n, e);
       if (e.type === 'relayed') relayed.add(e.queue_id);
@@ -103,6 +106,10 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
       }
     });
     for (const extra of extras) await extra.outbox.recover(() => undefined);
+    if (unsent.length > 0) {
+      log.info({ events: unsent.length }, 'feedback: no webhook is configured; events left unacknowledged are marked done');
+      await outbox.ack(unsent);
+    }
     await kpis.save();
     await outbox.sweep();
     return { relayed, finals };
@@ -115,7 +122,8 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
     deps.onEvents?.(events);
     if (eventLog) eventLog.write(events).catch((err: unknown) => log.warn({ err }, 'feedback: cannot write the event log'));
     // Without a webhook nobody else acknowledges: the outbox still made the KPIs crash-proof.
-    if (endpoints.length === 0) await outbox.ack(stored);
+    // Nothing waits for that acknowledgement (recovery redoes it), so the 250 does not either.
+    if (endpoints.length === 0) outbox.ack(stored).catch((err: unknown) => log.warn({ err }, 'feedback: cannot record acknowledgements'));
     for (const e of endpoints) e.sender.wake();
     warnIfGrowing();
   }
