@@ -135,7 +135,7 @@ export class SmtpServer {
     socket.on('error', () => undefined);
     if (this.#connections.size >= this.#options.maxClients || this.#closing) {
       socket.end(`421 4.3.2 ${this.#options.name} Too many connected clients, try again in a moment\r\n`);
-      setTimeout(() => socket.destroy(), CUT_OFF_MS).unref();
+      cutOffLater(socket);
       return;
     }
     const connection = new Connection(socket, `${(this.#next++).toString(36)}`, this.#options, this.#hooks, this.#secureContext, () => this.#connections.delete(connection));
@@ -187,7 +187,7 @@ class Connection {
     this.#shutdown = true;
     if (!this.#busy && this.#mode !== 'data') this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
     // A TLS handshake the client never finishes must not hold the shutdown for `smtp.timeout`.
-    else if (this.#handshaking) setTimeout(() => this.#socket.destroy(), CUT_OFF_MS).unref();
+    else if (this.#handshaking) cutOffLater(this.#socket);
   }
 
   #listen(socket: Socket): void {
@@ -219,17 +219,16 @@ class Connection {
     socket.end();
     // Reading goes on (ignored by #receive) so the client's close is seen at once; a client that
     // never closes its side is cut off, so shutdown is never held up.
-    setTimeout(() => socket.destroy(), CUT_OFF_MS).unref();
+    cutOffLater(socket);
     this.#closed(why);
   }
 
   /** Count a client error; too many end the session (a scanner, or a password guesser). */
   #fault(code: number, text: string, auth = false): void {
-    if (auth ? ++this.#authFailures >= MAX_AUTH_FAILURES : ++this.#errors >= MAX_ERRORS) {
-      this.#send(code, text);
-      return this.#closeWith(421, `4.7.0 ${this.#options.name} Too many errors, closing connection`);
-    }
     this.#send(code, text);
+    if (auth ? ++this.#authFailures >= MAX_AUTH_FAILURES : ++this.#errors >= MAX_ERRORS) {
+      this.#closeWith(421, `4.7.0 ${this.#options.name} Too many errors, closing connection`);
+    }
   }
 
   #receive(chunk: Buffer): void {
@@ -655,6 +654,12 @@ class DataFeed {
   #finish(): void {
     if (!this.#stream.destroyed) this.#stream.push(null);
   }
+}
+
+/** Destroy a socket that is still open after CUT_OFF_MS; the timer goes as soon as it closes. */
+function cutOffLater(socket: Socket): void {
+  const timer = setTimeout(() => socket.destroy(), CUT_OFF_MS).unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 const LOCAL_ERROR = refusal(451, '4.3.0 Local error in processing, try again later');
