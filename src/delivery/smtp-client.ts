@@ -10,6 +10,7 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Readable } from 'node:stream';
+import { cutOffLater } from '../lib/net.ts';
 import { localReply, parseReply, type SmtpCommand, type SmtpReply } from '../model/reply.ts';
 
 export interface ConnectOptions {
@@ -421,7 +422,7 @@ class Connection implements ClientConnection {
     this.#wire.expectReply();
     socket.end('QUIT\r\n');
     // The server answers 221 and closes; one that does not is cut off.
-    setTimeout(() => socket.destroy(), 5_000).unref();
+    cutOffLater(socket, 5_000);
   }
 
   close(): void {

@@ -12,6 +12,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
+import { cutOffLater } from '../lib/net.ts';
 
 export interface SmtpAddress {
   readonly address: string;
@@ -28,7 +29,6 @@ export interface SessionEnvelope {
 }
 
 export interface SmtpSession {
-  readonly id: string;
   readonly remoteAddress: string;
   /** "[ip]": reverse lookups are not done (a DNS round trip before every greeting). */
   readonly clientHostname: string;
@@ -101,7 +101,6 @@ export class SmtpServer {
   readonly #server: Server;
   readonly #connections = new Set<Connection>();
   readonly #secureContext: SecureContext | undefined;
-  #next = 0;
   #closing = false;
 
   constructor(options: SmtpServerOptions, hooks: SmtpHooks) {
@@ -135,10 +134,10 @@ export class SmtpServer {
     socket.on('error', () => undefined);
     if (this.#connections.size >= this.#options.maxClients || this.#closing) {
       socket.end(`421 4.3.2 ${this.#options.name} Too many connected clients, try again in a moment\r\n`);
-      cutOffLater(socket);
+      cutOffLater(socket, CUT_OFF_MS);
       return;
     }
-    const connection = new Connection(socket, `${(this.#next++).toString(36)}`, this.#options, this.#hooks, this.#secureContext, () => this.#connections.delete(connection));
+    const connection = new Connection(socket, this.#options, this.#hooks, this.#secureContext, () => this.#connections.delete(connection));
     this.#connections.add(connection);
   }
 }
@@ -155,7 +154,6 @@ class Connection {
   #mode: Mode = 'command';
   #input: Buffer = EMPTY;
   #busy = false;
-  #greeted = false;
   #shutdown = false;
   /** An over-long line is being dropped up to its LF. */
   #skipLine = false;
@@ -169,14 +167,14 @@ class Connection {
   #earlyAnswer: SmtpRefusal | string | undefined;
   readonly #onData = (chunk: Buffer): void => this.#receive(chunk);
 
-  constructor(socket: Socket, id: string, options: SmtpServerOptions, hooks: SmtpHooks, secureContext: SecureContext | undefined, onClosed: () => void) {
+  constructor(socket: Socket, options: SmtpServerOptions, hooks: SmtpHooks, secureContext: SecureContext | undefined, onClosed: () => void) {
     this.#socket = socket;
     this.#options = options;
     this.#hooks = hooks;
     this.#secureContext = secureContext;
     this.#onClosed = onClosed;
     const remote = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-    this.#session = { id, remoteAddress: remote, clientHostname: `[${remote}]`, hostNameAppearsAs: '', secure: false, user: undefined, envelope: emptyEnvelope() };
+    this.#session = { remoteAddress: remote, clientHostname: `[${remote}]`, hostNameAppearsAs: '', secure: false, user: undefined, envelope: emptyEnvelope() };
     socket.setNoDelay(true);
     this.#listen(socket);
     this.#send(220, `${options.name} ESMTP ${options.banner}`.trimEnd());
@@ -187,7 +185,7 @@ class Connection {
     this.#shutdown = true;
     if (!this.#busy && this.#mode !== 'data') this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
     // A TLS handshake the client never finishes must not hold the shutdown for `smtp.timeout`.
-    else if (this.#handshaking) cutOffLater(this.#socket);
+    else if (this.#handshaking) cutOffLater(this.#socket, CUT_OFF_MS);
   }
 
   #listen(socket: Socket): void {
@@ -219,7 +217,7 @@ class Connection {
     socket.end();
     // Reading goes on (ignored by #receive) so the client's close is seen at once; a client that
     // never closes its side is cut off, so shutdown is never held up.
-    cutOffLater(socket);
+    cutOffLater(socket, CUT_OFF_MS);
     this.#closed(why);
   }
 
@@ -331,7 +329,6 @@ class Connection {
 
   #hello(verb: string, name: string): void {
     if (name === '' || /\s/.test(name)) return this.#send(501, `5.5.4 Syntax: ${verb} hostname`);
-    this.#greeted = true;
     this.#session.hostNameAppearsAs = name;
     this.#session.envelope = emptyEnvelope();
     const greeting = `${this.#options.name} Nice to meet you, ${this.#session.clientHostname}`;
@@ -342,12 +339,17 @@ class Connection {
     this.#send(250, [greeting, ...features]);
   }
 
+  /** EHLO/HELO given (the name cannot be empty), and not undone by STARTTLS. */
+  #greeted(): boolean {
+    return this.#session.hostNameAppearsAs !== '';
+  }
+
   #authAllowed(): boolean {
     return this.#session.user === undefined && this.#options.authOffered(this.#session);
   }
 
   #mail(rest: string): void {
-    if (!this.#greeted) return this.#send(503, '5.5.1 Error: send HELO/EHLO first');
+    if (!this.#greeted()) return this.#send(503, '5.5.1 Error: send HELO/EHLO first');
     if (this.#session.envelope.mailFrom) return this.#send(503, '5.5.1 Error: nested MAIL command');
     const parsed = parsePath(rest, 'FROM');
     if (!parsed) return this.#send(501, '5.5.4 Syntax: MAIL FROM:<address>');
@@ -481,7 +483,6 @@ class Connection {
       this.#session.hostNameAppearsAs = '';
       this.#session.user = undefined;
       this.#session.envelope = emptyEnvelope();
-      this.#greeted = false;
       this.#listen(secure);
       this.#busy = false;
       if (this.#shutdown) return this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
@@ -491,7 +492,7 @@ class Connection {
   }
 
   #auth(rest: string): void {
-    if (!this.#greeted) return this.#send(503, '5.5.1 Error: send HELO/EHLO first');
+    if (!this.#greeted()) return this.#send(503, '5.5.1 Error: send HELO/EHLO first');
     if (this.#session.user !== undefined) return this.#send(503, '5.5.1 Error: already authenticated');
     if (!this.#authAllowed()) return this.#send(503, '5.5.1 Error: authentication not enabled');
     if (this.#session.envelope.mailFrom) return this.#send(503, '5.5.1 Error: not allowed during a mail transaction');
@@ -654,12 +655,6 @@ class DataFeed {
   #finish(): void {
     if (!this.#stream.destroyed) this.#stream.push(null);
   }
-}
-
-/** Destroy a socket that is still open after CUT_OFF_MS; the timer goes as soon as it closes. */
-function cutOffLater(socket: Socket): void {
-  const timer = setTimeout(() => socket.destroy(), CUT_OFF_MS).unref();
-  socket.once('close', () => clearTimeout(timer));
 }
 
 const LOCAL_ERROR = refusal(451, '4.3.0 Local error in processing, try again later');

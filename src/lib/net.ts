@@ -1,4 +1,4 @@
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type Socket } from 'node:net';
 
 /** Parse "host:port", "[v6]:port" or ":port" into parts; undefined when malformed. */
 export function parseHostPort(text: string): { host: string; port: number } | undefined {
@@ -33,4 +33,13 @@ export function parseCidr(cidr: string): { address: string; prefix: number; fami
     return undefined;
   }
   return { address, prefix, family: kind === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/**
+ * After our side ended a session, destroy the socket if the peer has not closed it within `ms`;
+ * the timer goes as soon as the socket closes, so finished connections are not kept alive by it.
+ */
+export function cutOffLater(socket: Socket, ms: number): void {
+  const timer = setTimeout(() => socket.destroy(), ms).unref();
+  socket.once('close', () => clearTimeout(timer));
 }
