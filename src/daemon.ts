@@ -16,7 +16,7 @@ import { lowerPoolPriority } from './lib/thread-priority.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createQueue, type RecipientOutcome } from './queue/index.ts';
 import { openSpool, type LoadedMessage } from './spool/index.ts';
-import { createFeedback, type FeedbackOptions, type Ledger } from './feedback/index.ts';
+import { createFeedback, createRelayedRecorder, type FeedbackOptions, type Ledger } from './feedback/index.ts';
 import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
 import type { QueueId } from './model/ids.ts';
 import type { JournalRecord } from './model/journal.ts';
@@ -124,6 +124,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     },
     { clock, log: log.child({ stage: 'queue' }) },
   );
+  const relayed = createRelayedRecorder({ record: feedback.record, onRecorded: queue.enqueue, clock, log: log.child({ stage: 'feedback' }) });
   const ingress = createIngress(
     { ...config.smtp, hostname: config.hostname, validity: config.delivery.validity },
     {
@@ -142,17 +143,10 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
             },
           }
         : {}),
-      accept: async (envelope) => {
-        try {
-          await feedback.record(relayedEvents(envelope, clock.now()));
-        } catch (err) {
-          // Without its relayed events the message would break the one-relayed-per-recipient promise.
-          await spool.remove(envelope.id, false).catch(() => undefined);
-          throw err;
-        }
+      accept: (envelope) => {
         metrics.accepted.inc();
         metrics.acceptedRecipients.inc(envelope.recipients.length);
-        queue.enqueue(envelope);
+        relayed.accepted(envelope);
       },
     },
     { clock, log: log.child({ stage: 'ingress' }) },
@@ -196,10 +190,14 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     async stop(graceMs = 30_000) {
       log.info('stopping: no new mail accepted, finishing in-flight deliveries');
       const closingIngress = ingress.stop();
+      // Messages whose 250 went out just now are queued while the queue still runs, so they
+      // are delivered within the grace period rather than after the next start.
+      await relayed.stop();
       delivery.stop();
       await queue.stop(graceMs);
       delivery.abort();
       await closingIngress;
+      await relayed.stop(); // again: transactions that finished while ingress closed
       await feedback.stop();
       await spool.close();
       await admin.stop();

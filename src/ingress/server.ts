@@ -19,8 +19,9 @@ export interface IngressPorts {
   begin(id: QueueId): Promise<{ stream: Writable; commit(e: Envelope): Promise<void>; abort(): Promise<void> }>;
   healthy(): Promise<boolean>;
   /**
-   * Called once the message is durable; the 250 waits for it (the daemon makes the `relayed`
-   * events durable here). A rejection means the message was withdrawn: the client gets a 451.
+   * Called once the message is durable; the 250 waits for a promise it returns, and a rejection
+   * means the message was withdrawn: the client gets a 451. (The daemon returns at once and
+   * records the `relayed` events in the background; recovery re-derives them after a crash.)
    */
   accept(envelope: Envelope): void | Promise<void>;
   /**

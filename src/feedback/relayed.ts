@@ -1,0 +1,81 @@
+import type { Logger } from 'pino';
+import type { Clock, Timer } from '../lib/clock.ts';
+import type { Envelope } from '../model/envelope.ts';
+import { relayedEvents, type FeedbackEvent } from '../model/event.ts';
+
+export interface RelayedRecorderDeps {
+  readonly record: (events: readonly FeedbackEvent[]) => Promise<void>;
+  /** Runs once the message's relayed events are durable (the daemon queues the message). */
+  readonly onRecorded: (envelope: Envelope) => void;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+export interface RelayedRecorder {
+  /** Record the message's relayed events in the background, retrying until they are durable. */
+  accepted(envelope: Envelope): void;
+  /**
+   * Wait for recordings in flight; abandon retries (a restart re-derives them from the spool).
+   * Messages accepted afterwards get one try; call stop() again to wait for those.
+   */
+  stop(): Promise<void>;
+}
+
+const FIRST_RETRY_MS = 1_000;
+const MAX_RETRY_MS = 30_000;
+
+/**
+ * The `250` waits only for the spool's fsync, not for the outbox's (docs/feedback.md): a
+ * committed message whose relayed events were lost is found at recovery, never attempted, and
+ * gets them then. The message is queued only after its events are durable, so `relayed` always
+ * precedes its final event in the outbox. An outbox that cannot be written holds the message in
+ * the spool, retried with backoff, instead of losing the event.
+ */
+export function createRelayedRecorder(deps: RelayedRecorderDeps): RelayedRecorder {
+  const inFlight = new Set<Promise<void>>();
+  const waits = new Set<{ timer: Timer; wake: () => void }>();
+  let stopped = false;
+
+  async function recordUntilDurable(envelope: Envelope): Promise<void> {
+    for (let delay = FIRST_RETRY_MS; ; delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+      try {
+        await deps.record(relayedEvents(envelope, deps.clock.now()));
+        deps.onRecorded(envelope);
+        return;
+      } catch (err) {
+        deps.log.error({ err, queue_id: envelope.id, retry_in_ms: stopped ? undefined : delay }, 'cannot record relayed events; the message waits in the spool');
+      }
+      if (stopped || !(await pause(delay))) return;
+    }
+  }
+
+  /** False when stop() cut the pause short. */
+  function pause(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const wait = {
+        timer: deps.clock.at(deps.clock.now() + ms, () => {
+          waits.delete(wait);
+          resolve(true);
+        }),
+        wake: () => resolve(false),
+      };
+      waits.add(wait);
+    });
+  }
+
+  return {
+    accepted(envelope) {
+      const run = recordUntilDurable(envelope).finally(() => inFlight.delete(run));
+      inFlight.add(run);
+    },
+    async stop() {
+      stopped = true;
+      for (const wait of waits) {
+        wait.timer.cancel();
+        wait.wake();
+      }
+      waits.clear();
+      await Promise.all(inFlight);
+    },
+  };
+}
