@@ -221,6 +221,24 @@ class Connection {
     this.#closed(why);
   }
 
+  /**
+   * 221, then close at once when the reply is already with the kernel: a close(2) still sends it,
+   * then FIN. Waiting for the client's FIN instead costs a shutdown(2), and with clients that
+   * close without reading the 221 (smtp-source does), a connection reset to handle as an error.
+   */
+  #quit(): void {
+    if (this.#mode === 'closed') return;
+    if (this.#session.secure) return this.#closeWith(221, '2.0.0 Bye');
+    this.#send(221, '2.0.0 Bye');
+    if (this.#socket.writableLength > 0) {
+      this.#socket.end();
+      cutOffLater(this.#socket, CUT_OFF_MS);
+    } else {
+      this.#socket.destroy();
+    }
+    this.#closed();
+  }
+
   /** Count a client error; too many end the session (a scanner, or a password guesser). */
   #fault(code: number, text: string, auth = false): void {
     this.#send(code, text);
@@ -313,7 +331,7 @@ class Connection {
       case 'NOOP':
         return this.#send(250, '2.0.0 OK');
       case 'QUIT':
-        return this.#closeWith(221, '2.0.0 Bye');
+        return this.#quit();
       case 'VRFY':
         return this.#send(252, '2.5.0 Cannot VRFY user, but will accept message and attempt delivery');
       case 'HELP':
