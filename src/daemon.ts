@@ -129,7 +129,8 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     { ...config.smtp, hostname: config.hostname, validity: config.delivery.validity },
     {
       begin: spool.begin,
-      healthy: spool.healthy,
+      // An outbox that fails holds accepted mail (src/feedback/relayed.ts): take no more meanwhile.
+      healthy: () => (relayed.waiting() > 0 ? Promise.resolve(false) : spool.healthy()),
       // DKIM: the body hash is computed as the message streams to disk; the signature (made in
       // the thread pool) is stored with the envelope and sent on top of the stored bytes.
       ...(config.dkim.keys.length > 0

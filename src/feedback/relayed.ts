@@ -14,6 +14,8 @@ export interface RelayedRecorderDeps {
 export interface RelayedRecorder {
   /** Record the message's relayed events in the background, retrying until they are durable. */
   accepted(envelope: Envelope): void;
+  /** Messages whose events failed and wait for a retry: ingress takes no new mail meanwhile. */
+  waiting(): number;
   /**
    * Wait for recordings in flight; abandon retries (a restart re-derives them from the spool).
    * Messages accepted afterwards get one try; call stop() again to wait for those.
@@ -29,11 +31,13 @@ const MAX_RETRY_MS = 30_000;
  * committed message whose relayed events were lost is found at recovery, never attempted, and
  * gets them then. The message is queued only after its events are durable, so `relayed` always
  * precedes its final event in the outbox. An outbox that cannot be written holds the message in
- * the spool, retried with backoff, instead of losing the event.
+ * the spool, retried with backoff, instead of losing the event; meanwhile `waiting()` tells
+ * ingress to refuse new mail, so the backlog cannot grow without bound.
  */
 export function createRelayedRecorder(deps: RelayedRecorderDeps): RelayedRecorder {
   const inFlight = new Set<Promise<void>>();
   const waits = new Set<{ timer: Timer; wake: () => void }>();
+  let failing = 0;
   let stopped = false;
 
   async function recordUntilDurable(envelope: Envelope): Promise<void> {
@@ -45,7 +49,11 @@ export function createRelayedRecorder(deps: RelayedRecorderDeps): RelayedRecorde
       } catch (err) {
         deps.log.error({ err, queue_id: envelope.id, retry_in_ms: stopped ? undefined : delay }, 'cannot record relayed events; the message waits in the spool');
       }
-      if (stopped || !(await pause(delay))) return;
+      if (stopped) return;
+      failing += 1;
+      const resumed = await pause(delay);
+      failing -= 1;
+      if (!resumed) return;
     }
   }
 
@@ -68,6 +76,7 @@ export function createRelayedRecorder(deps: RelayedRecorderDeps): RelayedRecorde
       const run = recordUntilDurable(envelope).finally(() => inFlight.delete(run));
       inFlight.add(run);
     },
+    waiting: () => failing,
     async stop() {
       stopped = true;
       for (const wait of waits) {

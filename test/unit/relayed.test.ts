@@ -44,6 +44,7 @@ t.test('an outbox that cannot be written holds the message and is retried with b
   await settle();
   t.equal(h.calls(), 1);
   t.same(h.queued, [], 'a message without durable relayed events is not queued');
+  t.equal(h.recorder.waiting(), 1, 'ingress is told to take no new mail');
   await h.clock.advance(999);
   t.equal(h.calls(), 1, 'waits a second before trying again');
   await h.clock.advance(1);
@@ -54,6 +55,7 @@ t.test('an outbox that cannot be written holds the message and is retried with b
   await h.clock.advance(4_000);
   t.equal(h.calls(), 4);
   t.same(h.queued, ['m2'], 'queued once recorded');
+  t.equal(h.recorder.waiting(), 0, 'ingress takes mail again');
   t.equal(h.recorded.length, 1, 'recorded once');
 });
 
