@@ -79,6 +79,8 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
   });
   // What the outbox held at start: consulted once per recovered message, then dropped.
   let ledger: Ledger | undefined;
+  // Recovered messages whose relayed events could not be recorded at their first load.
+  const relayedOwed = new Set<QueueId>();
   const resolver = createResolver(config.dns, clock);
   const delivery = createDelivery(
     {
@@ -103,7 +105,17 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     {
       load: async (id) => {
         const loaded = await spool.load(id);
-        if (ledger) await reconcile(loaded, ledger, { record: feedback.record, journal: spool.journal, now: clock.now(), log });
+        const known = ledger;
+        if (known) {
+          await reconcile(loaded, known, { record: feedback.record, journal: spool.journal, now: clock.now(), log }).catch((err: unknown) => {
+            // The queue loads it again later, when the ledger is gone: remember the debt till then.
+            if (!known.relayed.has(id)) relayedOwed.add(id);
+            throw err;
+          });
+        } else if (relayedOwed.has(id)) {
+          await feedback.record(relayedEvents(loaded.envelope, clock.now()));
+          relayedOwed.delete(id);
+        }
         return loaded;
       },
       journal: spool.journal,

@@ -14,7 +14,7 @@ export interface RelayedRecorderDeps {
 export interface RelayedRecorder {
   /** Record the message's relayed events in the background, retrying until they are durable. */
   accepted(envelope: Envelope): void;
-  /** Messages whose events failed and wait for a retry: ingress takes no new mail meanwhile. */
+  /** Messages whose events failed, or have been writing for over 5 s: ingress takes no new mail meanwhile. */
   waiting(): number;
   /**
    * Wait for recordings in flight; abandon retries (a restart re-derives them from the spool).
@@ -25,6 +25,7 @@ export interface RelayedRecorder {
 
 const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 30_000;
+const STALLED_MS = 5_000;
 
 /**
  * The `250` waits only for the spool's fsync, not for the outbox's (docs/feedback.md): a
@@ -36,24 +37,33 @@ const MAX_RETRY_MS = 30_000;
  */
 export function createRelayedRecorder(deps: RelayedRecorderDeps): RelayedRecorder {
   const inFlight = new Set<Promise<void>>();
+  /** When each recording began, and whether it has failed yet (it counts as waiting until it succeeds). */
+  const recordings = new Set<{ readonly since: number; failed: boolean }>();
   const waits = new Set<{ timer: Timer; wake: () => void }>();
-  let failing = 0;
   let stopped = false;
 
   async function recordUntilDurable(envelope: Envelope): Promise<void> {
-    for (let delay = FIRST_RETRY_MS; ; delay = Math.min(delay * 2, MAX_RETRY_MS)) {
-      try {
-        await deps.record(relayedEvents(envelope, deps.clock.now()));
-        deps.onRecorded(envelope);
-        return;
-      } catch (err) {
-        deps.log.error({ err, queue_id: envelope.id, retry_in_ms: stopped ? undefined : delay }, 'cannot record relayed events; the message waits in the spool');
+    const state = { since: deps.clock.now(), failed: false };
+    recordings.add(state);
+    try {
+      for (let delay = FIRST_RETRY_MS; ; delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+        if (await recordOnce(envelope, stopped ? undefined : delay)) break;
+        state.failed = true;
+        if (stopped || !(await pause(delay))) return;
       }
-      if (stopped) return;
-      failing += 1;
-      const resumed = await pause(delay);
-      failing -= 1;
-      if (!resumed) return;
+    } finally {
+      recordings.delete(state);
+    }
+    deps.onRecorded(envelope);
+  }
+
+  async function recordOnce(envelope: Envelope, retryInMs: number | undefined): Promise<boolean> {
+    try {
+      await deps.record(relayedEvents(envelope, deps.clock.now()));
+      return true;
+    } catch (err) {
+      deps.log.error({ err, queue_id: envelope.id, retry_in_ms: retryInMs }, 'cannot record relayed events; the message waits in the spool');
+      return false;
     }
   }
 
@@ -76,7 +86,13 @@ export function createRelayedRecorder(deps: RelayedRecorderDeps): RelayedRecorde
       const run = recordUntilDurable(envelope).finally(() => inFlight.delete(run));
       inFlight.add(run);
     },
-    waiting: () => failing,
+    waiting() {
+      // A write that never returns (a hung disk) holds mail as surely as one that fails.
+      const stalledBefore = deps.clock.now() - STALLED_MS;
+      let count = 0;
+      for (const r of recordings) if (r.failed || r.since < stalledBefore) count += 1;
+      return count;
+    },
     async stop() {
       stopped = true;
       for (const wait of waits) {

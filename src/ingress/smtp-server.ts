@@ -230,7 +230,8 @@ class Connection {
     if (this.#mode === 'closed') return;
     if (this.#session.secure) return this.#closeWith(221, '2.0.0 Bye');
     this.#send(221, '2.0.0 Bye');
-    if (this.#socket.writableLength > 0) {
+    // Unread input (reading paused) would turn the close into a reset that can discard the 221.
+    if (this.#socket.writableLength > 0 || this.#socket.isPaused()) {
       this.#socket.end();
       cutOffLater(this.#socket, CUT_OFF_MS);
     } else {

@@ -72,3 +72,18 @@ t.test('stop waits for recordings in flight and abandons retries', async (t) => 
   t.equal(h.calls(), 1, 'no retry after stop');
   t.same(h.queued, []);
 });
+
+t.test('a write that never returns counts as waiting after 5 s', async (t) => {
+  const clock = new FakeClock();
+  const recorder = createRelayedRecorder({
+    record: () => new Promise<void>(() => undefined),
+    onRecorded: () => t.fail('never recorded'),
+    clock,
+    log: pino({ level: 'silent' }),
+  });
+  recorder.accepted(envelope('m4'));
+  await clock.advance(4_999);
+  t.equal(recorder.waiting(), 0, 'an fsync in progress is normal');
+  await clock.advance(2);
+  t.equal(recorder.waiting(), 1, 'a stalled one holds ingress');
+});
