@@ -27,6 +27,8 @@ const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 30_000;
 const STALLED_MS = 5_000;
 
+interface Recording { readonly since: number; failed: boolean; done: Promise<void> }
+
 /**
  * The `250` waits only for the spool's fsync, not for the outbox's (docs/feedback.md): a
  * committed message whose relayed events were lost is found at recovery, never attempted, and
@@ -36,23 +38,16 @@ const STALLED_MS = 5_000;
  * ingress to refuse new mail, so the backlog cannot grow without bound.
  */
 export function createRelayedRecorder(deps: RelayedRecorderDeps): RelayedRecorder {
-  const inFlight = new Set<Promise<void>>();
-  /** When each recording began, and whether it has failed yet (it counts as waiting until it succeeds). */
-  const recordings = new Set<{ readonly since: number; failed: boolean }>();
+  /** Recordings in flight: when each began, whether it has failed yet (waiting until it succeeds). */
+  const recordings = new Set<Recording>();
   const waits = new Set<{ timer: Timer; wake: () => void }>();
   let stopped = false;
 
-  async function recordUntilDurable(envelope: Envelope): Promise<void> {
-    const state = { since: deps.clock.now(), failed: false };
-    recordings.add(state);
-    try {
-      for (let delay = FIRST_RETRY_MS; ; delay = Math.min(delay * 2, MAX_RETRY_MS)) {
-        if (await recordOnce(envelope, stopped ? undefined : delay)) break;
-        state.failed = true;
-        if (stopped || !(await pause(delay))) return;
-      }
-    } finally {
-      recordings.delete(state);
+  async function recordUntilDurable(envelope: Envelope, recording: Recording): Promise<void> {
+    for (let delay = FIRST_RETRY_MS; ; delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+      if (await recordOnce(envelope, stopped ? undefined : delay)) break;
+      recording.failed = true;
+      if (stopped || !(await pause(delay))) return;
     }
     deps.onRecorded(envelope);
   }
@@ -83,8 +78,9 @@ export function createRelayedRecorder(deps: RelayedRecorderDeps): RelayedRecorde
 
   return {
     accepted(envelope) {
-      const run = recordUntilDurable(envelope).finally(() => inFlight.delete(run));
-      inFlight.add(run);
+      const recording: Recording = { since: deps.clock.now(), failed: false, done: Promise.resolve() };
+      recordings.add(recording);
+      recording.done = recordUntilDurable(envelope, recording).finally(() => recordings.delete(recording));
     },
     waiting() {
       // A write that never returns (a hung disk) holds mail as surely as one that fails.
@@ -100,7 +96,7 @@ export function createRelayedRecorder(deps: RelayedRecorderDeps): RelayedRecorde
         wait.wake();
       }
       waits.clear();
-      await Promise.all(inFlight);
+      await Promise.all([...recordings].map((r) => r.done));
     },
   };
 }

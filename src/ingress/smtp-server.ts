@@ -210,34 +210,26 @@ class Connection {
     this.#socket.write(lines.map((l, i) => `${code}${i === lines.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
   }
 
-  #closeWith(code: number, text: string, why?: string): void {
+  /**
+   * `atOnce` (QUIT): close as soon as the reply is with the kernel; close(2) still sends it, then
+   * FIN. Waiting for the client's FIN costs a shutdown(2), and with clients that close without
+   * reading the 221 (smtp-source does), a connection reset to handle as an error. Not over TLS
+   * (close_notify), nor with input unread (reading paused), which would make the close a reset
+   * that can discard the reply.
+   */
+  #closeWith(code: number, text: string, why?: string, { atOnce = false } = {}): void {
     if (this.#mode === 'closed') return;
     this.#send(code, text);
     const socket = this.#socket;
-    socket.end();
-    // Reading goes on (ignored by #receive) so the client's close is seen at once; a client that
-    // never closes its side is cut off, so shutdown is never held up.
-    cutOffLater(socket, CUT_OFF_MS);
-    this.#closed(why);
-  }
-
-  /**
-   * 221, then close at once when the reply is already with the kernel: a close(2) still sends it,
-   * then FIN. Waiting for the client's FIN instead costs a shutdown(2), and with clients that
-   * close without reading the 221 (smtp-source does), a connection reset to handle as an error.
-   */
-  #quit(): void {
-    if (this.#mode === 'closed') return;
-    if (this.#session.secure) return this.#closeWith(221, '2.0.0 Bye');
-    this.#send(221, '2.0.0 Bye');
-    // Unread input (reading paused) would turn the close into a reset that can discard the 221.
-    if (this.#socket.writableLength > 0 || this.#socket.isPaused()) {
-      this.#socket.end();
-      cutOffLater(this.#socket, CUT_OFF_MS);
+    if (atOnce && !this.#session.secure && socket.writableLength === 0 && !socket.isPaused()) {
+      socket.destroy();
     } else {
-      this.#socket.destroy();
+      socket.end();
+      // Reading goes on (ignored by #receive) so the client's close is seen at once; a client that
+      // never closes its side is cut off, so shutdown is never held up.
+      cutOffLater(socket, CUT_OFF_MS);
     }
-    this.#closed();
+    this.#closed(why);
   }
 
   /** Count a client error; too many end the session (a scanner, or a password guesser). */
@@ -332,7 +324,7 @@ class Connection {
       case 'NOOP':
         return this.#send(250, '2.0.0 OK');
       case 'QUIT':
-        return this.#quit();
+        return this.#closeWith(221, '2.0.0 Bye', undefined, { atOnce: true });
       case 'VRFY':
         return this.#send(252, '2.5.0 Cannot VRFY user, but will accept message and attempt delivery');
       case 'HELP':

@@ -87,3 +87,24 @@ t.test('a write that never returns counts as waiting after 5 s', async (t) => {
   await clock.advance(2);
   t.equal(recorder.waiting(), 1, 'a stalled one holds ingress');
 });
+
+t.test('stop waits for a recording in flight, which still queues its message', async (t) => {
+  const clock = new FakeClock();
+  let finish = (): void => undefined;
+  const queued: string[] = [];
+  const recorder = createRelayedRecorder({
+    record: () => new Promise<void>((resolve) => { finish = resolve; }),
+    onRecorded: (e) => queued.push(e.id),
+    clock,
+    log: pino({ level: 'silent' }),
+  });
+  recorder.accepted(envelope('m5'));
+  let done = false;
+  void recorder.stop().then(() => { done = true; });
+  await settle();
+  t.notOk(done, 'stop is held by the write in progress');
+  finish();
+  await settle();
+  t.ok(done, 'and resolves once it is durable');
+  t.same(queued, ['m5']);
+});
