@@ -7,7 +7,7 @@ import { createAdmin } from './admin/index.ts';
 import { classifyReplies, createClassifier, defaultRules, loadRulesFile, type Rule } from './bounce/index.ts';
 import type { Config } from './config/index.ts';
 import { createDelivery } from './delivery/index.ts';
-import { createSigner, DkimHasher, loadKeys } from './dkim/index.ts';
+import { createSigner, loadKeys } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
@@ -145,17 +145,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       healthy: () => (relayed.waiting() > 0 ? Promise.resolve(false) : spool.healthy()),
       // DKIM: the body hash is computed as the message streams to disk; the signature (made in
       // the thread pool) is stored with the envelope and sent on top of the stored bytes.
-      ...(config.dkim.keys.length > 0
-        ? {
-            observeBody: (receivedAt: number) => {
-              const hasher = new DkimHasher();
-              return {
-                stream: hasher,
-                finish: () => signer.sign({ header: hasher.header ?? '', bodyHash: hasher.bodyHash(), time: Math.floor(receivedAt / 1000) }),
-              };
-            },
-          }
-        : {}),
+      ...(config.dkim.keys.length > 0 ? { observeBody: (receivedAt: number) => signer.begin(receivedAt) } : {}),
       accept: (envelope) => {
         metrics.accepted.inc();
         metrics.acceptedRecipients.inc(envelope.recipients.length);

@@ -1,13 +1,13 @@
 import { createHash, type Hash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
 import { splitHeaderFields, type HeaderField } from '../model/headers.ts';
 
 /**
- * DKIM relaxed canonicalization (RFC 6376 §3.4.2, §3.4.4), streaming: the body hash is computed
- * as the message goes to disk, so signing never re-reads or buffers the body. Only the header
- * block is kept, because the signature covers header fields chosen later.
+ * DKIM relaxed canonicalization (RFC 6376 §3.4.2, §3.4.4), streaming: the message is fed in as it
+ * arrives, so signing never re-reads or buffers the body. Only the header block is kept, because
+ * the signature covers header fields chosen later. A plain object, not a stream: it runs in the
+ * signing thread, fed by messages from the event loop.
  */
-export class DkimHasher extends Transform {
+export class MessageHasher {
   readonly #hash: Hash = createHash('sha256');
   #header: Buffer[] = [];
   #headerText: string | undefined;
@@ -20,37 +20,35 @@ export class DkimHasher extends Transform {
   /** The header block as written (without the blank line), once the body has started. */
   get header(): string | undefined { return this.#headerText; }
 
-  /** base64 SHA-256 of the relaxed-canonical body; valid after the stream ended. */
+  /** base64 SHA-256 of the relaxed-canonical body; valid after end(). */
   bodyHash(): string {
     return this.#hash.copy().digest('base64');
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.push(chunk);
+  write(chunk: Buffer): void {
     if (this.#headerText !== undefined) {
       this.#body(chunk);
-      return done();
+      return;
     }
     this.#header.push(chunk);
-    const joined = Buffer.concat(this.#header);
+    const joined = this.#header.length === 1 ? chunk : Buffer.concat(this.#header);
     const end = joined.indexOf('\r\n\r\n', Math.max(0, this.#scanned - 3));
     this.#scanned = joined.length;
     if (end === -1) {
-      this.#header = [joined];
-      return done();
+      // Copied: the caller may reuse its buffer once write() returns.
+      this.#header = [Buffer.from(joined)];
+      return;
     }
     this.#header = [];
     this.#headerText = joined.subarray(0, end + 2).toString('latin1');
     this.#body(joined.subarray(end + 4));
-    done();
   }
 
-  override _flush(done: TransformCallback): void {
+  end(): void {
     if (this.#headerText === undefined) this.#headerText = Buffer.concat(this.#header).toString('latin1');
     // A body that does not end with CRLF is hashed as if it did (RFC 6376 §3.4.4).
     if (this.#partial.length > 0) this.#lines(Buffer.concat([this.#partial, CRLF]));
     this.#partial = EMPTY;
-    done();
   }
 
   /** Complete lines are canonicalized a chunk at a time; the incomplete tail waits. */
@@ -61,7 +59,7 @@ export class DkimHasher extends Transform {
       this.#partial = Buffer.from(data);
       return;
     }
-    // Copied: the chunk belongs to the stream and may be reused once passed on.
+    // Copied: the caller may reuse its buffer once write() returns.
     this.#partial = Buffer.from(data.subarray(last + 2));
     this.#lines(data.subarray(0, last + 2));
   }

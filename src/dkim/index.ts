@@ -3,6 +3,6 @@
  * plus a body hash computed while the message streams to disk, signatures made in the thread
  * pool. Knows nothing of SMTP or the spool.
  */
-export { DkimHasher } from './canonical.ts';
-export { createSigner, fromDomain, type Signer, type SignRequest } from './signer.ts';
+export { MessageHasher } from './canonical.ts';
+export { createSigner, fromDomain, type MessageSigning, type Signer, type SignRequest } from './signer.ts';
 export { loadKeys, keysFor, txtRecord, publicKeyData, type DkimKey, type DkimKeyConfig, type DkimAlgorithm, type KeyProblem } from './keys.ts';

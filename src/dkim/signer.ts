@@ -1,6 +1,6 @@
 import { createHash, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import type { HeaderField } from '../model/headers.ts';
-import { canonicalHeaders, parseHeaderFields, relaxedHeader } from './canonical.ts';
+import { canonicalHeaders, MessageHasher, parseHeaderFields, relaxedHeader } from './canonical.ts';
 import { keysFor, type DkimKey } from './keys.ts';
 
 /** Fields signed when present; From and Subject are over-signed so none can be added later. */
@@ -20,7 +20,17 @@ export interface SignRequest {
   readonly time: number;
 }
 
+/** One message on its way through the signer: fed as it is stored, signed at its end. */
+export interface MessageSigning {
+  /** The message's bytes, in order, exactly as stored. */
+  write(chunk: Buffer): void;
+  /** DKIM-Signature header lines to put on top of the message ("" when no key signs for it). */
+  finish(): Promise<string>;
+}
+
 export interface Signer {
+  /** Start a message received at `receivedAt` (ms; t= is taken from it). */
+  begin(receivedAt: number): MessageSigning;
   /** DKIM-Signature header lines (CRLF-terminated) to put on top of the message; "" for none. */
   sign(request: SignRequest): Promise<string>;
   /** Replace the key set (reload); requests already started finish with the old keys. */
@@ -29,23 +39,38 @@ export interface Signer {
 }
 
 /**
- * RSA and Ed25519 signing runs in libuv's thread pool (crypto.sign with a callback), off the
- * event loop and on every core; only the cheap canonicalization runs on the main thread.
+ * The body hash is computed on the event loop as the message arrives (a 10 KB body is ~25 µs);
+ * RSA and Ed25519 signing run in libuv's thread pool (crypto.sign with a callback), on another
+ * core. A worker thread doing all of it cost more than it saved: posting each message across
+ * and waking the loop for the answer took as much event-loop time as the hashing had
+ * (docs/performance.md).
  */
 export function createSigner(initial: readonly DkimKey[]): Signer {
   let keys = [...initial];
+  async function sign(request: SignRequest): Promise<string> {
+    const current = keys;
+    if (current.length === 0) return '';
+    const fields = parseHeaderFields(request.header);
+    const chosen = keysFor(current, fromDomain(fields));
+    if (chosen.length === 0) return '';
+    const names = signedNames(fields);
+    const headerData = canonicalHeaders(fields, names);
+    const lines = await Promise.all(chosen.map((key) => signOne(key, names, headerData, request)));
+    return lines.join('');
+  }
   return {
     get keyCount() { return keys.length; },
     setKeys(next) { keys = [...next]; },
-    async sign(request) {
-      if (keys.length === 0) return '';
-      const fields = parseHeaderFields(request.header);
-      const chosen = keysFor(keys, fromDomain(fields));
-      if (chosen.length === 0) return '';
-      const names = signedNames(fields);
-      const headerData = canonicalHeaders(fields, names);
-      const lines = await Promise.all(chosen.map((key) => signOne(key, names, headerData, request)));
-      return lines.join('');
+    sign,
+    begin(receivedAt) {
+      const hasher = new MessageHasher();
+      return {
+        write: (chunk) => hasher.write(chunk),
+        finish() {
+          hasher.end();
+          return sign({ header: hasher.header ?? '', bodyHash: hasher.bodyHash(), time: Math.floor(receivedAt / 1000) });
+        },
+      };
     },
   };
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { timingSafeEqual } from 'node:crypto';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { SmtpConfig } from '../config/index.ts';
 import type { Clock } from '../lib/clock.ts';
@@ -25,10 +25,15 @@ export interface IngressPorts {
    */
   accept(envelope: Envelope): void | Promise<void>;
   /**
-   * Optional: a pass-through stream that sees the rewritten message on its way to disk, and
-   * then yields header lines to send on top of it (the daemon wires DKIM signing here).
+   * Optional: sees the rewritten message on its way to disk, chunk by chunk, and then yields
+   * header lines to send on top of it (the daemon wires DKIM signing here).
    */
-  observeBody?(receivedAt: number): { stream: Duplex; finish(): Promise<string> };
+  observeBody?(receivedAt: number): BodyObserver;
+}
+
+export interface BodyObserver {
+  write(chunk: Buffer): void;
+  finish(): Promise<string>;
 }
 
 export interface IngressOptions extends SmtpConfig {
@@ -121,7 +126,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
         }) + (facts.messageId ? '' : `Message-ID: <${id}@${options.hostname}>\r\n`),
     });
     const observer = ports.observeBody?.(now);
-    const failure = await spoolStream(stream, rewriter, writer.stream, observer?.stream);
+    const failure = await spoolStream(stream, rewriter, writer.stream, observer);
     const refusal = failure
       ? STORAGE_FULL
       : stream.sizeExceeded
@@ -219,9 +224,11 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
  * Pipe the DATA stream through the rewriter into the spool file. On a write failure, stop
  * writing but keep draining the client's data so the SMTP session stays in step.
  */
-async function spoolStream(source: Readable, rewriter: MessageRewriter, sink: Writable, observer?: Duplex): Promise<Error | undefined> {
+async function spoolStream(source: Readable, rewriter: MessageRewriter, sink: Writable, observer?: BodyObserver): Promise<Error | undefined> {
   let failure: Error | undefined;
-  const written = (observer ? pipeChain(rewriter, observer, sink) : pipeChain(rewriter, sink)).catch((err: unknown) => {
+  // A second 'data' listener beside pipe's: it sees every chunk the spool gets, in order.
+  if (observer) rewriter.on('data', (chunk: Buffer) => observer.write(chunk));
+  const written = pipeChain(rewriter, sink).catch((err: unknown) => {
     failure = err as Error;
     source.unpipe(rewriter);
     source.resume();
