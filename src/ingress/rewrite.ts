@@ -1,4 +1,3 @@
-import { Transform, type TransformCallback } from 'node:stream';
 import { splitHeaderFields } from '../model/headers.ts';
 
 export interface HeaderFacts {
@@ -20,8 +19,10 @@ const CR = 0x0d;
  * The DATA stream on its way to the spool: buffers only the header block, removes X-Tern-Meta,
  * prepends Tern's headers, and turns bare LF into CRLF everywhere so that what is stored (and
  * later signed) is exactly what goes on the wire. Everything after the header block streams.
+ * Plain calls in and out (write/end in, `output` out): a Transform here cost more event-loop time
+ * per message than the rewriting itself.
  */
-export class MessageRewriter extends Transform {
+export class MessageRewriter {
   #header: Buffer[] = [];
   #headerBytes = 0;
   #inBody = false;
@@ -30,10 +31,12 @@ export class MessageRewriter extends Transform {
   #problem: string | undefined;
   #bytesOut = 0;
   readonly #options: RewriteOptions;
+  readonly #output: (piece: Buffer) => void;
 
-  constructor(options: RewriteOptions) {
-    super();
+  /** `output` receives the rewritten message, piece by piece, in order. */
+  constructor(options: RewriteOptions, output: (piece: Buffer) => void) {
     this.#options = options;
+    this.#output = output;
   }
 
   get facts(): HeaderFacts { return this.#facts; }
@@ -41,15 +44,15 @@ export class MessageRewriter extends Transform {
   get problem(): string | undefined { return this.#problem; }
   get bytesOut(): number { return this.#bytesOut; }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    if (this.#problem) return done();
+  write(chunk: Buffer): void {
+    if (this.#problem) return;
     if (this.#inBody) {
       this.#emit(this.#normalise(chunk));
-      return done();
+      return;
     }
     this.#header.push(chunk);
     this.#headerBytes += chunk.length;
-    const joined = Buffer.concat(this.#header);
+    const joined = this.#header.length === 1 ? chunk : Buffer.concat(this.#header);
     const end = findHeaderEnd(joined);
     if (end === undefined) {
       if (this.#headerBytes > this.#options.maxHeaderBytes) {
@@ -58,20 +61,19 @@ export class MessageRewriter extends Transform {
       } else {
         this.#header = [joined];
       }
-      return done();
+      return;
     }
     this.#finishHeader(joined.subarray(0, end.headerEnd), joined.subarray(end.bodyStart));
-    done();
   }
 
-  override _flush(done: TransformCallback): void {
+  /** The message ended (the DATA dot). */
+  end(): void {
     if (!this.#inBody && !this.#problem) {
       // No blank line at all: the whole message is a header block with an empty body.
       const joined = Buffer.concat(this.#header);
       const trimmed = joined.subarray(0, joined.length - trailingNewlineLength(joined));
       this.#finishHeader(trimmed, Buffer.alloc(0));
     }
-    done();
   }
 
   #finishHeader(headerBlock: Buffer, rest: Buffer): void {
@@ -101,7 +103,7 @@ export class MessageRewriter extends Transform {
 
   #emit(buffer: Buffer): void {
     this.#bytesOut += buffer.length;
-    this.push(buffer);
+    this.#output(buffer);
   }
 
   /** Bare LF → CRLF; returns the chunk itself when it needs no change (the common case). */

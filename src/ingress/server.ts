@@ -1,11 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { timingSafeEqual } from 'node:crypto';
-import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { SmtpConfig } from '../config/index.ts';
 import type { Clock } from '../lib/clock.ts';
 import { createNetworkList, parseHostPort } from '../lib/net.ts';
-import { pipeChain } from '../lib/streams.ts';
 import type { Envelope } from '../model/envelope.ts';
 import { newQueueId, type QueueId } from '../model/ids.ts';
 import { checkMailbox } from './address.ts';
@@ -16,7 +14,7 @@ import { SmtpServer, type DataStream, type SmtpAddress, type SmtpHooks, type Smt
 
 /** What ingress needs from the spool; it never sees the queue, only `accept`. */
 export interface IngressPorts {
-  begin(id: QueueId): Promise<{ stream: Writable; commit(e: Envelope): Promise<void>; abort(): Promise<void> }>;
+  begin(id: QueueId): Promise<MessageWriter>;
   healthy(): Promise<boolean>;
   /**
    * Called once the message is durable; the 250 waits for a promise it returns, and a rejection
@@ -29,6 +27,14 @@ export interface IngressPorts {
    * header lines to send on top of it (the daemon wires DKIM signing here).
    */
   observeBody?(receivedAt: number): BodyObserver;
+}
+
+/** The spool's side of one message being received (spool's MessageWriter). */
+export interface MessageWriter {
+  /** A promise means: wait for it before writing more (it rejects when the write failed). */
+  write(piece: Buffer): Promise<void> | undefined;
+  commit(envelope: Envelope): Promise<void>;
+  abort(): Promise<void>;
 }
 
 export interface BodyObserver {
@@ -104,13 +110,15 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     const now = clock.now();
     const id = newQueueId(now);
     const rcpts = session.envelope.rcptTo;
-    let writer: Awaited<ReturnType<IngressPorts['begin']>>;
+    let writer: MessageWriter;
     try {
       writer = await ports.begin(id);
     } catch (err) {
       log.error({ err, queue_id: id }, 'spool unavailable');
       return STORAGE_FULL;
     }
+    const observer = ports.observeBody?.(now);
+    const body = receiveBody(stream, writer, observer);
     const rewriter = new MessageRewriter({
       maxHeaderBytes: MAX_HEADER_BYTES,
       prepend: (facts) =>
@@ -124,9 +132,8 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
           ...(rcpts.length === 1 ? { recipient: rcpts[0]?.address as string } : {}),
           at: now,
         }) + (facts.messageId ? '' : `Message-ID: <${id}@${options.hostname}>\r\n`),
-    });
-    const observer = ports.observeBody?.(now);
-    const failure = await spoolStream(stream, rewriter, writer.stream, observer);
+    }, body.store);
+    const failure = await body.received(rewriter);
     const refusal = failure
       ? STORAGE_FULL
       : stream.sizeExceeded
@@ -221,31 +228,45 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
 }
 
 /**
- * Pipe the DATA stream through the rewriter into the spool file. On a write failure, stop
- * writing but keep draining the client's data so the SMTP session stays in step.
+ * The DATA stream, rewritten, into the spool writer and the observer, by plain calls: `store`
+ * takes each rewritten piece; `received` feeds the rewriter and settles once the message is
+ * stored, with the error if it could not be. Reading pauses while the spool writes to disk. On a
+ * write failure, writing stops but the client's data is still read, so the session stays in step.
  */
-async function spoolStream(source: Readable, rewriter: MessageRewriter, sink: Writable, observer?: BodyObserver): Promise<Error | undefined> {
+function receiveBody(source: DataStream, writer: MessageWriter, observer?: BodyObserver): {
+  store(piece: Buffer): void;
+  received(rewriter: MessageRewriter): Promise<Error | undefined>;
+} {
   let failure: Error | undefined;
-  // A second 'data' listener beside pipe's: it sees every chunk the spool gets, in order.
-  if (observer) rewriter.on('data', (chunk: Buffer) => observer.write(chunk));
-  const written = pipeChain(rewriter, sink).catch((err: unknown) => {
-    failure = err as Error;
-    source.unpipe(rewriter);
-    source.resume();
-  });
-  const ended = new Promise<void>((resolve) => {
-    source.once('end', resolve);
-    source.once('close', resolve);
-  });
-  source.pipe(rewriter);
-  await ended;
-  if (!failure && source.readableEnded) await written;
-  else if (!source.readableEnded) {
-    failure ??= new Error('client closed the connection during DATA');
-    rewriter.destroy();
-    await written;
-  }
-  return failure;
+  let writing: Promise<void> | undefined;
+  return {
+    store(piece) {
+      if (failure) return;
+      observer?.write(piece);
+      const wait = writer.write(piece);
+      if (!wait) return;
+      source.pause();
+      writing = wait.then(
+        () => void source.resume(),
+        (err: unknown) => {
+          failure ??= err as Error;
+          source.resume();
+        },
+      );
+    },
+    received(rewriter) {
+      return new Promise((resolve) => {
+        source.on('data', (chunk: Buffer) => rewriter.write(chunk));
+        source.once('end', () => {
+          rewriter.end();
+          void Promise.resolve(writing).then(() => resolve(failure));
+        });
+        source.once('close', () => {
+          if (!source.readableEnded) resolve(failure ?? new Error('client closed the connection during DATA'));
+        });
+      });
+    },
+  };
 }
 
 function sameSecret(expected: string, given: string): boolean {

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
@@ -22,9 +22,14 @@ export interface SpoolOptions {
   readonly body_cache: number;
 }
 
-/** A message being received: write the body to `stream`, then commit() or abort(). */
+/** A message being received: write() its bytes in order, then commit() or abort(). */
 export interface MessageWriter {
-  readonly stream: Writable;
+  /**
+   * The next piece of the message (kept: the caller must not reuse it). Returns a promise when
+   * the caller should wait before writing more, because the message outgrew memory and is on its
+   * way to a file of its own; it rejects if that write fails (commit() then fails too).
+   */
+  write(piece: Buffer): Promise<void> | undefined;
   /** Resolves when the message is durable (fsynced, and its directory entry too). */
   commit(envelope: Envelope): Promise<void>;
   abort(): Promise<void>;
@@ -72,38 +77,42 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
   let health = { at: -Infinity, ok: true };
 
   async function begin(id: QueueId): Promise<MessageWriter> {
+    /** In memory until the message passes inline_max; after that, waiting for the file. */
     let chunks: Buffer[] = [];
     let size = 0;
     let file: FileWriter | undefined;
+    let spilling: Promise<void> | undefined;
     let failed: Error | undefined;
 
-    const stream = new Writable({
-      highWaterMark: 64 * 1024,
-      writev(entries, done) {
-        const buffers = entries.map((e) => e.chunk as Buffer);
-        size += buffers.reduce((n, b) => n + b.length, 0);
-        if (!file && size <= options.inline_max) {
-          chunks.push(...buffers);
-          done();
-          return;
+    /** Writes whatever is held to the file, until nothing is; one loop at a time. */
+    async function spill(): Promise<void> {
+      try {
+        while (chunks.length > 0) {
+          file ??= await files.begin(id);
+          const pending = chunks;
+          chunks = [];
+          await file.write(pending);
         }
-        spill(buffers).then(() => done(), (err: Error) => {
-          failed = err;
-          done(err);
-        });
-      },
-    });
-
-    async function spill(buffers: Buffer[]): Promise<void> {
-      file ??= await files.begin(id);
-      const pending = chunks.length > 0 ? [...chunks, ...buffers] : buffers;
-      chunks = [];
-      await file.write(pending);
+      } catch (err) {
+        failed = err as Error;
+        chunks = [];
+        throw err;
+      } finally {
+        spilling = undefined;
+      }
     }
 
     return {
-      stream,
+      write(piece) {
+        if (failed) return Promise.reject(failed);
+        size += piece.length;
+        chunks.push(piece);
+        if (!file && !spilling && size <= options.inline_max) return undefined;
+        spilling ??= spill();
+        return spilling;
+      },
       async commit(envelope) {
+        await spilling?.catch(() => undefined);
         if (failed) throw new TernError('TERN_SPOOL_WRITE', `cannot store message ${id}: ${failed.message}`, { cause: failed });
         const json = Buffer.from(JSON.stringify(envelope));
         if (file) return file.commit(json, envelope.bodySize);
@@ -112,7 +121,7 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
         bodies.set(id, body);
       },
       async abort() {
-        stream.destroy();
+        await spilling?.catch(() => undefined);
         chunks = [];
         await file?.abort();
       },

@@ -1,14 +1,11 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import t from 'tap';
 import { MessageRewriter, parseMeta, checkMailbox } from '../../src/ingress/index.ts';
 
 async function rewrite(chunks: string[], maxHeaderBytes = 1024 * 1024): Promise<{ out: string; r: MessageRewriter }> {
-  const r = new MessageRewriter({ maxHeaderBytes, prepend: (f) => `Received: x\r\n${f.messageId ? '' : 'Message-ID: <new@tern>\r\n'}` });
   const parts: Buffer[] = [];
-  await pipeline(Readable.from(chunks.map((c) => Buffer.from(c, 'latin1'))), r, async function* (source) {
-    for await (const c of source) parts.push(c as Buffer);
-  });
+  const r = new MessageRewriter({ maxHeaderBytes, prepend: (f) => `Received: x\r\n${f.messageId ? '' : 'Message-ID: <new@tern>\r\n'}` }, (piece) => parts.push(piece));
+  for (const c of chunks) r.write(Buffer.from(c, 'latin1'));
+  r.end();
   return { out: Buffer.concat(parts).toString('latin1'), r };
 }
 

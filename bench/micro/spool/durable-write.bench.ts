@@ -15,8 +15,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { systemClock } from '../../../src/lib/clock.ts';
 import { newQueueId } from '../../../src/model/ids.ts';
 import { openSpool } from '../../../src/spool/index.ts';
@@ -64,7 +62,7 @@ function ternWriter(dir: string, inlineMax: number): Writer {
   const write = async (): Promise<void> => {
     const id = newQueueId(Date.now());
     const w = await spool.begin(id);
-    await pipeline(Readable.from([body]), w.stream);
+    await w.write(body);
     await w.commit({ id, sender: 's@x.test', recipients: [{ address: 'r@y.test' }], messageId: '<m@x>', meta: {}, receivedAt: 0, expiresAt: 0, smtputf8: false, eightBit: false, client: { ip: '127.0.0.1', helo: 'x' }, bodySize: SIZE });
   };
   return Object.assign(write, { close: () => spool.close() });
