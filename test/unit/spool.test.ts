@@ -152,6 +152,23 @@ t.test('a message larger than inline_max is streamed to a file of its own', asyn
   t.same(await spoolAt(dir.path).recover(), [id]);
 });
 
+t.test('a large message whose file cannot be written: write() asks to wait, then rejects, and commit fails', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const spool = spoolAt(dir.path, { inline_max: 16 });
+  const id = newQueueId(Date.now());
+  const writer = await spool.begin(id);
+  t.equal(writer.write(Buffer.from('Subject: s\r\n')), undefined, 'a piece within inline_max is kept, no waiting');
+  rmSync(join(dir.path, 'msg'), { recursive: true });
+  writeFileSync(join(dir.path, 'msg'), 'not a directory');
+  const wait = writer.write(Buffer.from('\r\nmore than sixteen bytes of body\r\n'));
+  t.ok(wait, 'past inline_max the caller is asked to wait');
+  await t.rejects(wait as Promise<void>, 'the failed file write is reported to the writer');
+  await t.rejects(writer.write(Buffer.from('x')) as Promise<void>, 'later pieces are refused');
+  await t.rejects(writer.commit(envelopeFor(id, 'x')), /cannot store message/);
+  await writer.abort();
+});
+
 t.test('a first journal record moves the message from its segment to a file', async (t) => {
   const dir = tempDir();
   t.teardown(() => dir.remove());
