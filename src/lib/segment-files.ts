@@ -76,7 +76,10 @@ export function openSegmentFiles(options: SegmentFilesOptions): SegmentFiles {
     }
     const segment = active;
     try {
-      await segment.writer.writev(chunks as Buffer[], segment.size);
+      const { bytesWritten } = await segment.writer.writev(chunks as Buffer[], segment.size);
+      // writev does not continue a short write (a full disk can stop one part-way): that batch
+      // is not durable, and the segment is sealed like after any other failed write.
+      if (bytesWritten !== bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`);
       if (!DSYNC) await segment.writer.datasync();
       if (!segment.synced) {
         await syncDir();
