@@ -4,7 +4,7 @@ import type { Clock } from '../lib/clock.ts';
 import type { Rate } from '../lib/units.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome, Route } from '../model/outcome.ts';
-import { localReply, type SmtpReply } from '../model/reply.ts';
+import { isSuccess, localReply, type SmtpReply } from '../model/reply.ts';
 import { TokenBucket } from '../lib/token-bucket.ts';
 import { connectClient, connectFailure, type ClientConnection, type ConnectOptions, type Envelope } from './smtp-client.ts';
 
@@ -73,12 +73,24 @@ export class SitePool {
 
   submit(job: DeliveryJob): Promise<AttemptOutcome> {
     return new Promise<AttemptOutcome>((resolve) => {
-      const pending = { job, resolve };
-      const idleWorker = this.#idle.shift();
-      if (idleWorker) return idleWorker(pending);
-      this.#waiting.push(pending);
-      if (this.#workers < this.#settings.limits.max_connections) this.#spawnWorker();
+      const queued = this.#dispatch({ job, resolve });
+      if (queued && this.#workers < this.#settings.limits.max_connections) this.#spawnWorker();
     });
+  }
+
+  /**
+   * To an idle connection if there is one, else into the queue (at its front for a job sent
+   * back); true when it was queued.
+   */
+  #dispatch(pending: Pending, { sentBack = false } = {}): boolean {
+    const idleWorker = this.#idle.shift();
+    if (idleWorker) {
+      idleWorker(pending);
+      return false;
+    }
+    if (sentBack) this.#waiting.unshift(pending);
+    else this.#waiting.push(pending);
+    return true;
   }
 
   /** Quit idle connections and refuse nothing: jobs in flight finish on their own. */
@@ -125,8 +137,9 @@ export class SitePool {
         if (!healthy || sent >= this.#settings.limits.max_messages_per_connection || this.#stopping) break;
         pending = this.#waiting.shift() ?? (await this.#waitIdle());
         if (pending && conn.closed) {
-          // The server hung up while we were idle: the job goes back, for a fresh connection.
-          this.#waiting.unshift(pending);
+          // The server hung up while we were idle: the job goes back, to another idle connection
+          // or a fresh one.
+          this.#dispatch(pending, { sentBack: true });
           break;
         }
       }
@@ -142,11 +155,10 @@ export class SitePool {
     const deadline = this.#settings.timeouts.data + this.#settings.timeouts.command;
     // Watchdog: socket timeouts cover inactivity; this bounds a peer that trickles bytes forever.
     const timer = this.#clock.at(this.#clock.now() + deadline, () => conn.close());
-    const result = await conn.send(job.envelope, job.openBody());
-    timer.cancel();
+    const result = await conn.send(job.envelope, job.openBody()).finally(() => timer.cancel());
     if (result.kind === 'transaction') {
       pending.resolve({ kind: 'transaction', route, replies: result.replies });
-      const allOk = result.replies.every((r) => r.code >= 200 && r.code < 300);
+      const allOk = result.replies.every(isSuccess);
       return result.healthy && (allOk || (await conn.reset()));
     }
     pending.resolve({ kind: 'message-refused', route, reply: result.reply });

@@ -11,7 +11,7 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { cutOffLater } from '../lib/net.ts';
-import { localReply, parseReply, type SmtpCommand, type SmtpReply } from '../model/reply.ts';
+import { isSuccess as ok, localReply, parseReply, type SmtpCommand, type SmtpReply } from '../model/reply.ts';
 
 export interface ConnectOptions {
   readonly host: string;
@@ -232,8 +232,6 @@ function received(lines: readonly string[], command: SmtpCommand): Received {
   return { reply: parseReply(lines.join('\r\n'), { command }), lines: lines.map((l) => l.slice(4)) };
 }
 
-const ok = (r: SmtpReply): boolean => r.code >= 200 && r.code < 300;
-
 export async function connectClient(options: ConnectOptions): Promise<ClientConnection> {
   const wire = new Wire(await openSocket(options));
   try {
@@ -427,6 +425,8 @@ class Connection implements ClientConnection {
 
   close(): void {
     this.#quit = true;
+    // Recorded before the socket's close event would blame the server for our own cut.
+    this.#wire.fail('4.4.2', () => 'connection closed by Tern (the transaction passed its deadline, or shutdown)');
     this.#wire.socket.destroy();
   }
 
