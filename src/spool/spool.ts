@@ -26,8 +26,9 @@ export interface SpoolOptions {
 export interface MessageWriter {
   /**
    * The next piece of the message (kept: the caller must not reuse it). Returns a promise when
-   * the caller should wait before writing more, because the message outgrew memory and is on its
-   * way to a file of its own; it rejects if that write fails (commit() then fails too).
+   * the caller should wait before writing more: the message outgrew memory, is on its way to a
+   * file of its own, and more than inline_max of it waits for the disk. It rejects if the file
+   * cannot be written (later writes, and commit(), fail too).
    */
   write(piece: Buffer): Promise<void> | undefined;
   /** Resolves when the message is durable (fsynced, and its directory entry too). */
@@ -79,6 +80,7 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
   async function begin(id: QueueId): Promise<MessageWriter> {
     /** In memory until the message passes inline_max; after that, waiting for the file. */
     let chunks: Buffer[] = [];
+    let held = 0;
     let size = 0;
     let file: FileWriter | undefined;
     let spilling: Promise<void> | undefined;
@@ -91,11 +93,13 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
           file ??= await files.begin(id);
           const pending = chunks;
           chunks = [];
+          held = 0;
           await file.write(pending);
         }
       } catch (err) {
         failed = err as Error;
         chunks = [];
+        held = 0;
         throw err;
       } finally {
         spilling = undefined;
@@ -106,10 +110,16 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
       write(piece) {
         if (failed) return Promise.reject(failed);
         size += piece.length;
+        held += piece.length;
         chunks.push(piece);
         if (!file && !spilling && size <= options.inline_max) return undefined;
-        spilling ??= spill();
-        return spilling;
+        if (!spilling) {
+          spilling = spill();
+          spilling.catch(() => undefined); // a caller not waiting hears of it at its next write or commit
+        }
+        // Pieces gather while a write runs, so writes are large; the caller waits only once more
+        // than inline_max is held, which also bounds the memory a large message takes.
+        return held > options.inline_max ? spilling : undefined;
       },
       async commit(envelope) {
         await spilling?.catch(() => undefined);
