@@ -10,7 +10,7 @@ import { checkMailbox } from './address.ts';
 import { parseMeta } from './meta.ts';
 import { receivedHeader } from './received.ts';
 import { MessageRewriter } from './rewrite.ts';
-import { SmtpServer, type DataStream, type SmtpAddress, type SmtpHooks, type SmtpRefusal, type SmtpSession } from './smtp-server.ts';
+import { LOCAL_ERROR, refusal, SmtpServer, type DataStream, type SmtpAddress, type SmtpHooks, type SmtpRefusal, type SmtpSession } from './smtp-server.ts';
 
 /** What ingress needs from the spool; it never sees the queue, only `accept`. */
 export interface IngressPorts {
@@ -57,12 +57,7 @@ export interface Ingress {
 
 const MAX_HEADER_BYTES = 1024 * 1024;
 
-/** Our replies carry their own enhanced status code at the start of the text. */
-function smtpError(code: number, text: string): SmtpRefusal {
-  return { code, text };
-}
-
-const STORAGE_FULL = smtpError(452, '4.3.1 Insufficient system storage, try again later');
+const STORAGE_FULL = refusal(452, '4.3.1 Insufficient system storage, try again later');
 
 export function createIngress(options: IngressOptions, ports: IngressPorts, deps: { clock: Clock; log: Logger }): Ingress {
   const { clock, log } = deps;
@@ -80,28 +75,28 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       const user = authUsers.find((u) => u.username === username);
       if (!user || !sameSecret(user.password, password)) {
         log.warn({ event: 'auth_failed', remote_ip: session.remoteAddress, username }, 'authentication failed');
-        return smtpError(535, '5.7.8 Authentication credentials invalid');
+        return refusal(535, '5.7.8 Authentication credentials invalid');
       }
       return user.username;
     },
     mailFrom(address, session) {
-      if (!relayAllowed(session)) return smtpError(530, '5.7.0 Authentication required');
+      if (!relayAllowed(session)) return refusal(530, '5.7.0 Authentication required');
       if (address.address !== '') {
         const check = checkMailbox(address.address);
-        if (!check.ok) return smtpError(553, `5.1.7 Bad sender address <${address.address}>: ${check.problem}`);
+        if (!check.ok) return refusal(553, `5.1.7 Bad sender address <${address.address}>: ${check.problem}`);
       }
       return ports.healthy().then((ok) => (ok ? undefined : STORAGE_FULL), () => STORAGE_FULL);
     },
     rcptTo(address, session) {
-      if (!relayAllowed(session)) return smtpError(530, '5.7.0 Authentication required');
+      if (!relayAllowed(session)) return refusal(530, '5.7.0 Authentication required');
       const check = checkMailbox(address.address);
-      if (!check.ok) return smtpError(553, `5.1.3 Bad recipient address <${address.address}>: ${check.problem}`);
+      if (!check.ok) return refusal(553, `5.1.3 Bad recipient address <${address.address}>: ${check.problem}`);
       return undefined;
     },
     data(stream, session) {
       return receive(stream, session).catch((err: unknown) => {
         log.error({ err, remote_ip: session.remoteAddress }, 'unexpected error while receiving a message');
-        return smtpError(451, '4.3.0 Local error in processing, try again later');
+        return LOCAL_ERROR;
       });
     },
   };
@@ -134,18 +129,24 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
         }) + (facts.messageId ? '' : `Message-ID: <${id}@${options.hostname}>\r\n`),
     }, body.store);
     const failure = await body.received(rewriter);
-    const refusal = failure
+    if (!stream.readableEnded) {
+      // The client left (or went silent) before the dot: nothing was accepted, nothing is kept.
+      await writer.abort();
+      log.info({ queue_id: id, remote_ip: session.remoteAddress, why: stream.errored?.message }, 'client left during DATA; nothing stored');
+      return LOCAL_ERROR;
+    }
+    const refused = failure
       ? STORAGE_FULL
       : stream.sizeExceeded
-        ? smtpError(552, `5.3.4 Message size exceeds the fixed maximum of ${options.max_message_size} bytes`)
+        ? refusal(552, `5.3.4 Message size exceeds the fixed maximum of ${options.max_message_size} bytes`)
         : rewriter.problem
-          ? smtpError(554, `5.6.0 Message refused: ${rewriter.problem}`)
+          ? refusal(554, `5.6.0 Message refused: ${rewriter.problem}`)
           : undefined;
     const meta = parseMeta(rewriter.facts.metaValues);
-    if (refusal || !meta.ok) {
+    if (refused || !meta.ok) {
       await writer.abort();
       if (failure) log.error({ err: failure, queue_id: id }, 'spool write failed');
-      return refusal ?? smtpError(554, `5.6.0 ${meta.ok ? '' : meta.problem}`);
+      return refused ?? refusal(554, `5.6.0 ${meta.ok ? '' : meta.problem}`);
     }
     let prepend = '';
     try {
@@ -153,7 +154,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     } catch (err) {
       await writer.abort();
       log.error({ err, queue_id: id }, 'signing failed');
-      return smtpError(451, '4.3.0 Local error in processing (signing), try again later');
+      return refusal(451, '4.3.0 Local error in processing (signing), try again later');
     }
     const envelope: Envelope = {
       id,
@@ -185,7 +186,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       await ports.accept(envelope);
     } catch (err) {
       log.error({ err, queue_id: id }, 'message withdrawn after commit');
-      return smtpError(451, '4.3.0 Local error in processing, try again later');
+      return LOCAL_ERROR;
     }
     log.info({ event: 'accepted', queue_id: id, sender: envelope.sender, rcpts: rcpts.length, size: envelope.bodySize, remote_ip: session.remoteAddress }, 'message accepted');
     return `2.0.0 Ok: queued as ${id}`;
@@ -230,8 +231,9 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
 /**
  * The DATA stream, rewritten, into the spool writer and the observer, by plain calls: `store`
  * takes each rewritten piece; `received` feeds the rewriter and settles once the message is
- * stored, with the error if it could not be. Reading pauses while the spool writes to disk. On a
- * write failure, writing stops but the client's data is still read, so the session stays in step.
+ * stored (or the client is gone: the source then has not ended), with the error if it could not
+ * be stored. Reading pauses while the spool is behind on disk. On a failure, writing stops but the
+ * client's data is still read, so the session stays in step.
  */
 function receiveBody(source: DataStream, writer: MessageWriter, observer?: BodyObserver): {
   store(piece: Buffer): void;
@@ -256,13 +258,22 @@ function receiveBody(source: DataStream, writer: MessageWriter, observer?: BodyO
     },
     received(rewriter) {
       return new Promise((resolve) => {
-        source.on('data', (chunk: Buffer) => rewriter.write(chunk));
+        if (source.destroyed) return resolve(failure);
+        // 'data' may come on a later tick (after a resume), where nobody would catch a throw.
+        const guarded = (step: () => void): void => {
+          try {
+            step();
+          } catch (err) {
+            failure ??= err as Error;
+          }
+        };
+        source.on('data', (chunk: Buffer) => guarded(() => rewriter.write(chunk)));
         source.once('end', () => {
-          rewriter.end();
+          guarded(() => rewriter.end());
           void Promise.resolve(writing).then(() => resolve(failure));
         });
         source.once('close', () => {
-          if (!source.readableEnded) resolve(failure ?? new Error('client closed the connection during DATA'));
+          if (!source.readableEnded) resolve(failure);
         });
       });
     },

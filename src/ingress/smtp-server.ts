@@ -12,7 +12,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
-import { cutOffLater } from '../lib/net.ts';
+import { cutOffLater, plainAddress } from '../lib/net.ts';
 
 export interface SmtpAddress {
   readonly address: string;
@@ -93,7 +93,8 @@ const CR = Buffer.from('\r');
 const EMPTY = Buffer.alloc(0);
 const NOTIFY = new Set(['NEVER', 'SUCCESS', 'FAILURE', 'DELAY']);
 
-const refusal = (code: number, text: string): SmtpRefusal => ({ code, text });
+/** Our replies carry their own enhanced status code at the start of the text. */
+export const refusal = (code: number, text: string): SmtpRefusal => ({ code, text });
 
 export class SmtpServer {
   readonly #options: SmtpServerOptions;
@@ -173,7 +174,7 @@ class Connection {
     this.#hooks = hooks;
     this.#secureContext = secureContext;
     this.#onClosed = onClosed;
-    const remote = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const remote = plainAddress(socket.remoteAddress ?? '');
     this.#session = { remoteAddress: remote, clientHostname: `[${remote}]`, hostNameAppearsAs: '', secure: false, user: undefined, envelope: emptyEnvelope() };
     socket.setNoDelay(true);
     this.#listen(socket);
@@ -668,7 +669,7 @@ class DataFeed {
   }
 }
 
-const LOCAL_ERROR = refusal(451, '4.3.0 Local error in processing, try again later');
+export const LOCAL_ERROR = refusal(451, '4.3.0 Local error in processing, try again later');
 
 /** A hook that throws is a local error for this command, never a crashed process. */
 function guard<T>(call: () => T): T | SmtpRefusal {

@@ -17,7 +17,7 @@ export function createNetworkList(cidrs: readonly string[]): (address: string) =
     if (parsed) list.addSubnet(parsed.address, parsed.prefix, parsed.family);
   }
   return (address) => {
-    const plain = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+    const plain = plainAddress(address);
     const family = isIP(plain);
     return family !== 0 && list.check(plain, family === 4 ? 'ipv4' : 'ipv6');
   };
@@ -33,6 +33,11 @@ export function parseCidr(cidr: string): { address: string; prefix: number; fami
     return undefined;
   }
   return { address, prefix, family: kind === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** An IPv4 client seen on a dual-stack socket ("::ffff:192.0.2.1") as its plain address. */
+export function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 
 /**

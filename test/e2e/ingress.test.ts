@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import t from 'tap';
@@ -155,6 +156,23 @@ t.test('low disk space answers 452 4.3.1 before DATA', async (t) => {
   const c = await session(d.smtpPort);
   t.match(await c.command('MAIL FROM:<a@campaign.test>'), /^452 4\.3\.1 Insufficient system storage/);
   c.close();
+});
+
+t.test('a client that leaves mid-DATA: nothing is stored, and it is not taken for a spool failure', async (t) => {
+  const d = await tern();
+  const socket = connect({ port: d.smtpPort, host: '127.0.0.1' });
+  let seen = '';
+  socket.on('data', (b: Buffer) => (seen += b.toString('latin1')));
+  socket.on('error', () => undefined);
+  socket.write('EHLO client.test\r\nMAIL FROM:<a@campaign.test>\r\nRCPT TO:<gone@a.test>\r\nDATA\r\n');
+  await until(() => seen.includes('354 '), 5_000, 'the 354');
+  socket.write('Subject: half\r\n\r\nthe first half of a body');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  socket.destroy();
+  await until(() => d.logs.some((l) => /client left during DATA/.test(l.msg)), 5_000, 'the departure logged');
+  t.notOk(d.logs.some((l) => /spool write failed/.test(l.msg)), 'not logged as a storage failure');
+  await d.stop();
+  t.same(readdirSync(join(d.spoolDir, 'seg')).filter((f) => f.endsWith('.log')), [], 'no segment was written');
 });
 
 t.test('a spool write failure answers 452 4.3.1 and loses nothing silently', async (t) => {
