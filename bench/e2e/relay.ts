@@ -18,12 +18,12 @@
  * a second smtp-sink that dumps every message, so the script can check that each one arrived with a
  * DKIM-Signature and verify a few of them cryptographically (mailauth, key from the generated pair).
  *
- * Environment: BENCH_MESSAGES (5000), BENCH_LATENCY_MESSAGES (2000), BENCH_WARMUP (200),
+ * Environment: BENCH_MESSAGES (5000), BENCH_LATENCY_MESSAGES (2000), BENCH_WARMUP (5000),
  * BENCH_WEBHOOK (1: Tern sends feedback events to an in-process HTTP receiver; the summary reports them),
  * BENCH_TERN_NODE_ARGS (extra node flags for Tern, e.g. --cpu-prof), BENCH_STALL_S (60: give up waiting once the sink has counted nothing new for this long),
  * BENCH_MTAS ("tern,postfix"), BENCH_TERN_LOG (warn), BENCH_REUSE_CONNECTIONS=1 (smtp-source -d: one
  * connection per injecting session instead of one per message), BENCH_DKIM (1; 0 skips the DKIM
- * run), BENCH_DKIM_MESSAGES (3000: throughput-pass messages per MTA in the DKIM run),
+ * run), BENCH_DKIM_MESSAGES (5000: throughput-pass messages per MTA in the DKIM run),
  * BENCH_MILTER_SOCKET (unix: OpenDKIM on a Unix socket, as Debian packages it; inet: on 127.0.0.1:PORT).
  *
  * A benchmark, not a test: slow figures are reported, never failed; only a broken setup exits non-zero.
@@ -49,7 +49,8 @@ const TO = 'to@bench.test';
 
 const MESSAGES = intEnv('BENCH_MESSAGES', 5000);
 const LATENCY_MESSAGES = intEnv('BENCH_LATENCY_MESSAGES', 2000);
-const WARMUP = intEnv('BENCH_WARMUP', 200);
+// Long enough for V8 to finish tiering Tern's hot code up (docs/performance.md, "Warm-up").
+const WARMUP = intEnv('BENCH_WARMUP', 5000);
 const STALL_MS = intEnv('BENCH_STALL_S', 60) * 1000;
 const MTAS = (process.env.BENCH_MTAS ?? 'tern,postfix').split(',').map((s) => s.trim()).filter(Boolean);
 const TERN_LOG = process.env.BENCH_TERN_LOG ?? 'warn';
@@ -62,7 +63,7 @@ const DKIM = process.env.BENCH_DKIM !== '0';
 /** BENCH_WEBHOOK=1: Tern sends its feedback events to an HTTP receiver in this process (200 to all). */
 const WEBHOOK = process.env.BENCH_WEBHOOK === '1';
 /** Postfix + OpenDKIM manages a few hundred msg/s at best, so the DKIM run injects fewer messages. */
-const DKIM_MESSAGES = intEnv('BENCH_DKIM_MESSAGES', 3000);
+const DKIM_MESSAGES = intEnv('BENCH_DKIM_MESSAGES', 5000);
 /**
  * How Postfix reaches OpenDKIM. Debian's opendkim.conf uses a Unix socket; over loopback TCP every
  * message took ~70 ms longer on this machine (p50 ~91 ms instead of ~23 ms), which caps 20 sessions
