@@ -42,6 +42,8 @@ export interface ResolverOptions {
 interface Answer { readonly kind: 'answer'; readonly rcode: number; readonly response: DnsResponse }
 type Lookup = Answer | { readonly kind: 'temporary'; readonly detail: string };
 interface Cached { readonly value: Lookup }
+type Used = [key: string, entry: Cached][];
+interface BuiltRoute { readonly answer: RouteAnswer; readonly from: Used }
 
 // Temporary failures are cached briefly so a dead resolver is not hammered by every queued message.
 const TEMPORARY_TTL_MS = 5_000;
@@ -51,19 +53,31 @@ export function createResolver(options: ResolverOptions, clock: Clock): Resolver
   const servers = resolveServers(options.servers);
   // ttlResolution 0: read the injected clock every time (lru-cache otherwise memoises "now").
   const cache = new LRUCache<string, Cached>({ max: options.cache_size, ttlResolution: 0, perf: { now: () => clock.now() } });
-  const inflight = new Map<string, Promise<Lookup>>();
+  const inflight = new Map<string, Promise<Cached>>();
+  // Every queued message asks for its domain's route: the answer is kept, built, while each
+  // cached lookup it was built from is still the one in the cache (so it expires with them).
+  const routes = new LRUCache<string, BuiltRoute>({ max: options.cache_size });
 
-  async function lookup(name: string, type: number): Promise<Lookup> {
+  /** `used` collects what was looked up, for a route built from it. */
+  async function lookup(name: string, type: number, used?: Used): Promise<Lookup> {
     const key = `${type}:${name}`;
-    const hit = cache.get(key);
-    if (hit) return hit.value;
+    const entry = cache.get(key) ?? (await fetch(key, name, type));
+    used?.push([key, entry]);
+    return entry.value;
+  }
+
+  function fetch(key: string, name: string, type: number): Promise<Cached> {
     const pending = inflight.get(key);
     if (pending) return pending;
-    const promise = askServers(name, type).finally(() => inflight.delete(key));
+    const promise = askServers(name, type)
+      .then((value) => {
+        const entry = { value };
+        cache.set(key, entry, { ttl: ttlOf(value) });
+        return entry;
+      })
+      .finally(() => inflight.delete(key));
     inflight.set(key, promise);
-    const value = await promise;
-    cache.set(key, { value }, { ttl: ttlOf(value) });
-    return value;
+    return promise;
   }
 
   function ttlOf(value: Lookup): number {
@@ -92,8 +106,8 @@ export function createResolver(options: ResolverOptions, clock: Clock): Resolver
     return { kind: 'temporary', detail: problems.slice(-3).join('; ') };
   }
 
-  async function resolveMx(domain: string): Promise<MxAnswer> {
-    const result = await lookup(domain, TYPE.MX);
+  async function resolveMx(domain: string, used?: Used): Promise<MxAnswer> {
+    const result = await lookup(domain, TYPE.MX, used);
     if (result.kind === 'temporary') return result;
     if (result.rcode === RCODE.NXDOMAIN) return { kind: 'nxdomain' };
     const records = result.response.answers.filter((a) => a.type === TYPE.MX);
@@ -106,9 +120,9 @@ export function createResolver(options: ResolverOptions, clock: Clock): Resolver
     return { kind: 'mx', hosts, implicit: false };
   }
 
-  async function resolveAddresses(host: string): Promise<AddressAnswer> {
+  async function resolveAddresses(host: string, used?: Used): Promise<AddressAnswer> {
     if (isIP(host)) return { kind: 'addresses', addresses: [host] };
-    const [v4, v6] = await Promise.all([lookup(host, TYPE.A), lookup(host, TYPE.AAAA)]);
+    const [v4, v6] = await Promise.all([lookup(host, TYPE.A, used), lookup(host, TYPE.AAAA, used)]);
     const addresses = [...addressesOf(v4, TYPE.A), ...addressesOf(v6, TYPE.AAAA)];
     if (addresses.length > 0) return { kind: 'addresses', addresses };
     if (v4.kind === 'temporary') return v4;
@@ -117,9 +131,18 @@ export function createResolver(options: ResolverOptions, clock: Clock): Resolver
   }
 
   async function route(domain: string): Promise<RouteAnswer> {
-    const mx = await resolveMx(normaliseName(domain));
+    const built = routes.get(domain);
+    if (built && built.from.every(([key, entry]) => cache.peek(key) === entry)) return reshuffled(built.answer);
+    const used: Used = [];
+    const answer = await buildRoute(normaliseName(domain), used);
+    routes.set(domain, { answer, from: used });
+    return answer;
+  }
+
+  async function buildRoute(domain: string, used: Used): Promise<RouteAnswer> {
+    const mx = await resolveMx(domain, used);
     if (mx.kind !== 'mx') return mx;
-    const answers = await Promise.all(mx.hosts.map(async (h) => ({ host: h, answer: await resolveAddresses(h.exchange) })));
+    const answers = await Promise.all(mx.hosts.map(async (h) => ({ host: h, answer: await resolveAddresses(h.exchange, used) })));
     const hosts = orderHosts(
       answers.flatMap(({ host, answer }) =>
         answer.kind === 'addresses' && answer.addresses.length > 0
@@ -144,7 +167,12 @@ export function createResolver(options: ResolverOptions, clock: Clock): Resolver
     return { kind: 'txt', records };
   }
 
-  return { resolveMx, resolveAddresses, route, resolveTxt };
+  return { resolveMx: (domain) => resolveMx(domain), resolveAddresses: (host) => resolveAddresses(host), route, resolveTxt };
+}
+
+/** Hosts of equal preference are shuffled again on every use, as when the route was built. */
+function reshuffled(answer: RouteAnswer): RouteAnswer {
+  return answer.kind === 'route' && answer.hosts.length > 1 ? { ...answer, hosts: orderHosts(answer.hosts) } : answer;
 }
 
 function addressesOf(result: Lookup, type: number): string[] {

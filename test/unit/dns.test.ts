@@ -57,6 +57,33 @@ t.test('answers are cached for their TTL; negative answers for negative_ttl', as
   t.equal(count('nx2.test'), nx + 2, 'until negative_ttl passes');
 });
 
+t.test('a route is built once, used until a record it came from expires, and still spreads load', async (t) => {
+  const clock = manualClock();
+  const r = createResolver({ ...options, servers: [zone.server] }, clock);
+  zone.set('built.test', { mx: [{ exchange: 'one.built.test', priority: 10 }, { exchange: 'two.built.test', priority: 10 }] });
+  zone.set('one.built.test', { a: ['127.0.0.21'] });
+  zone.set('two.built.test', { a: ['127.0.0.22'] });
+  const asked = () => zone.queries.filter((q) => q.includes('built.test/')).length;
+  const addresses = async () => {
+    const route = await r.route('built.test');
+    return route.kind === 'route' ? route.hosts.flatMap((h) => h.addresses).sort() : [];
+  };
+  t.same(await addresses(), ['127.0.0.21', '127.0.0.22']);
+  const queries = asked();
+  const orders = new Set<string>();
+  for (let i = 0; i < 50; i++) {
+    const route = await r.route('built.test');
+    if (route.kind === 'route') orders.add(route.hosts.map((h) => h.name).join());
+  }
+  t.equal(asked(), queries, 'no query while every record is cached');
+  t.same([...orders].sort(), ['one.built.test,two.built.test', 'two.built.test,one.built.test'], 'equal preferences shuffled on every use');
+  zone.set('two.built.test', { a: ['127.0.0.23'] });
+  t.same(await addresses(), ['127.0.0.21', '127.0.0.22'], 'the old address until its TTL passes');
+  clock.advance(301_000);
+  t.same(await addresses(), ['127.0.0.21', '127.0.0.23'], 'rebuilt from fresh records');
+  t.ok(asked() > queries);
+});
+
 t.test('a silent server times out and the next server is asked', async (t) => {
   const r = createResolver({ ...options, servers: ['127.0.0.1:9', zone.server] }, manualClock());
   t.match(await r.route('a.test'), { kind: 'route' });
