@@ -76,7 +76,7 @@ interface Extensions {
 
 interface Received {
   readonly reply: SmtpReply;
-  /** The reply's lines without their "250-" prefixes (EHLO keywords). */
+  /** The reply's lines as received, "250-" prefixes and all (EHLO keywords follow them). */
   readonly lines: readonly string[];
 }
 
@@ -229,7 +229,7 @@ class Wire {
 }
 
 function received(lines: readonly string[], command: SmtpCommand): Received {
-  return { reply: parseReply(lines.join('\r\n'), { command }), lines: lines.map((l) => l.slice(4)) };
+  return { reply: parseReply(lines.join('\r\n'), { command }), lines };
 }
 
 export async function connectClient(options: ConnectOptions): Promise<ClientConnection> {
@@ -286,7 +286,7 @@ function openSocket(options: ConnectOptions): Promise<Socket> {
 async function hello(wire: Wire, localName: string): Promise<Extensions> {
   wire.write(`EHLO ${localName}\r\n`);
   const ehlo = await wire.next('EHLO');
-  if (ok(ehlo.reply)) return parseExtensions(ehlo.lines.slice(1));
+  if (ok(ehlo.reply)) return parseExtensions(ehlo.lines.slice(1).map((l) => l.slice(4)));
   if (ehlo.reply.origin === 'remote' && ehlo.reply.code >= 500) {
     wire.write(`HELO ${localName}\r\n`);
     const helo = await wire.next('EHLO');
