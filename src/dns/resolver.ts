@@ -54,19 +54,20 @@ export function createResolver(options: ResolverOptions, clock: Clock): Resolver
   // ttlResolution 0: read the injected clock every time (lru-cache otherwise memoises "now").
   const cache = new LRUCache<string, Cached>({ max: options.cache_size, ttlResolution: 0, perf: { now: () => clock.now() } });
   const inflight = new Map<string, Promise<Cached>>();
-  // Every queued message asks for its domain's route: the answer is kept, built, while each
-  // cached lookup it was built from is still the one in the cache (so it expires with them).
+  // Every queued message asks for its domain's route. A built route is kept while each record
+  // it was built from is still the one in the cache, so it expires with the first of them.
   const routes = new LRUCache<string, BuiltRoute>({ max: options.cache_size });
 
   /** `used` collects what was looked up, for a route built from it. */
   async function lookup(name: string, type: number, used?: Used): Promise<Lookup> {
     const key = `${type}:${name}`;
-    const entry = cache.get(key) ?? (await fetch(key, name, type));
+    const entry = cache.get(key) ?? (await askOnce(key, name, type));
     used?.push([key, entry]);
     return entry.value;
   }
 
-  function fetch(key: string, name: string, type: number): Promise<Cached> {
+  /** One query for concurrent askers of one name; its answer cached for its TTL. */
+  function askOnce(key: string, name: string, type: number): Promise<Cached> {
     const pending = inflight.get(key);
     if (pending) return pending;
     const promise = askServers(name, type)
