@@ -4,8 +4,8 @@ import { splitHeaderFields, type HeaderField } from '../model/headers.ts';
 /**
  * DKIM relaxed canonicalization (RFC 6376 §3.4.2, §3.4.4), streaming: the message is fed in as it
  * arrives, so signing never re-reads or buffers the body. Only the header block is kept, because
- * the signature covers header fields chosen later. A plain object, not a stream: it runs in the
- * signing thread, fed by messages from the event loop.
+ * the signature covers header fields chosen later. A plain object, not a stream: ingress feeds it
+ * each stored piece by a plain call, on the event loop.
  */
 export class MessageHasher {
   readonly #hash: Hash = createHash('sha256');

@@ -118,7 +118,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       maxHeaderBytes: MAX_HEADER_BYTES,
       prepend: (facts) =>
         receivedHeader({
-          helo: session.hostNameAppearsAs || session.clientHostname || 'unknown',
+          helo: session.hostNameAppearsAs || session.clientHostname,
           clientIp: session.remoteAddress,
           hostname: options.hostname,
           queueId: id,

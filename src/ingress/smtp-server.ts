@@ -184,7 +184,7 @@ class Connection {
   /** Server shutdown: 421 now if idle, else once the transaction in flight is answered. */
   shutdown(): void {
     this.#shutdown = true;
-    if (!this.#busy && this.#mode !== 'data') this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
+    if (!this.#busy) this.#closeForShutdown();
     // A TLS handshake the client never finishes must not hold the shutdown for `smtp.timeout`.
     else if (this.#handshaking) cutOffLater(this.#socket, CUT_OFF_MS);
   }
@@ -231,6 +231,10 @@ class Connection {
       cutOffLater(socket, CUT_OFF_MS);
     }
     this.#closed(why);
+  }
+
+  #closeForShutdown(): void {
+    this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
   }
 
   /** Count a client error; too many end the session (a scanner, or a password guesser). */
@@ -447,7 +451,7 @@ class Connection {
     if (typeof answer === 'string') this.#send(250, answer);
     else this.#send(answer.code, answer.text);
     this.#busy = false;
-    if (this.#shutdown) return this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
+    if (this.#shutdown) return this.#closeForShutdown();
     this.#pump();
   }
 
@@ -459,7 +463,7 @@ class Connection {
       .then(then, () => this.#send(LOCAL_ERROR.code, LOCAL_ERROR.text))
       .finally(() => {
         this.#busy = false;
-        if (this.#shutdown) return this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
+        if (this.#shutdown) return this.#closeForShutdown();
         this.#pump();
       })
       .catch(() => this.#socket.destroy());
@@ -497,7 +501,7 @@ class Connection {
       this.#session.envelope = emptyEnvelope();
       this.#listen(secure);
       this.#busy = false;
-      if (this.#shutdown) return this.#closeWith(421, `4.3.2 ${this.#options.name} Server shutting down`);
+      if (this.#shutdown) return this.#closeForShutdown();
       this.#pump();
     });
     secure.once('close', () => this.#closed());
@@ -691,9 +695,14 @@ function emptyEnvelope(): SessionEnvelope {
   return { mailFrom: false, rcptTo: [], dsn: {}, bodyType: '7bit', smtpUtf8: false };
 }
 
+const PATH = {
+  FROM: /^FROM:\s*(?:<([^<>]*)>|([^\s<>]+))((?:\s+\S+)*)\s*$/i,
+  TO: /^TO:\s*(?:<([^<>]*)>|([^\s<>]+))((?:\s+\S+)*)\s*$/i,
+};
+
 /** "FROM:<a@b> SIZE=10 BODY=8BITMIME" → address and upper-cased parameters. */
 export function parsePath(rest: string, keyword: 'FROM' | 'TO'): { address: string; args: Record<string, string | true> } | undefined {
-  const m = new RegExp(`^${keyword}:\\s*(?:<([^<>]*)>|([^\\s<>]+))((?:\\s+\\S+)*)\\s*$`, 'i').exec(rest);
+  const m = PATH[keyword].exec(rest);
   if (!m) return undefined;
   const address = (m[1] ?? m[2] ?? '').trim();
   const args: Record<string, string | true> = {};
