@@ -12,7 +12,7 @@ import { createResolver } from './dns/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import { TernError } from './lib/errors.ts';
-import { lowerPoolPriority } from './lib/thread-priority.ts';
+import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createQueue, type RecipientOutcome } from './queue/index.ts';
 import { openSpool, type LoadedMessage } from './spool/index.ts';
@@ -179,8 +179,8 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       const ids = await spool.recover();
       ledger = await feedback.recover();
       // Recovery ran file work, so libuv's pool threads exist now.
-      const lowered = lowerPoolPriority(config.tuning.pool_nice);
-      if (lowered > 0) log.info({ threads: lowered, nice: config.tuning.pool_nice }, 'thread pool runs below the event loop');
+      const lowered = lowerHelperThreadPriority(config.tuning.pool_nice);
+      if (lowered > 0) log.info({ threads: lowered, nice: config.tuning.pool_nice }, 'helper threads run below the event loop');
       feedback.start();
       queue.start();
       const recovered = queue.recover(ids).finally(() => {
