@@ -43,7 +43,7 @@ export function parseConfigText(text: string, source: string): Loaded {
 }
 
 export function validateConfig(raw: unknown, source: string, baseDir: string): Loaded {
-  const result = configSchema.safeParse(raw);
+  const result = configSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     return { ok: false, source, problems: result.error.issues.map(toProblem) };
   }

@@ -51,6 +51,7 @@ t.test('every problem is reported with its key path', async (t) => {
 smtp:
   listen: ["nowhere"]
   max_recipients: 0
+  max_clients: lots
   colour: blue
 delivery: { validity: 3 days, retry: { base: soon } }
 dkim: { keys: [{ domain: example.com, selector: s1 }] }
@@ -64,6 +65,7 @@ tuning: { pool_nice: 25 }
     'smtp.listen[0]': /host:port/,
     'smtp.max_recipients': /1/,
     'smtp.colour': 'unknown key',
+    'smtp.max_clients': /expected number, received string/,
     'delivery.validity': /not a duration/,
     'delivery.retry.base': /not a duration/,
     'dkim.keys[0].key_file': 'is required',
