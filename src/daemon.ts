@@ -179,8 +179,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       const ids = await spool.recover();
       ledger = await feedback.recover();
       // Recovery ran file work, so libuv's pool threads exist now.
-      const lowered = lowerHelperThreadPriority(config.tuning.pool_nice);
-      if (lowered > 0) log.info({ threads: lowered, nice: config.tuning.pool_nice }, 'helper threads run below the event loop');
+      await lowerHelpers(config.tuning, log);
       feedback.start();
       queue.start();
       const recovered = queue.recover(ids).finally(() => {
@@ -220,6 +219,15 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     smtpAddresses: () => ingress.addresses(),
     adminAddress: () => admin.address(),
   };
+}
+
+/** Helper threads below the event loop (docs/operations.md); says what was done, and what failed. */
+async function lowerHelpers(tuning: Config['tuning'], log: Logger): Promise<void> {
+  const result = await lowerHelperThreadPriority({ nice: tuning.pool_nice, idle: tuning.pool_idle });
+  if (result.niced + result.idle > 0) {
+    log.info({ threads: result.threads, nice: tuning.pool_nice, sched_idle: result.idle }, 'helper threads run below the event loop');
+  }
+  if (result.problem) log.warn({ problem: result.problem }, 'tuning.pool_idle: helper threads not moved to SCHED_IDLE; they keep pool_nice');
 }
 
 function feedbackOptions(config: Config): FeedbackOptions {

@@ -171,8 +171,10 @@ const bounce = z.strictObject({
 });
 
 const tuning = z.strictObject({
-  /** Niceness of libuv's thread pool (signing, fsync) under the event loop, on Linux; 0 leaves it. */
+  /** Niceness of the helper threads (libuv's pool: signing, fsync; V8's: GC, JIT), on Linux; 0 leaves it. */
   pool_nice: z.number().int().min(0).max(19).default(19),
+  /** Also run them SCHED_IDLE (Linux, util-linux's chrt): they never pre-empt the event loop. */
+  pool_idle: z.boolean().default(true),
 });
 
 const log = z.strictObject({
@@ -191,7 +193,7 @@ export const configSchema = z.strictObject({
   feedback: feedback.default(() => feedback.parse({})),
   bounce: bounce.default({}),
   log: log.default({ level: 'info' }),
-  tuning: tuning.default({ pool_nice: 19 }),
+  tuning: tuning.default({ pool_nice: 19, pool_idle: true }),
 });
 
 export type Config = z.output<typeof configSchema>;

@@ -56,7 +56,7 @@ smtp:
 delivery: { validity: 3 days, retry: { base: soon } }
 dkim: { keys: [{ domain: example.com, selector: s1 }] }
 shaping: { defaults: { max_message_rate: fast } }
-tuning: { pool_nice: 25 }
+tuning: { pool_nice: 25, pool_idle: sometimes }
 `, 'bad.yaml');
   t.notOk(loaded.ok);
   if (loaded.ok) return;
@@ -71,6 +71,7 @@ tuning: { pool_nice: 25 }
     'dkim.keys[0].key_file': 'is required',
     'shaping.defaults.max_message_rate': /not a rate/,
     'tuning.pool_nice': /19/,
+    'tuning.pool_idle': /boolean/,
   });
 });
 
