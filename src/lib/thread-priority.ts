@@ -41,9 +41,10 @@ const runChrt: RunChrt = (args) =>
  * Nice 19 makes their share small, but under EEVDF a waking thread still pre-empts a busy event
  * loop that has run past its fair share, whatever its niceness: the loop was pre-empted about
  * 1.3 times per relayed message. SCHED_IDLE threads never pre-empt on wake-up and yield at once
- * to a normal thread; that halved those pre-emptions, and the DKIM relay bench ran 5–40 %
- * faster in every round (docs/performance.md). Node has no call for sched_setscheduler(2), so
- * `chrt` sets it, one thread at a time (no privilege is needed to lower a policy).
+ * to a normal thread; that halved those pre-emptions or better, and the DKIM relay bench ran
+ * 4–39 % faster in each of four alternating rounds (docs/performance.md). Node has no call for
+ * sched_setscheduler(2), so `chrt` sets it, one thread at a time (lowering a policy needs no
+ * privilege).
  *
  * libuv starts all its pool threads at the first pool request, so call this once some file or
  * crypto work has run. Off Linux, or without /proc, nothing changes.
