@@ -58,6 +58,21 @@ export class DataStream extends Readable {
   override _read(): void {
     this.#resume();
   }
+
+  /**
+   * A reader's 'data' listener that throws ends that reader, not the process. Readable emits
+   * 'data' from push() or, when it had to buffer, later from process.nextTick: catching it here
+   * covers both.
+   */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'data') return super.emit(event, ...args);
+    try {
+      return super.emit(event, ...args);
+    } catch (err) {
+      this.destroy(err as Error);
+      return false;
+    }
+  }
 }
 
 export interface SmtpHooks {
@@ -658,14 +673,9 @@ class DataFeed {
       this.#stream.sizeExceeded = true;
       return;
     }
+    // A destroyed stream's reader is gone (it threw, or gave up): the client is read to the dot.
     if (this.#stream.destroyed) return;
-    try {
-      if (!this.#stream.push(bytes)) this.#pause();
-    } catch (err) {
-      // A reader's 'data' listener threw: that reader is done; the client is read to the dot.
-      this.#stream.destroy(err as Error);
-      this.#discarding = true;
-    }
+    if (!this.#stream.push(bytes)) this.#pause();
   }
 
   #finish(): void {

@@ -271,3 +271,17 @@ t.test('a reader whose data listener throws is cut off; the client still gets an
   });
   t.same(codes(await talk(port, [SESSION, 'x\r\n.\r\nQUIT\r\n'])), ['220', '250', '250', '250', '354', '451', '221']);
 });
+
+t.test('a reader that starts late and throws on buffered data is cut off too', async (t) => {
+  // Data that arrived before the reader listened is buffered, and Readable emits it from
+  // process.nextTick, outside the push() that received it.
+  const { port } = await serve(t, {}, {
+    data: (stream) => new Promise((resolve) => {
+      stream.once('close', () => resolve({ code: 451, text: '4.3.0 reader failed' }));
+      setTimeout(() => stream.on('data', () => {
+        throw new Error('late reader bug');
+      }), 50);
+    }),
+  });
+  t.same(codes(await talk(port, [SESSION, 'x\r\n'.repeat(100), '.\r\nQUIT\r\n'])), ['220', '250', '250', '250', '354', '451', '221']);
+});
