@@ -1,5 +1,5 @@
 import type { BounceClassification } from '../model/bounce.ts';
-import type { SmtpCommand, SmtpReply } from '../model/reply.ts';
+import { enhancedCodeMatches, replyCodeMatches, type SmtpCommand, type SmtpReply } from '../model/reply.ts';
 import { normaliseReply, type NormalisedReply, type ReplyInput, type Stage } from './normalize.ts';
 import { CLASSES, REASON_TABLE, type Category, type FailureType, type Reason } from './reasons.ts';
 import type { Rule } from './rules.ts';
@@ -54,21 +54,9 @@ export function createClassifier(rules: readonly Rule[]): Classifier {
 function matches(rule: Rule, reply: NormalisedReply, origin: 'local' | 'remote'): boolean {
   if (rule.origin && rule.origin !== origin) return false;
   if (rule.stages && (!reply.stage || !rule.stages.includes(reply.stage))) return false;
-  if (rule.codes && !rule.codes.some((c) => codeMatches(c, reply.code))) return false;
-  if (rule.enhanced && !rule.enhanced.some((e) => enhancedMatches(e, reply.enhanced))) return false;
+  if (rule.codes && !rule.codes.some((c) => replyCodeMatches(c, reply.code))) return false;
+  if (rule.enhanced && !rule.enhanced.some((e) => enhancedCodeMatches(e, reply.enhanced))) return false;
   return rule.match ? rule.match.test(reply.text) : true;
-}
-
-function codeMatches(pattern: string, code: number): boolean {
-  const actual = String(code);
-  return pattern.length === 3 && [...pattern].every((ch, i) => ch === 'x' || ch === actual[i]);
-}
-
-function enhancedMatches(pattern: string, enhanced: string | undefined): boolean {
-  if (!enhanced) return false;
-  const want = pattern.split('.');
-  const got = enhanced.split('.');
-  return want.every((part, i) => part === '*' || Number(part) === Number(got[i]));
 }
 
 function fallback(reply: NormalisedReply): [Reason, string] {

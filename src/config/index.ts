@@ -3,4 +3,6 @@
  * (smtp.listen[0]); unknown keys are errors. No file means built-in defaults.
  */
 export { loadConfig, parseConfigText, resolveConfigPath, validateConfig, type ConfigProblem, type Loaded } from './load.ts';
-export type { Config, SmtpConfig, DeliveryConfig, DnsConfig, SpoolConfig, Limits } from './schema.ts';
+export type { Config, SmtpConfig, DeliveryConfig, DnsConfig, SpoolConfig, ShapingDefaults } from './schema.ts';
+export { pathSettingFields } from './schema.ts';
+export { duration, rate } from './fields.ts';

@@ -79,6 +79,11 @@ function resolvePaths(config: Config, baseDir: string): Config {
     smtp: { ...config.smtp, ...(config.smtp.tls ? { tls: { cert: abs(config.smtp.tls.cert), key: abs(config.smtp.tls.key) } } : {}) },
     dkim: { keys: config.dkim.keys.map((k) => ({ ...k, key_file: abs(k.key_file) })) },
     bounce: config.bounce.rules_file ? { rules_file: abs(config.bounce.rules_file) } : {},
+    shaping: {
+      ...config.shaping,
+      ...(config.shaping.rules_file ? { rules_file: abs(config.shaping.rules_file) } : {}),
+      state_dir: abs(config.shaping.state_dir || join(config.spool.dir, 'shaping')),
+    },
     feedback: {
       ...config.feedback,
       dir: abs(config.feedback.dir || join(config.spool.dir, 'feedback')),

@@ -1,45 +1,5 @@
 import { z } from 'zod';
-import { parseDuration, parseRate, parseSize, type Rate } from '../lib/units.ts';
-import { parseCidr, parseHostPort } from '../lib/net.ts';
-
-const duration = z.string().transform((text, ctx) => {
-  const ms = parseDuration(text);
-  if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (examples: 90s, 20m, 4h, 3d)` });
-    return z.NEVER;
-  }
-  return ms;
-});
-
-const size = z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
-  const bytes = typeof value === 'number' ? value : parseSize(value);
-  if (bytes === undefined || bytes <= 0) {
-    ctx.addIssue({ code: 'custom', message: `"${value}" is not a size (examples: 25MB, 512KiB)` });
-    return z.NEVER;
-  }
-  return bytes;
-});
-
-const rate = z.string().transform((text, ctx): Rate => {
-  const parsed = parseRate(text);
-  if (!parsed) {
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not a rate (examples: 100/s, 6000/h)` });
-    return z.NEVER;
-  }
-  return parsed;
-});
-
-const hostPort = z.string().refine((s) => parseHostPort(s) !== undefined, {
-  message: 'must be "host:port" (for example "127.0.0.1:2525" or "[::1]:2525")',
-});
-
-const cidr = z.string().refine((s) => parseCidr(s) !== undefined, {
-  message: 'must be an address or CIDR network (for example "127.0.0.0/8")',
-});
-
-const hostname = z.string().regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, {
-  message: 'must be a host name such as mta.example.com',
-});
+import { cidr, duration, hostPort, hostname, rate, size } from './fields.ts';
 
 const smtp = z.strictObject({
   listen: z.array(hostPort).min(1).default(['127.0.0.1:2525']),
@@ -118,15 +78,39 @@ const dkimKey = z.strictObject({
   fallback: z.boolean().default(false),
 });
 
-const limits = z.strictObject({
-  max_connections: z.number().int().min(1).max(10_000).default(10),
-  max_messages_per_connection: z.number().int().min(1).default(100),
+const positiveDuration = duration.refine((ms) => ms > 0, 'must be longer than 0');
+
+/**
+ * What an MX rule may set for a destination (docs/shaping.md). Every key is optional here: a
+ * rule sets only what it changes, and the layer below it (site, provider, defaults) fills in.
+ */
+export const pathSettingFields = {
+  max_connections: z.number().int().min(1).max(10_000).optional(),
+  max_messages_per_connection: z.number().int().min(1).max(1_000_000).optional(),
   max_message_rate: rate.optional(),
   max_connection_rate: rate.optional(),
-});
+  max_recipients_per_message: z.number().int().min(1).max(100_000).optional(),
+  connect_timeout: positiveDuration.optional(),
+  greeting_timeout: positiveDuration.optional(),
+  idle_timeout: positiveDuration.optional(),
+  /** required: no STARTTLS, or a failed handshake, means no delivery (never plaintext). */
+  tls: z.enum(['opportunistic', 'required', 'disabled']).optional(),
+};
 
 const shaping = z.strictObject({
-  defaults: limits.default({ max_connections: 10, max_messages_per_connection: 100 }),
+  /** The bottom layer of the MX rules; timeouts and TLS default to delivery.timeouts / delivery.tls. */
+  defaults: z.strictObject({
+    ...pathSettingFields,
+    max_connections: z.number().int().min(1).max(10_000).default(10),
+    max_messages_per_connection: z.number().int().min(1).max(1_000_000).default(100),
+    max_recipients_per_message: z.number().int().min(1).max(100_000).default(100),
+  }).default({ max_connections: 10, max_messages_per_connection: 100, max_recipients_per_message: 100 }),
+  /** Operator MX rules (providers, sites, domains, adaptive), tried before Tern's own. */
+  rules_file: z.string().min(1).optional(),
+  /** false: Tern's shipped rules (src/shaping/default-rules.yaml) are not loaded. */
+  default_rules: z.boolean().default(true),
+  /** Where adaptive state is kept across restarts; empty means <spool.dir>/shaping. */
+  state_dir: z.string().default(''),
 });
 
 const webhook = z.strictObject({
@@ -201,4 +185,4 @@ export type SmtpConfig = Config['smtp'];
 export type DeliveryConfig = Config['delivery'];
 export type DnsConfig = Config['dns'];
 export type SpoolConfig = Config['spool'];
-export type Limits = Config['shaping']['defaults'];
+export type ShapingDefaults = Config['shaping']['defaults'];

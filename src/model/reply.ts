@@ -55,3 +55,17 @@ export const isTransient = (r: SmtpReply): boolean => r.code >= 400 && r.code < 
 export function formatReply(r: SmtpReply): string {
   return [r.code, r.enhanced, r.text].filter((p) => p !== undefined && p !== '').join(' ');
 }
+
+/** A reply-code pattern from a rules file ("421", "45x", "4xx") against a code. */
+export function replyCodeMatches(pattern: string, code: number): boolean {
+  const actual = String(code);
+  return pattern.length === 3 && [...pattern].every((ch, i) => ch === 'x' || ch === actual[i]);
+}
+
+/** An enhanced-code pattern from a rules file ("4.7.0", "5.7.*") against a reply's code. */
+export function enhancedCodeMatches(pattern: string, enhanced: string | undefined): boolean {
+  if (!enhanced) return false;
+  const want = pattern.split('.');
+  const got = enhanced.split('.');
+  return want.every((part, i) => part === '*' || Number(part) === Number(got[i]));
+}
