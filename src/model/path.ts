@@ -1,0 +1,68 @@
+import type { SiteName } from './ids.ts';
+import type { Rate } from '../lib/units.ts';
+import type { SmtpReply } from './reply.ts';
+
+/**
+ * A delivery path: the (source address, site) pair that limits hold for — or (source, site,
+ * domain) when a domain has rules of its own. Shaping decides its settings; delivery obeys them
+ * and reports back what receivers did. Shared here so neither stage imports the other.
+ */
+export type TlsPolicy = 'opportunistic' | 'required' | 'disabled';
+
+/** Everything delivery needs to know about one path, immutable. Rates: undefined means unlimited. */
+export interface PathSettings {
+  readonly max_connections: number;
+  readonly max_messages_per_connection: number;
+  readonly max_message_rate: Rate | undefined;
+  readonly max_connection_rate: Rate | undefined;
+  readonly max_recipients_per_message: number;
+  readonly connect_timeout: number;
+  readonly greeting_timeout: number;
+  readonly idle_timeout: number;
+  readonly tls: TlsPolicy;
+}
+
+/** Why a path takes no mail now: paused (mail waits) or failing (mail fails), until when, and who said so. */
+export interface PathHold {
+  readonly kind: 'pause' | 'fail';
+  readonly until: number;
+  readonly rule: string;
+  /** The receiver's reply that triggered the rule; what the held or failed mail records. */
+  readonly reply: SmtpReply;
+}
+
+/** Connection-level failures: Tern saw them, no receiver said them. */
+export const CONNECTION_EVENTS = ['connect-timeout', 'connect-refused', 'greeting-timeout', 'tls-failed', 'dropped'] as const;
+export type ConnectionEvent = (typeof CONNECTION_EVENTS)[number];
+
+/** What delivery tells shaping after each connection attempt and transaction. */
+export type PathObservation =
+  | { readonly kind: 'delivered'; readonly recipients: number }
+  /** A receiver's non-2xx reply; one per distinct reply per transaction. */
+  | { readonly kind: 'reply'; readonly reply: SmtpReply; readonly recipients: number }
+  | { readonly kind: 'event'; readonly event: ConnectionEvent; readonly detail: string };
+
+/** The levels in use when an observation was made: what a relative adaptive change is taken from. */
+export interface PathLevels {
+  /** Connections open (past the greeting) on the path, the one that failed not included. */
+  readonly connections: number;
+  /** Messages sent on the connection the observation came from before it. */
+  readonly sentOnConnection: number;
+}
+
+/** A path's identity and live settings, as delivery holds it. */
+export interface PathHandle {
+  readonly key: string;
+  readonly site: SiteName;
+  readonly source: string;
+  readonly domain: string | undefined;
+  readonly provider: string | undefined;
+  settings(): PathSettings;
+  hold(): PathHold | undefined;
+}
+
+/** A batch request to the one owner of grants; delivery asks it before connecting and sending. */
+export interface GrantRequest { readonly path: string; readonly kind: 'connection' | 'message'; readonly count: number }
+
+/** `retryAt`: when to ask again for the rest; absent means after a connection is released. */
+export interface Grant { readonly granted: number; readonly retryAt?: number }
