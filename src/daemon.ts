@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import { createAdmin } from './admin/index.ts';
-import { classifyReplies, createClassifier, defaultRules, loadRulesFile, type Rule } from './bounce/index.ts';
+import { REASON_TABLE, classifyReplies, createClassifier, defaultRules, loadRulesFile, type Rule } from './bounce/index.ts';
 import type { Config } from './config/index.ts';
 import { createDelivery } from './delivery/index.ts';
 import { createSigner, loadKeys } from './dkim/index.ts';
@@ -15,6 +15,7 @@ import { TernError } from './lib/errors.ts';
 import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createQueue, type RecipientOutcome } from './queue/index.ts';
+import { baseSettings, createShaper, loadRuleSet, type Change, type LoadedRuleSet, type PathIdentity } from './shaping/index.ts';
 import { openSpool, type LoadedMessage } from './spool/index.ts';
 import { createFeedback, createRelayedRecorder, type FeedbackOptions, type Ledger } from './feedback/index.ts';
 import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
@@ -25,7 +26,7 @@ export interface Daemon {
   start(): Promise<void>;
   /** Stop accepting, let in-flight work finish within graceMs, then close everything. */
   stop(graceMs?: number): Promise<void>;
-  /** SIGHUP: re-read DKIM keys; a bad key keeps the old set and says why. */
+  /** SIGHUP: re-read DKIM keys and MX rules; a bad file keeps what was in use and says why. */
   reload(): { ok: boolean; problems: string[] };
   smtpAddresses(): { host: string; port: number }[];
   adminAddress(): { host: string; port: number } | undefined;
@@ -36,11 +37,17 @@ export interface DaemonDeps {
   readonly log: Logger;
 }
 
-const MAX_RECIPIENTS_PER_TRANSACTION = 100;
-
-/** Problems in the files a valid config points at (DKIM keys, bounce rules), reported like config problems. */
+/** Problems in the files a valid config points at (DKIM keys, bounce and MX rules), reported like config problems. */
 export function checkFiles(config: Config): { path: string; problem: string }[] {
-  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config).problems];
+  const shaping = loadShapingRules(config);
+  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config).problems, ...(shaping.ok ? [] : shaping.problems)];
+}
+
+/** The operator's MX rules over Tern's; problems named by file and place. */
+function loadShapingRules(config: Config): LoadedRuleSet {
+  const loaded = loadRuleSet({ rulesFile: config.shaping.rules_file, defaultRules: config.shaping.default_rules, reasons: Object.keys(REASON_TABLE) });
+  if (loaded.ok) return loaded;
+  return { ok: false, problems: loaded.problems.map((p) => ({ path: `shaping.rules_file: ${p.path}`, problem: p.problem })) };
 }
 
 /** Operator rules first, then Tern's defaults. */
@@ -82,14 +89,24 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
   // Recovered messages whose relayed events could not be recorded at their first load.
   const relayedOwed = new Set<QueueId>();
   const resolver = createResolver(config.dns, clock);
-  const delivery = createDelivery(
+  const shapingRules = loadShapingRules(config);
+  if (!shapingRules.ok) throw new TernError('TERN_CONFIG_INVALID', shapingRules.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
+  const shaper = createShaper(
+    { base: baseSettings(config), rules: shapingRules.rules, stateDir: config.shaping.state_dir },
     {
-      port: config.delivery.port,
-      localName: config.hostname,
-      tls: config.delivery.tls,
-      timeouts: config.delivery.timeouts,
-      limits: config.shaping.defaults,
+      clock,
+      log: log.child({ stage: 'shaping' }),
+      classify,
+      onChange: (change: Change, path: PathIdentity) => {
+        metrics.shapingActions.labels({ rule: change.rule, action: change.change }).inc();
+        // A rule that fails a path's mail fails what waits for it too, not only what comes next.
+        if (change.change === 'fail') queue.expedite(path.key);
+      },
     },
+  );
+  const delivery = createDelivery(
+    { port: config.delivery.port, localName: config.hostname, timeouts: { command: config.delivery.timeouts.command, data: config.delivery.timeouts.data } },
+    { path: shaper.path, acquire: shaper.acquire, release: shaper.release, observe: shaper.observe },
     { clock, log: log.child({ stage: 'delivery' }) },
   );
   const { timeouts } = config.delivery;
@@ -98,7 +115,6 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       retry: config.delivery.retry,
       maxActive: config.delivery.max_active,
       maxActiveRecipients: config.delivery.max_active_recipients,
-      maxRecipientsPerTransaction: MAX_RECIPIENTS_PER_TRANSACTION,
       // Generous: DNS retries, five MX addresses, then a full transaction, before we call it stuck.
       stallAfter: config.dns.timeout * config.dns.attempts * 4 + 5 * (timeouts.connect + timeouts.greeting) + timeouts.command + timeouts.data + 60_000,
     },
@@ -127,11 +143,15 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       classify,
       report: (outcomes) => feedback.record(outcomes.flatMap((o) => eventOf(o, clock.now()))),
       observe: (o: RecipientOutcome) => {
-        metrics.attempts.labels({ verdict: o.verdict.kind }).inc();
-        if (o.verdict.kind !== 'delivered') {
-          const b = o.verdict.bounce;
-          metrics.bounces.labels({ reason: b.reason, category: b.category, type: b.type, retry: String(b.retry) }).inc();
+        const v = o.verdict;
+        if (v.kind === 'retry' && v.held) {
+          metrics.deferrals.labels({ provider: o.route.provider ?? 'other', reason: v.held }).inc();
+          return;
         }
+        metrics.attempts.labels({ verdict: v.kind }).inc();
+        if (v.kind === 'delivered') return;
+        metrics.bounces.labels({ reason: v.bounce.reason, category: v.bounce.category, type: v.bounce.type, retry: String(v.bounce.retry) }).inc();
+        if (v.kind === 'retry') metrics.deferrals.labels({ provider: o.route.provider ?? 'other', reason: v.bounce.reason }).inc();
       },
     },
     { clock, log: log.child({ stage: 'queue' }) },
@@ -164,12 +184,15 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
         metrics.queueMessages.labels({ state: 'scheduled' }).set(q.scheduled);
         metrics.queueMessages.labels({ state: 'active' }).set(q.active);
         metrics.connections.set(delivery.snapshot().connections);
+        metrics.pausedPaths.reset();
+        for (const [provider, count] of shaper.holds()) metrics.pausedPaths.labels({ provider }).set(count);
         const f = feedback.stats();
         metrics.feedbackPending.set(f.pending);
         metrics.feedbackBytes.set(f.bytes);
       },
       queue: () => ({ ...queue.snapshot(), delivery: delivery.snapshot(), feedback: feedback.stats() }),
       kpi: (scope, id) => feedback.kpi(scope, id),
+      sites: () => ({ paths: shaper.views(), pools: delivery.pools(), queued: queue.queuedByPath() }),
     },
     log.child({ stage: 'admin' }),
   );
@@ -180,6 +203,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       ledger = await feedback.recover();
       // Recovery ran file work, so libuv's pool threads exist now.
       await lowerHelpers(config.tuning, log);
+      await shaper.start();
       feedback.start();
       queue.start();
       const recovered = queue.recover(ids).finally(() => {
@@ -200,21 +224,24 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       delivery.abort();
       await closingIngress;
       await relayed.stop(); // again: transactions that finished while ingress closed
+      await shaper.stop();
       await feedback.stop();
       await spool.close();
       await admin.stop();
       log.info('stopped');
     },
     reload() {
-      const next = loadKeys(config.dkim.keys);
-      const problems = next.problems.map((p) => `${p.path}: ${p.problem}`);
-      if (problems.length > 0) {
-        log.error({ problems }, 'reload: DKIM keys not replaced; the previous keys stay in use');
-        return { ok: false, problems };
+      const keys = loadKeys(config.dkim.keys);
+      const rules = loadShapingRules(config);
+      const problems = [...keys.problems, ...(rules.ok ? [] : rules.problems)].map((p) => `${p.path}: ${p.problem}`);
+      if (keys.problems.length > 0) log.error({ problems }, 'reload: DKIM keys not replaced; the previous keys stay in use');
+      else {
+        signer.setKeys(keys.keys);
+        log.info({ keys: keys.keys.map((k) => `${k.selector}._domainkey.${k.domain}`) }, 'reload: DKIM keys re-read');
       }
-      signer.setKeys(next.keys);
-      log.info({ keys: next.keys.map((k) => `${k.selector}._domainkey.${k.domain}`) }, 'reload: DKIM keys re-read');
-      return { ok: true, problems };
+      if (!rules.ok) log.error({ problems }, 'reload: MX rules not replaced; the previous rules stay in use');
+      else shaper.setRules(rules.rules);
+      return { ok: problems.length === 0, problems };
     },
     smtpAddresses: () => ingress.addresses(),
     adminAddress: () => admin.address(),

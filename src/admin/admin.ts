@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { parseHostPort } from '../lib/net.ts';
+import { sitesView, type PathFacts, type SitesInput } from './sites.ts';
 
 export interface AdminPorts {
   readonly registry: Registry;
@@ -10,6 +11,8 @@ export interface AdminPorts {
   readonly queue: () => unknown;
   /** KPIs of one campaign (`meta.campaign`) or delivery (`meta.delivery`), or undefined. */
   readonly kpi: (scope: 'campaign' | 'delivery', id: string) => unknown;
+  /** Every known delivery path, its pool and its waiting recipients. */
+  readonly sites: () => SitesInput<PathFacts>;
 }
 
 export interface Admin {
@@ -18,7 +21,7 @@ export interface Admin {
   address(): { host: string; port: number } | undefined;
 }
 
-/** The admin listener: /healthz, /metrics, and read-only /api/v1/queue, /api/v1/campaigns/:id, /api/v1/deliveries/:id. */
+/** The admin listener: /healthz, /metrics, and read-only /api/v1/queue, /api/v1/sites[/:site], /api/v1/campaigns/:id, /api/v1/deliveries/:id. */
 export function createAdmin(options: { listen: string }, ports: AdminPorts, log: Logger): Admin {
   let server: Server | undefined;
   let bound: { host: string; port: number } | undefined;
@@ -29,7 +32,14 @@ export function createAdmin(options: { listen: string }, ports: AdminPorts, log:
       ports.refresh();
       return { status: 200, type: ports.registry.contentType, body: await ports.registry.metrics() };
     }
-    if (path === '/api/v1/queue') return { status: 200, type: 'application/json', body: `${JSON.stringify(ports.queue())}\n` };
+    if (path === '/api/v1/queue') return json(200, ports.queue());
+    if (path === '/api/v1/sites') return json(200, { sites: sitesView(ports.sites()) });
+    const site = /^\/api\/v1\/sites\/([^/]+)$/.exec(path);
+    if (site) {
+      const name = decodeURIComponent(site[1] as string).toLowerCase();
+      const found = sitesView(ports.sites()).find((s) => s.site === name);
+      return found ? json(200, found) : json(404, { error: `no path to site "${name}" is known (a site is its MX host names, sorted, joined by commas)` });
+    }
     const kpi = /^\/api\/v1\/(campaigns|deliveries)\/([^/]+)$/.exec(path);
     if (kpi) {
       const id = decodeURIComponent(kpi[2] as string);
@@ -73,4 +83,8 @@ export function createAdmin(options: { listen: string }, ports: AdminPorts, log:
     },
     address: () => bound,
   };
+}
+
+function json(status: number, body: unknown): { status: number; type: string; body: string } {
+  return { status, type: 'application/json', body: `${JSON.stringify(body)}\n` };
 }

@@ -66,7 +66,8 @@ const delivery = z.strictObject({
   max_active: z.number().int().min(1).default(10_000),
   /** Recipients of those messages loaded at once (a message larger than this still goes alone). */
   max_active_recipients: z.number().int().min(1).default(50_000),
-  tls: z.enum(['opportunistic', 'disabled']).default('opportunistic'),
+  /** The TLS policy of every path no MX rule names (shaping.defaults.tls overrides it). */
+  tls: z.enum(['opportunistic', 'required', 'disabled']).default('opportunistic'),
 });
 
 const dkimKey = z.strictObject({

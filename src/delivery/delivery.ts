@@ -2,42 +2,55 @@ import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome } from '../model/outcome.ts';
-import { SitePool, type DeliveryJob, type PoolSettings } from './pool.ts';
+import type { PathHandle } from '../model/path.ts';
+import { PathPool, type DeliveryJob, type PathPorts, type PoolSettings } from './pool.ts';
+
+export interface DeliveryPorts extends PathPorts {
+  /** The path a domain's mail takes to a site (shaping decides; the same handle while in use). */
+  path(site: SiteName, mxHosts: readonly string[], domain: string): PathHandle;
+}
+
+/** One path's pool as the admin API shows it. */
+export interface PoolView { readonly connections: number; readonly waiting: number }
 
 export interface Delivery {
-  /** Send one message to one site's recipients; always resolves with an outcome, never throws. */
+  /** Send one message to one domain's recipients; always resolves with an outcome, never throws. */
   deliver(job: DeliveryJob): Promise<AttemptOutcome>;
   /** Stop opening connections and quit idle ones. */
   stop(): void;
   /** Close every connection at once (shutdown deadline). */
   abort(): void;
   snapshot(): { sites: number; connections: number; waiting: number };
+  /** Open connections and waiting jobs per path key. */
+  pools(): Map<string, PoolView>;
 }
 
-// Pools of sites with no traffic are dropped after this long, so a million domains do not pin memory.
+// Pools of paths with no traffic are dropped after this long, so a million domains do not pin memory.
 const POOL_SWEEP_MS = 60_000;
 
-export function createDelivery(settings: PoolSettings, deps: { clock: Clock; log: Logger }): Delivery {
-  const pools = new Map<SiteName, SitePool>();
+export function createDelivery(settings: PoolSettings, ports: DeliveryPorts, deps: { clock: Clock; log: Logger }): Delivery {
+  const pools = new Map<string, PathPool>();
   let sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   let stopped = false;
 
   function sweep(): void {
-    for (const [site, pool] of pools) if (!pool.busy) pools.delete(site);
+    for (const [key, pool] of pools) if (!pool.busy) pools.delete(key);
     if (!stopped) sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   }
 
-  function poolFor(site: SiteName): SitePool {
-    let pool = pools.get(site);
-    if (!pool) {
-      pool = new SitePool(site, settings, deps.clock, deps.log);
-      pools.set(site, pool);
+  function poolFor(job: DeliveryJob): PathPool {
+    const path = ports.path(job.site, job.hosts.map((h) => h.name), job.domain);
+    let pool = pools.get(path.key);
+    // A reload can give the key a new handle (a provider or domain rule changed): use the new one.
+    if (!pool || (pool.path !== path && !pool.busy)) {
+      pool = new PathPool(path, settings, ports, deps);
+      pools.set(path.key, pool);
     }
     return pool;
   }
 
   return {
-    deliver: (job) => poolFor(job.site).submit(job),
+    deliver: (job) => poolFor(job).submit(job),
     stop() {
       stopped = true;
       sweeper.cancel();
@@ -55,5 +68,6 @@ export function createDelivery(settings: PoolSettings, deps: { clock: Clock; log
       }
       return { sites: pools.size, connections, waiting };
     },
+    pools: () => new Map([...pools].map(([key, pool]) => [key, { connections: pool.connections, waiting: pool.depth }])),
   };
 }

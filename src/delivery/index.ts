@@ -1,6 +1,8 @@
 /**
- * delivery: SMTPConnection pools per site. Takes a job (site, MX hosts with addresses, envelope,
- * body opener) and returns an AttemptOutcome; knows nothing of retries, spool or events.
+ * delivery: one pool of SMTP connections per path (source, site). Takes a job (site, domain, MX
+ * hosts with addresses, envelope, body opener) and returns an AttemptOutcome; asks shaping for
+ * its path, its settings and its grants, and tells it what receivers said. Knows nothing of
+ * retries, spool or events.
  */
-export { createDelivery, type Delivery } from './delivery.ts';
-export type { DeliveryJob, DeliveryHost, PoolSettings, PoolLimits } from './pool.ts';
+export { createDelivery, type Delivery, type DeliveryPorts, type PoolView } from './delivery.ts';
+export type { DeliveryJob, DeliveryHost, PoolSettings, PathPorts } from './pool.ts';

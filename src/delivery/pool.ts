@@ -1,70 +1,99 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { Clock } from '../lib/clock.ts';
-import type { Rate } from '../lib/units.ts';
+import type { Clock, Timer } from '../lib/clock.ts';
+import { RateMeter } from '../lib/rate-meter.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome, Route } from '../model/outcome.ts';
+import type { Grant, GrantRequest, PathHandle, PathLevels, PathObservation, PathSettings, TlsPolicy } from '../model/path.ts';
 import { isSuccess, localReply, type SmtpReply } from '../model/reply.ts';
-import { TokenBucket } from '../lib/token-bucket.ts';
-import { connectClient, connectFailure, type ClientConnection, type ConnectOptions, type Envelope } from './smtp-client.ts';
+import { holdOutcome, mergeOutcomes, observationsOf, splitJob } from './outcomes.ts';
+import { ConnectError, connectClient, connectFailure, type ClientConnection, type ConnectOptions, type Envelope } from './smtp-client.ts';
 
 export interface DeliveryHost { readonly name: string; readonly addresses: readonly string[] }
 
 export interface DeliveryJob {
   readonly site: SiteName;
+  /** The recipients' domain: a domain with MX rules of its own has a path of its own. */
+  readonly domain: string;
   readonly hosts: readonly DeliveryHost[];
   readonly envelope: Envelope;
   readonly openBody: () => Readable;
 }
 
-export interface PoolLimits {
-  readonly max_connections: number;
-  readonly max_messages_per_connection: number;
-  readonly max_message_rate?: Rate | undefined;
-  readonly max_connection_rate?: Rate | undefined;
+/** What a pool asks of shaping: its grants, and an ear for what receivers said. */
+export interface PathPorts {
+  acquire(requests: readonly GrantRequest[]): Grant[];
+  release(path: string, connections: number): void;
+  observe(path: PathHandle, observation: PathObservation, levels: PathLevels): void;
 }
 
+/** Settings every path shares: where to connect, who we are, the command and DATA deadlines. */
 export interface PoolSettings {
   readonly port: number;
   readonly localName: string;
-  readonly tls: 'opportunistic' | 'disabled';
-  readonly timeouts: { connect: number; greeting: number; command: number; data: number; idle: number };
-  readonly limits: PoolLimits;
+  readonly timeouts: { readonly command: number; readonly data: number };
 }
 
-interface Pending { readonly job: DeliveryJob; readonly resolve: (o: AttemptOutcome) => void }
+interface Pending {
+  readonly job: DeliveryJob;
+  readonly resolve: (o: AttemptOutcome) => void;
+  /** Sent back once after the server hung up before answering: a second time is an attempt. */
+  resent?: boolean;
+}
 
 type Opened = { kind: 'open'; conn: ClientConnection; route: Route } | { kind: 'failed'; reply: SmtpReply; route: Route };
 
 // Postfix tries at most five MX addresses per attempt (smtp_mx_address_limit); so do we.
 const MAX_ADDRESSES_PER_ATTEMPT = 5;
+/** Jobs waiting in one path's pool at most; more wait in the queue, where they cost no memory. */
+const MAX_READY = 1000;
+/** Beyond two per connection, a path holds about this many seconds of its own throughput ready. */
+const READY_SECONDS = 10;
+/** Message grants asked for at once when a rate applies. */
+const MESSAGE_GRANT_BATCH = 16;
+const HOLD_MIN_MS = 1_000;
+const HOLD_MAX_MS = 60_000;
+/**
+ * After a connection fails while others to the path work, no new one for this long, doubling
+ * while failures go on: a receiver refusing sessions above its limit in words no rule knows is
+ * not hammered (adaptive rules lower max_connections for the words they know).
+ */
+const REFUSED_BACKOFF_MIN_MS = 2_000;
+const REFUSED_BACKOFF_MAX_MS = 60_000;
 
 /**
- * One site's connections: a FIFO of waiting jobs and up to max_connections workers, each of
- * which opens a connection (MX in preference order, next MX on failure), sends jobs until
- * max_messages_per_connection or the queue stays empty for `idle`, then quits.
+ * One path's connections: a FIFO of ready jobs and the workers the limiter grants leases for.
+ * A worker opens a connection (MX in preference order, next MX on failure), sends jobs while
+ * the path's settings allow (messages per connection, connections, a pause), then quits. The
+ * settings are read afresh for every decision, so an adaptive change or a reload acts on
+ * connections already open. What receivers say goes to shaping as it happens.
  */
-export class SitePool {
-  readonly site: SiteName;
+export class PathPool {
+  readonly path: PathHandle;
   readonly #settings: PoolSettings;
+  readonly #ports: PathPorts;
   readonly #clock: Clock;
   readonly #log: Logger;
+  readonly #random: () => number;
   readonly #waiting: Pending[] = [];
   readonly #idle: ((p: Pending | undefined) => void)[] = [];
   readonly #open = new Set<ClientConnection>();
-  readonly #messageRate: TokenBucket | undefined;
-  readonly #connectionRate: TokenBucket | undefined;
+  readonly #done = new RateMeter(READY_SECONDS);
+  #completed = 0;
   #workers = 0;
+  #growTimer: Timer | undefined;
+  #backoff = 0;
+  #credit = 0;
+  #creditFor: PathSettings | undefined;
   #stopping = false;
 
-  constructor(site: SiteName, settings: PoolSettings, clock: Clock, log: Logger) {
-    this.site = site;
+  constructor(path: PathHandle, settings: PoolSettings, ports: PathPorts, deps: { clock: Clock; log: Logger; random?: () => number }) {
+    this.path = path;
     this.#settings = settings;
-    this.#clock = clock;
-    this.#log = log;
-    const now = clock.now();
-    this.#messageRate = settings.limits.max_message_rate ? new TokenBucket(settings.limits.max_message_rate, now) : undefined;
-    this.#connectionRate = settings.limits.max_connection_rate ? new TokenBucket(settings.limits.max_connection_rate, now) : undefined;
+    this.#ports = ports;
+    this.#clock = deps.clock;
+    this.#log = deps.log;
+    this.#random = deps.random ?? Math.random;
   }
 
   get busy(): boolean { return this.#workers > 0 || this.#waiting.length > 0; }
@@ -72,10 +101,64 @@ export class SitePool {
   get depth(): number { return this.#waiting.length; }
 
   submit(job: DeliveryJob): Promise<AttemptOutcome> {
+    const held = this.#held();
+    if (held) return Promise.resolve(held);
+    const settings = this.path.settings();
+    if (job.envelope.recipients.length > settings.max_recipients_per_message) {
+      const parts = splitJob(job, settings.max_recipients_per_message);
+      return Promise.all(parts.map((p) => this.submit(p))).then((outcomes) => mergeOutcomes(outcomes, parts.map((p) => p.envelope.recipients.length)));
+    }
+    if (this.#waiting.length >= this.#readyCap(settings)) return Promise.resolve(this.#readyFull(settings));
     return new Promise<AttemptOutcome>((resolve) => {
-      const queued = this.#dispatch({ job, resolve });
-      if (queued && this.#workers < this.#settings.limits.max_connections) this.#spawnWorker();
+      if (this.#dispatch({ job, resolve })) this.#grow();
     });
+  }
+
+  /** Quit idle connections and refuse nothing: jobs in flight finish on their own. */
+  stop(): void {
+    this.#stopping = true;
+    this.#growTimer?.cancel();
+    for (const wake of this.#idle.splice(0)) wake(undefined);
+  }
+
+  /** Force-close every connection (shutdown deadline passed). */
+  abort(): void {
+    this.stop();
+    for (const conn of this.#open) conn.close();
+  }
+
+  /** A pause or failure in force answers at once, for this job and any still waiting. */
+  #held(): AttemptOutcome | undefined {
+    const hold = this.path.hold();
+    if (!hold) return undefined;
+    const outcome = holdOutcome(hold, this.#route());
+    for (const p of this.#waiting.splice(0)) p.resolve(outcome);
+    return outcome;
+  }
+
+  #route(): Route {
+    return { path: this.path.key, ...(this.path.provider ? { provider: this.path.provider } : {}) };
+  }
+
+  /**
+   * How many jobs may wait here: enough for every connection twice over and about
+   * READY_SECONDS of what the path has been sending (its rate, when it has one). The rest wait
+   * in the queue, so one slow path never fills the active window that every path shares.
+   */
+  #readyCap(settings: PathSettings): number {
+    const perConnection = 2 * settings.max_connections;
+    const rate = settings.max_message_rate;
+    if (rate) return Math.min(MAX_READY, Math.max(perConnection, Math.ceil((rate.count * 1000 * READY_SECONDS) / rate.perMs)));
+    if (this.#completed === 0) return MAX_READY;
+    return Math.min(MAX_READY, Math.max(perConnection, this.#done.total(this.#clock.now())));
+  }
+
+  #readyFull(settings: PathSettings): AttemptOutcome {
+    const rate = settings.max_message_rate ? (settings.max_message_rate.count * 1000) / settings.max_message_rate.perMs : this.#done.perSecond(this.#clock.now());
+    const drain = rate > 0 ? (this.#waiting.length / rate) * 1000 : HOLD_MAX_MS;
+    const wait = Math.min(HOLD_MAX_MS, Math.max(HOLD_MIN_MS, drain)) * (0.8 + 0.4 * this.#random());
+    const reply = localReply(451, '4.4.5', `path busy: ${this.#waiting.length} messages already waiting for ${this.path.site}`, 'QUEUE');
+    return { kind: 'held', route: this.#route(), reply, until: Math.round(this.#clock.now() + wait), reason: 'ready-queue-full' };
   }
 
   /**
@@ -93,52 +176,51 @@ export class SitePool {
     return true;
   }
 
-  /** Quit idle connections and refuse nothing: jobs in flight finish on their own. */
-  stop(): void {
-    this.#stopping = true;
-    for (const wake of this.#idle.splice(0)) wake(undefined);
+  /** One connection per waiting job, as many as the limiter grants; ask again when it says. */
+  #grow(): void {
+    if (this.#stopping || this.#growTimer) return;
+    const want = Math.min(this.#waiting.length, this.path.settings().max_connections - this.#workers);
+    if (want <= 0) return;
+    const [grant] = this.#ports.acquire([{ path: this.path.key, kind: 'connection', count: want }]);
+    for (let i = 0; i < (grant?.granted ?? 0); i++) this.#spawnWorker();
+    if (grant?.retryAt !== undefined && grant.granted < want) this.#delayGrowth(grant.retryAt);
   }
 
-  /** Force-close every connection (shutdown deadline passed). */
-  abort(): void {
-    this.stop();
-    for (const conn of this.#open) conn.close();
+  #delayGrowth(at: number): void {
+    this.#growTimer?.cancel();
+    this.#growTimer = this.#clock.at(at, () => {
+      this.#growTimer = undefined;
+      this.#grow();
+    });
   }
 
   #spawnWorker(): void {
     this.#workers++;
     void this.#work().finally(() => {
       this.#workers--;
-      // A worker that hit max_messages_per_connection leaves jobs behind: reconnect for them.
-      if (this.#waiting.length > 0 && this.#workers < this.#settings.limits.max_connections) this.#spawnWorker();
+      this.#ports.release(this.path.key, 1);
+      // A worker that quit (messages per connection, a lower limit) may leave jobs behind.
+      if (this.#waiting.length > 0) this.#grow();
     });
   }
 
   async #work(): Promise<void> {
     const first = this.#waiting.shift();
     if (!first) return;
-    await this.#pace(this.#connectionRate);
     const opened = await this.#connect(first.job.hosts);
-    if (opened.kind === 'failed') {
-      // The whole site is unreachable right now: everything waiting for it shares the verdict
-      // instead of each job timing out against the same dead hosts.
-      const outcome: AttemptOutcome = { kind: 'site-unreachable', route: opened.route, reply: opened.reply };
-      first.resolve(outcome);
-      for (const p of this.#waiting.splice(0)) p.resolve(outcome);
-      return;
-    }
+    if (opened.kind === 'failed') return this.#connectFailed(first, opened);
     const { conn, route } = opened;
+    this.#backoff = 0;
     this.#open.add(conn);
     try {
       let pending: Pending | undefined = first;
       for (let sent = 0; pending; ) {
-        const healthy = await this.#sendOne(conn, route, pending);
+        const healthy = await this.#sendOne(conn, route, pending, sent);
         sent++;
-        if (!healthy || sent >= this.#settings.limits.max_messages_per_connection || this.#stopping) break;
+        if (!healthy || !this.#mayContinue(sent)) break;
         pending = this.#waiting.shift() ?? (await this.#waitIdle());
         if (pending && conn.closed) {
-          // The server hung up while we were idle: the job goes back, to another idle connection
-          // or a fresh one.
+          // The server hung up: the job goes to another idle connection or a fresh one.
           this.#dispatch(pending, { sentBack: true });
           break;
         }
@@ -149,20 +231,90 @@ export class SitePool {
     }
   }
 
-  async #sendOne(conn: ClientConnection, route: Route, pending: Pending): Promise<boolean> {
-    await this.#pace(this.#messageRate);
+  /** After each message: the connection's quota, the path's connection limit, a pause, a shutdown. */
+  #mayContinue(sent: number): boolean {
+    const settings = this.path.settings();
+    if (this.#stopping || sent >= settings.max_messages_per_connection || this.#workers > settings.max_connections) return false;
+    return this.#held() === undefined;
+  }
+
+  /**
+   * No MX answered. If the path has other connections open, the trouble is this connection's
+   * (a receiver refusing sessions above its limit): the job goes back to wait for one of them.
+   * Otherwise the whole path is unreachable right now, and everything waiting shares the verdict
+   * instead of each job timing out against the same dead hosts.
+   */
+  #connectFailed(first: Pending, opened: Extract<Opened, { kind: 'failed' }>): void {
+    if (this.#open.size > 0 && !first.resent) {
+      first.resent = true;
+      this.#dispatch(first, { sentBack: true });
+      this.#backoff = Math.min(REFUSED_BACKOFF_MAX_MS, Math.max(REFUSED_BACKOFF_MIN_MS, this.#backoff * 2));
+      this.#delayGrowth(this.#clock.now() + this.#backoff);
+      return;
+    }
+    const outcome: AttemptOutcome = { kind: 'site-unreachable', route: { ...opened.route, ...this.#route() }, reply: opened.reply };
+    first.resolve(outcome);
+    for (const p of this.#waiting.splice(0)) p.resolve(outcome);
+  }
+
+  async #sendOne(conn: ClientConnection, route: Route, pending: Pending, sent: number): Promise<boolean> {
+    await this.#messageGrant();
     const { job } = pending;
     const deadline = this.#settings.timeouts.data + this.#settings.timeouts.command;
     // Watchdog: socket timeouts cover inactivity; this bounds a peer that trickles bytes forever.
     const timer = this.#clock.at(this.#clock.now() + deadline, () => conn.close());
     const result = await conn.send(job.envelope, job.openBody()).finally(() => timer.cancel());
-    if (result.kind === 'transaction') {
-      pending.resolve({ kind: 'transaction', route, replies: result.replies });
-      const allOk = result.replies.every(isSuccess);
-      return result.healthy && (allOk || (await conn.reset()));
+    const levels = { connections: this.#open.size, sentOnConnection: sent };
+    if (result.kind === 'message-refused' && this.#droppedBeforeAnswer(result.reply, sent, pending)) {
+      this.#ports.observe(this.path, { kind: 'event', event: 'dropped', detail: `the server closed the connection after ${sent} messages` }, levels);
+      this.#dispatch(pending, { sentBack: true });
+      return false;
     }
-    pending.resolve({ kind: 'message-refused', route, reply: result.reply });
-    return result.healthy && (await conn.reset());
+    const fullRoute = { ...route, ...this.#route() };
+    const outcome: AttemptOutcome = result.kind === 'transaction'
+      ? { kind: 'transaction', route: fullRoute, replies: result.replies }
+      : { kind: 'message-refused', route: fullRoute, reply: result.reply };
+    for (const observation of observationsOf(outcome, job.envelope.recipients.length)) this.#ports.observe(this.path, observation, levels);
+    this.#completed++;
+    this.#done.add(this.#clock.now());
+    pending.resolve(outcome);
+    if (!result.healthy) return false;
+    return result.kind === 'transaction' && result.replies.every(isSuccess) ? true : conn.reset();
+  }
+
+  /**
+   * A reused connection lost before MAIL was answered: the server hung up after its last message
+   * (a per-connection limit it does not announce). Nothing reached it, so the job goes again,
+   * once, on another connection, without an attempt.
+   */
+  #droppedBeforeAnswer(reply: SmtpReply, sent: number, pending: Pending): boolean {
+    if (sent === 0 || pending.resent || reply.origin !== 'local' || reply.command !== 'MAIL') return false;
+    pending.resent = true;
+    return true;
+  }
+
+  /** A message grant from the limiter when the path has a rate; batches are kept as credit. */
+  async #messageGrant(): Promise<void> {
+    for (;;) {
+      const settings = this.path.settings();
+      if (!settings.max_message_rate) return;
+      if (this.#creditFor !== settings) {
+        this.#credit = 0;
+        this.#creditFor = settings;
+      }
+      if (this.#credit > 0) {
+        this.#credit--;
+        return;
+      }
+      const count = Math.min(MESSAGE_GRANT_BATCH, this.#waiting.length + 1);
+      const [grant] = this.#ports.acquire([{ path: this.path.key, kind: 'message', count }]);
+      if (grant && grant.granted > 0) {
+        this.#credit = grant.granted - 1;
+        return;
+      }
+      const at = grant?.retryAt ?? this.#clock.now() + HOLD_MIN_MS;
+      await new Promise<void>((resolve) => this.#clock.at(at, resolve));
+    }
   }
 
   #waitIdle(): Promise<Pending | undefined> {
@@ -172,7 +324,7 @@ export class SitePool {
         timer.cancel();
         resolve(p);
       };
-      const timer = this.#clock.at(this.#clock.now() + this.#settings.timeouts.idle, () => {
+      const timer = this.#clock.at(this.#clock.now() + this.path.settings().idle_timeout, () => {
         const i = this.#idle.indexOf(wake);
         if (i !== -1) this.#idle.splice(i, 1);
         resolve(undefined);
@@ -181,46 +333,48 @@ export class SitePool {
     });
   }
 
-  async #pace(bucket: TokenBucket | undefined): Promise<void> {
-    if (!bucket) return;
-    for (let wait = bucket.take(this.#clock.now()); wait > 0; wait = bucket.take(this.#clock.now())) {
-      await new Promise<void>((resolve) => this.#clock.at(this.#clock.now() + wait, resolve));
-    }
-  }
-
   async #connect(hosts: readonly DeliveryHost[]): Promise<Opened> {
     let last: Opened | undefined;
     let tried = 0;
+    const settings = this.path.settings();
     for (const host of hosts) {
       for (const address of host.addresses) {
         if (tried++ >= MAX_ADDRESSES_PER_ATTEMPT) break;
         const route: Route = { mx: host.name, remoteIp: address };
-        const result = await this.#connectOne(host.name, address, this.#settings.tls);
+        const result = await this.#connectOne(host.name, address, settings, settings.tls);
         if (result.kind === 'open') return result;
-        this.#log.info({ site: this.site, mx: host.name, remote_ip: address, reply: result.reply.text }, 'connection failed, trying next MX');
+        this.#log.info({ site: this.path.site, path: this.path.key, mx: host.name, remote_ip: address, reply: result.reply.text }, 'connection failed, trying next MX');
         last = { ...result, route };
       }
     }
     return last ?? { kind: 'failed', route: {}, reply: localReply(451, '4.4.4', 'no MX host address to try', 'CONNECT') };
   }
 
-  async #connectOne(mx: string, address: string, tls: 'opportunistic' | 'disabled'): Promise<Opened> {
+  async #connectOne(mx: string, address: string, settings: PathSettings, tls: TlsPolicy): Promise<Opened> {
     const options: ConnectOptions = {
       host: address,
       servername: mx,
       port: this.#settings.port,
       localName: this.#settings.localName,
       tls,
-      timeouts: this.#settings.timeouts,
+      timeouts: { connect: settings.connect_timeout, greeting: settings.greeting_timeout, command: this.#settings.timeouts.command, data: this.#settings.timeouts.data },
     };
     try {
       const conn = await connectClient(options);
       return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), tls: conn.secure } };
     } catch (err) {
-      const e = err as { code?: string };
       // Opportunistic TLS: a failed handshake falls back to plaintext, as Postfix does at "may".
-      if (e.code === 'ETLS' && tls === 'opportunistic') return this.#connectOne(mx, address, 'disabled');
+      if (err instanceof ConnectError && err.code === 'ETLS' && tls === 'opportunistic') return this.#connectOne(mx, address, settings, 'disabled');
+      this.#observeConnectFailure(err);
       return { kind: 'failed', route: { mx, remoteIp: address }, reply: connectFailure(err) };
     }
+  }
+
+  /** A refusal in words (greeting, EHLO) or a failure without any (timeout, refused, TLS). */
+  #observeConnectFailure(err: unknown): void {
+    const levels = { connections: this.#open.size, sentOnConnection: 0 };
+    if (!(err instanceof ConnectError)) return;
+    if (err.reply.origin === 'remote') this.#ports.observe(this.path, { kind: 'reply', reply: err.reply, recipients: 0 }, levels);
+    else if (err.event) this.#ports.observe(this.path, { kind: 'event', event: err.event, detail: err.reply.text }, levels);
   }
 }

@@ -11,6 +11,7 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { cutOffLater } from '../lib/net.ts';
+import type { ConnectionEvent, TlsPolicy } from '../model/path.ts';
 import { isSuccess as ok, localReply, parseReply, type SmtpCommand, type SmtpReply } from '../model/reply.ts';
 
 export interface ConnectOptions {
@@ -19,7 +20,8 @@ export interface ConnectOptions {
   readonly port: number;
   readonly localName: string;
   readonly localAddress?: string;
-  readonly tls: 'opportunistic' | 'disabled';
+  /** required: no STARTTLS, a refused one or a failed handshake ends the connection (never plaintext). */
+  readonly tls: TlsPolicy;
   /** `data`: how long the server may take to answer the end of a message (RFC 5321: 10 min). */
   readonly timeouts: { readonly connect: number; readonly greeting: number; readonly command: number; readonly data?: number };
 }
@@ -48,14 +50,19 @@ export interface ClientConnection {
   readonly closed: boolean;
 }
 
-/** Why a connection could not be opened. `code` ETLS means the TLS handshake failed. */
+/**
+ * Why a connection could not be opened. `code` ETLS means TLS failed (or was required and not to
+ * be had); `event` names a failure no server said in words, for the adaptive rules.
+ */
 export class ConnectError extends Error {
   readonly code: string;
   readonly reply: SmtpReply;
-  constructor(code: string, reply: SmtpReply) {
+  readonly event: ConnectionEvent | undefined;
+  constructor(code: string, reply: SmtpReply, event?: ConnectionEvent) {
     super(reply.text);
     this.code = code;
     this.reply = reply;
+    this.event = event;
   }
 }
 
@@ -237,29 +244,45 @@ export async function connectClient(options: ConnectOptions): Promise<ClientConn
   try {
     wire.socket.setTimeout(options.timeouts.greeting);
     const greeting = await wire.next('CONNECT');
-    if (greeting.reply.code !== 220) throw new ConnectError(greeting.reply.origin === 'local' ? 'ETIMEDOUT' : 'EPROTOCOL', greeting.reply);
+    if (greeting.reply.code !== 220) throw greetingFailure(greeting.reply);
     wire.socket.setTimeout(options.timeouts.command);
-    let extensions = await hello(wire, options.localName);
-    let secure = false;
-    if (options.tls === 'opportunistic' && extensions.starttls) {
-      wire.write('STARTTLS\r\n');
-      const answer = (await wire.next('STARTTLS')).reply;
-      if (answer.origin === 'local') throw new ConnectError(answer.text.startsWith('timeout') ? 'ETIMEDOUT' : 'ECONNECTION', answer);
-      // A refused STARTTLS leaves a plaintext session, as Postfix does at security level "may".
-      if (answer.code === 220) {
-        const raw = wire.detach();
-        if (wire.failed) throw new ConnectError('EPROTOCOL', wire.lost('STARTTLS'));
-        wire.attach(await startTls(raw, options));
-        secure = true;
-        extensions = await hello(wire, options.localName);
-      }
-    }
+    const extensions = await hello(wire, options.localName);
+    const session = options.tls === 'disabled' ? { extensions, secure: false } : await secureSession(wire, extensions, options);
     if (wire.failed) throw new ConnectError('EPROTOCOL', wire.lost('EHLO'));
-    return new Connection(wire, extensions, secure, options.timeouts);
+    return new Connection(wire, session.extensions, session.secure, options.timeouts);
   } catch (err) {
     wire.socket.destroy();
     throw err;
   }
+}
+
+function greetingFailure(reply: SmtpReply): ConnectError {
+  if (reply.origin === 'remote') return new ConnectError('EPROTOCOL', reply);
+  const timedOut = reply.text.startsWith('timeout');
+  return new ConnectError(timedOut ? 'ETIMEDOUT' : 'ECONNECTION', reply, timedOut ? 'greeting-timeout' : undefined);
+}
+
+/**
+ * STARTTLS when offered. Opportunistic: a refused STARTTLS leaves a plaintext session, as Postfix
+ * does at security level "may". Required: not offered or refused ends the connection.
+ */
+async function secureSession(wire: Wire, extensions: Extensions, options: ConnectOptions): Promise<{ extensions: Extensions; secure: boolean }> {
+  const required = options.tls === 'required';
+  if (!extensions.starttls) {
+    if (required) throw new ConnectError('ETLS', localReply(451, '4.7.4', 'TLS failure: TLS is required, but the server does not offer STARTTLS', 'STARTTLS'), 'tls-failed');
+    return { extensions, secure: false };
+  }
+  wire.write('STARTTLS\r\n');
+  const answer = (await wire.next('STARTTLS')).reply;
+  if (answer.origin === 'local') throw new ConnectError(answer.text.startsWith('timeout') ? 'ETIMEDOUT' : 'ECONNECTION', answer);
+  if (answer.code !== 220) {
+    if (required) throw new ConnectError('ETLS', localReply(451, '4.7.4', `TLS failure: TLS is required, but the server refused STARTTLS: ${answer.code} ${answer.text}`, 'STARTTLS'), 'tls-failed');
+    return { extensions, secure: false };
+  }
+  const raw = wire.detach();
+  if (wire.failed) throw new ConnectError('EPROTOCOL', wire.lost('STARTTLS'));
+  wire.attach(await startTls(raw, options));
+  return { extensions: await hello(wire, options.localName), secure: true };
 }
 
 function openSocket(options: ConnectOptions): Promise<Socket> {
@@ -267,11 +290,12 @@ function openSocket(options: ConnectOptions): Promise<Socket> {
     const socket = netConnect({ host: options.host, port: options.port, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new ConnectError('ETIMEDOUT', localReply(451, '4.4.2', `timeout: no connection within ${options.timeouts.connect} ms`, 'CONNECT')));
+      reject(new ConnectError('ETIMEDOUT', localReply(451, '4.4.2', `timeout: no connection within ${options.timeouts.connect} ms`, 'CONNECT'), 'connect-timeout'));
     }, options.timeouts.connect);
     socket.once('error', (err) => {
       clearTimeout(timer);
-      reject(new ConnectError('ECONNECTION', localReply(451, '4.4.1', `connection failed: ${err.message}`, 'CONNECT')));
+      const refused = (err as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+      reject(new ConnectError('ECONNECTION', localReply(451, '4.4.1', `connection failed: ${err.message}`, 'CONNECT'), refused ? 'connect-refused' : undefined));
     });
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -318,7 +342,7 @@ function startTls(socket: Socket, options: ConnectOptions): Promise<Socket> {
     });
     const fail = (err: Error): void => {
       secure.destroy();
-      reject(new ConnectError('ETLS', localReply(451, '4.7.5', `TLS failure: ${err.message}`, 'STARTTLS')));
+      reject(new ConnectError('ETLS', localReply(451, '4.7.5', `TLS failure: ${err.message}`, 'STARTTLS'), 'tls-failed'));
     };
     const timedOut = (): void => fail(new Error('handshake timed out'));
     secure.setTimeout(options.timeouts.command);

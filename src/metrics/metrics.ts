@@ -29,9 +29,14 @@ export function createMetrics() {
   const feedbackPending = new Gauge({ name: 'tern_feedback_pending_events', help: 'Events in the outbox not yet acknowledged by the webhook', registers: [registry] });
   const feedbackBytes = new Gauge({ name: 'tern_feedback_outbox_bytes', help: 'Disk used by the feedback outbox', registers: [registry] });
   const feedbackDropped = new Counter({ name: 'tern_feedback_dropped_total', help: 'Events dropped unsent (retention or disk bound)', registers: [registry] });
+  // MX rules. `provider` is a provider named in the rules files, or "other"; `rule` an adaptive
+  // rule's id from them; `reason` a bounce reason or a hold (paused, ready-queue-full): all closed sets.
+  const shapingActions = new Counter({ name: 'tern_shaping_actions_total', help: 'Changes made by adaptive rules, by rule and action (lower, relower, extend, pause, fail, raise, recovered, expired)', labelNames: ['rule', 'action'] as const, registers: [registry] });
+  const pausedPaths = new Gauge({ name: 'tern_shaping_paused_paths', help: 'Delivery paths paused or failing by an adaptive rule, by provider', labelNames: ['provider'] as const, registers: [registry] });
+  const deferrals = new Counter({ name: 'tern_deferrals_total', help: 'Recipients deferred, by provider and reason (a bounce reason, or paused / ready-queue-full when no attempt was made)', labelNames: ['provider', 'reason'] as const, registers: [registry] });
   return {
     registry, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
-    events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped,
+    events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals,
   };
 }
 

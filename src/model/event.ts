@@ -4,6 +4,8 @@ import type { Route } from './outcome.ts';
 import type { SmtpReply } from './reply.ts';
 
 export type EventType = 'relayed' | 'delivered' | 'soft_bounce' | 'failed';
+/** Why a recipient failed: the receiver said so, its validity ran out, an operator, or an adaptive rule failing its path's mail. */
+export type FailureCause = 'bounce' | 'expired' | 'admin' | 'adaptive';
 export type DeliveryStatus = 'taken_into_account' | 'sent' | 'failed';
 
 /**
@@ -29,14 +31,14 @@ export interface FeedbackEvent {
   readonly source_ip?: string;
   readonly response?: { readonly code: number; readonly enhanced?: string; readonly text: string };
   readonly bounce?: { readonly class: number; readonly reason: string; readonly category: string; readonly type: string };
-  readonly cause?: 'bounce' | 'expired' | 'admin';
+  readonly cause?: FailureCause;
 }
 
 /** The decision about one recipient that an event reports. */
 export type RecipientFate =
   | { readonly kind: 'delivered'; readonly reply: SmtpReply }
   | { readonly kind: 'retry'; readonly reply: SmtpReply; readonly bounce: BounceClassification }
-  | { readonly kind: 'failed'; readonly cause: 'bounce' | 'expired' | 'admin'; readonly reply: SmtpReply; readonly bounce: BounceClassification };
+  | { readonly kind: 'failed'; readonly cause: FailureCause; readonly reply: SmtpReply; readonly bounce: BounceClassification };
 
 function base(envelope: Envelope, index: number, time: number): Omit<FeedbackEvent, 'id' | 'type' | 'status'> {
   const recipient = envelope.recipients[index];

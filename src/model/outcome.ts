@@ -6,15 +6,26 @@ export interface Route {
   readonly remoteIp?: string;
   readonly sourceIp?: string;
   readonly tls?: boolean;
+  /** The delivery path (source, site[, domain]) and its provider, for the queue's per-path counts and metrics. */
+  readonly path?: string;
+  readonly provider?: string;
 }
+
+/** Why mail waits without an attempt: its path is paused, or already has all the mail it can send soon. */
+export type HoldReason = 'paused' | 'ready-queue-full';
 
 /**
  * What delivery reports: a value with a scope, never an exception. The queue decides what to do.
  * - transaction: the server answered each recipient (replies align with the job's recipients);
  * - message-refused: MAIL FROM or DATA failed, so one reply covers every recipient;
- * - site-unreachable: DNS, connect, greeting or TLS trouble before any transaction.
+ * - site-unreachable: DNS, connect, greeting or TLS trouble before any transaction;
+ * - held: no attempt was made (the path is paused, or its ready queue is full): wait until `until`,
+ *   using up neither an attempt nor the retry back-off;
+ * - path-failed: an adaptive rule fails the path's mail (cause "adaptive"), with the reply that made it.
  */
 export type AttemptOutcome =
   | { readonly kind: 'transaction'; readonly route: Route; readonly replies: readonly SmtpReply[] }
   | { readonly kind: 'message-refused'; readonly route: Route; readonly reply: SmtpReply }
-  | { readonly kind: 'site-unreachable'; readonly route: Route; readonly reply: SmtpReply };
+  | { readonly kind: 'site-unreachable'; readonly route: Route; readonly reply: SmtpReply }
+  | { readonly kind: 'held'; readonly route: Route; readonly reply: SmtpReply; readonly until: number; readonly reason: HoldReason }
+  | { readonly kind: 'path-failed'; readonly route: Route; readonly reply: SmtpReply; readonly rule: string };

@@ -38,7 +38,7 @@ export type ConnectionEvent = (typeof CONNECTION_EVENTS)[number];
 /** What delivery tells shaping after each connection attempt and transaction. */
 export type PathObservation =
   | { readonly kind: 'delivered'; readonly recipients: number }
-  /** A receiver's non-2xx reply; one per distinct reply per transaction. */
+  /** A receiver's non-2xx reply, once per distinct reply per transaction; recipients 0: it refused a connection. */
   | { readonly kind: 'reply'; readonly reply: SmtpReply; readonly recipients: number }
   | { readonly kind: 'event'; readonly event: ConnectionEvent; readonly detail: string };
 

@@ -1,13 +1,15 @@
 import type { BounceClassification } from '../model/bounce.ts';
-import type { AttemptOutcome } from '../model/outcome.ts';
+import type { FailureCause } from '../model/event.ts';
+import type { AttemptOutcome, HoldReason } from '../model/outcome.ts';
 import { isSuccess, localReply, type SmtpReply } from '../model/reply.ts';
 import { nextAttempt, type RetryPolicy } from './retry.ts';
 
 /** What happens to one recipient after one attempt. */
 export type Verdict =
   | { readonly kind: 'delivered'; readonly reply: SmtpReply }
-  | { readonly kind: 'retry'; readonly at: number; readonly reply: SmtpReply; readonly counts: boolean; readonly bounce: BounceClassification }
-  | { readonly kind: 'failed'; readonly cause: 'bounce' | 'expired' | 'admin'; readonly reply: SmtpReply; readonly bounce: BounceClassification };
+  /** counts: false when no attempt was used up (too many recipients, or `held`: the path took no mail). */
+  | { readonly kind: 'retry'; readonly at: number; readonly reply: SmtpReply; readonly counts: boolean; readonly bounce: BounceClassification; readonly held?: HoldReason }
+  | { readonly kind: 'failed'; readonly cause: FailureCause; readonly reply: SmtpReply; readonly bounce: BounceClassification };
 
 /**
  * RFC 5321 §4.5.3.1.10: "552 too many recipients" at RCPT is really transient, and so is 452
@@ -49,6 +51,19 @@ export function decide(policy: RetryPolicy, input: DecideInput): Verdict {
 export function expiredReply(last: SmtpReply | undefined): SmtpReply {
   const detail = last ? `; last reply: ${[last.code, last.enhanced, last.text].filter(Boolean).join(' ')}` : '';
   return localReply(554, '5.4.7', `validity period expired${detail}`, 'QUEUE');
+}
+
+/**
+ * An outcome in which no attempt was made: the path was paused or full (wait until then, or
+ * until validity ends, whichever is first, attempts untouched), or an adaptive rule fails its
+ * mail. Undefined for outcomes that are attempts.
+ */
+export function verdictWithoutAttempt(outcome: AttemptOutcome, input: Pick<DecideInput, 'expiresAt' | 'classify'>): Verdict | undefined {
+  if (outcome.kind === 'held') {
+    return { kind: 'retry', at: Math.min(outcome.until, input.expiresAt), reply: outcome.reply, counts: false, bounce: input.classify(outcome.reply), held: outcome.reason };
+  }
+  if (outcome.kind === 'path-failed') return { kind: 'failed', cause: 'adaptive', reply: outcome.reply, bounce: input.classify(outcome.reply) };
+  return undefined;
 }
 
 /** Per-recipient replies of an outcome, in job order. */

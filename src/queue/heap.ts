@@ -47,4 +47,16 @@ export class MinHeap<T> {
     for (const e of kept) this.push(e.due, e.value);
     return removed;
   }
+
+  /** Move every matching entry to `due` (made due at once by an action); O(n). */
+  updateWhere(match: (value: T) => boolean, due: number): number {
+    const all = this.#items.splice(0);
+    let moved = 0;
+    for (const e of all) {
+      const hit = e.due > due && match(e.value);
+      if (hit) moved++;
+      this.push(hit ? due : e.due, e.value);
+    }
+    return moved;
+  }
 }

@@ -8,12 +8,13 @@ import type { RouteAnswer } from '../model/route.ts';
 import type { BounceClassification } from '../model/bounce.ts';
 import type { AttemptOutcome, Route } from '../model/outcome.ts';
 import { formatReply, localReply, type SmtpReply } from '../model/reply.ts';
-import { decide, expiredReply, outcomeReplies, type Verdict } from './decide.ts';
+import { decide, expiredReply, outcomeReplies, verdictWithoutAttempt, type Verdict } from './decide.ts';
 import { MinHeap } from './heap.ts';
 import type { RetryPolicy } from './retry.ts';
 
 export interface QueueJob {
   readonly site: SiteName;
+  readonly domain: string;
   readonly hosts: readonly { name: string; addresses: readonly string[] }[];
   readonly envelope: { sender: string; recipients: readonly string[]; size: number; eightBit: boolean; envid?: string; ret?: string };
   readonly openBody: () => Readable;
@@ -55,7 +56,6 @@ export interface QueueOptions {
   readonly maxActive: number;
   /** Recipients loaded at once: bounds memory when messages have many recipients. */
   readonly maxActiveRecipients: number;
-  readonly maxRecipientsPerTransaction: number;
   /** An activation running longer than this is abandoned by the watchdog and retried. */
   readonly stallAfter: number;
 }
@@ -66,18 +66,24 @@ export interface QueueSnapshot {
   readonly recipients: number;
 }
 
+/** A message whose pending recipients last went one path is known by it, for per-path counts and actions. */
+
 export interface Queue {
   /** A message just made durable by ingress. */
   enqueue(envelope: Envelope): void;
   /** Messages found on disk at start; loads each to learn when it is next due. */
   recover(ids: readonly QueueId[]): Promise<void>;
   snapshot(): QueueSnapshot;
+  /** Recipients waiting per path (the path of their last attempt; unknown until there was one). */
+  queuedByPath(): Map<string, number>;
+  /** Make every waiting message of a path due now (an adaptive rule fails its mail); how many. */
+  expedite(path: string): number;
   start(): void;
   /** Stop activating messages; resolves when active ones are done or `graceMs` passes. */
   stop(graceMs: number): Promise<void>;
 }
 
-interface Scheduled { readonly id: QueueId; readonly pending: number }
+interface Scheduled { readonly id: QueueId; readonly pending: number; readonly path: string | undefined }
 interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
 
 const WATCHDOG_MS = 30_000;
@@ -90,14 +96,23 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   const active = new Map<QueueId, Active>();
   let queuedRecipients = 0;
   let activeRecipients = 0;
+  const byPath = new Map<string, number>();
   let timer: { at: number; handle: Timer } | undefined;
   let watchdog: Timer | undefined;
   let running = false;
   const idleWaiters: (() => void)[] = [];
 
-  function schedule(id: QueueId, due: number, pending: number): void {
-    heap.push(due, { id, pending });
+  function schedule(id: QueueId, due: number, pending: number, path?: string): void {
+    heap.push(due, { id, pending, path });
+    if (path) byPath.set(path, (byPath.get(path) ?? 0) + pending);
     arm();
+  }
+
+  function unscheduled(entry: Scheduled): void {
+    if (!entry.path) return;
+    const left = (byPath.get(entry.path) ?? 0) - entry.pending;
+    if (left > 0) byPath.set(entry.path, left);
+    else byPath.delete(entry.path);
   }
 
   function arm(): void {
@@ -116,6 +131,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       const top = heap.peek();
       if (!top || top.due > now) break;
       heap.pop();
+      unscheduled(top.value);
       activate(top.value.id, top.value.pending, undefined);
     }
     if (hasRoomFor(1)) arm();
@@ -177,9 +193,10 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
 
   async function attemptDue(envelope: Envelope, states: RecipientState[], due: readonly number[]): Promise<Map<number, Decision>> {
     const decisions = new Map<number, Decision>();
-    const groups = groupByDomain(envelope, due, options.maxRecipientsPerTransaction);
+    const groups = groupByDomain(envelope, due);
     await Promise.all(groups.map(async ({ domain, indexes }) => {
       const outcome = await attemptGroup(envelope, domain, indexes);
+      const unattempted = verdictWithoutAttempt(outcome, { expiresAt: envelope.expiresAt, classify: ports.classify });
       const replies = outcomeReplies(outcome, indexes.length);
       const siblingAccepted = replies.some((r) => r.code >= 200 && r.code < 300);
       const now = clock.now();
@@ -187,8 +204,9 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         const state = states[index] as RecipientState;
         const attempt = state.attempts + 1;
         const reply = replies[k] as SmtpReply;
-        const verdict = decide(options.retry, { reply, attempt, now, expiresAt: envelope.expiresAt, random: random(), siblingAccepted, classify: ports.classify });
-        decisions.set(index, { attempt: verdict.kind === 'retry' && !verdict.counts ? state.attempts : attempt, route: outcome.route, verdict });
+        const verdict = unattempted ?? decide(options.retry, { reply, attempt, now, expiresAt: envelope.expiresAt, random: random(), siblingAccepted, classify: ports.classify });
+        const counted = !(verdict.kind === 'retry' && !verdict.counts) && !(unattempted && verdict.kind === 'failed');
+        decisions.set(index, { attempt: counted ? attempt : state.attempts, route: outcome.route, verdict });
       });
     }));
     return decisions;
@@ -199,6 +217,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     if (route.kind !== 'route') return { kind: 'site-unreachable', route: {}, reply: dnsReply(domain, route) };
     return ports.deliver({
       site: route.site,
+      domain,
       hosts: route.hosts,
       envelope: {
         sender: envelope.sender,
@@ -242,7 +261,18 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     }
     if (records.length > 0) await ports.journal(id, records);
     const nextDue = Math.min(...pending.map((s) => s.nextAt));
-    schedule(id, Math.min(nextDue, envelope.expiresAt), pending.length);
+    schedule(id, Math.min(nextDue, envelope.expiresAt), pending.length, pathOf(states, decisions));
+  }
+
+  /** The path all of a message's pending recipients last went, if they went one. */
+  function pathOf(states: readonly RecipientState[], decisions: ReadonlyMap<number, Decision>): string | undefined {
+    let path: string | undefined;
+    for (const [index, d] of decisions) {
+      if (states[index]?.final) continue;
+      if (!d.route.path || (path && path !== d.route.path)) return undefined;
+      path = d.route.path;
+    }
+    return path;
   }
 
   function logAttempt(envelope: Envelope, index: number, d: Decision): void {
@@ -255,7 +285,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       mx: d.route.mx,
       remote_ip: d.route.remoteIp,
       reply: formatReply(v.reply),
-      ...(v.kind === 'retry' ? { next_attempt: new Date(v.at).toISOString() } : {}),
+      ...(d.route.path ? { path: d.route.path } : {}),
+      ...(v.kind === 'retry' ? { next_attempt: new Date(v.at).toISOString(), ...(v.held ? { held: v.held } : {}) } : {}),
       ...(v.kind === 'failed' ? { cause: v.cause } : {}),
       ...(v.kind === 'delivered' ? {} : { bounce: { reason: v.bounce.reason, class: v.bounce.class, category: v.bounce.category, type: v.bounce.type, rule: v.bounce.rule } }),
       ...(v.kind !== 'delivered' && v.bounce.mismatch ? { bounce_note: v.bounce.mismatch } : {}),
@@ -318,6 +349,18 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       log.info({ messages: ids.length, recipients: queuedRecipients }, 'queue recovered');
     },
     snapshot: () => ({ scheduled: heap.size, active: active.size, recipients: queuedRecipients }),
+    queuedByPath: () => new Map(byPath),
+    expedite(path) {
+      const now = clock.now();
+      const moved = heap.updateWhere((v) => v.path === path, now);
+      if (moved > 0) {
+        log.info({ path, messages: moved }, 'queue: messages of a path made due now');
+        timer?.handle.cancel();
+        timer = undefined;
+        arm();
+      }
+      return moved;
+    },
     start() {
       running = true;
       watchdog = clock.at(clock.now() + WATCHDOG_MS, runWatchdog);
@@ -345,7 +388,7 @@ function isUnreadable(err: unknown): boolean {
   return code === 'TERN_SPOOL_CORRUPT' || err instanceof SyntaxError;
 }
 
-function groupByDomain(envelope: Envelope, due: readonly number[], chunk: number): { domain: string; indexes: number[] }[] {
+function groupByDomain(envelope: Envelope, due: readonly number[]): { domain: string; indexes: number[] }[] {
   const byDomain = new Map<string, number[]>();
   for (const i of due) {
     const address = (envelope.recipients[i] as { address: string }).address;
@@ -354,11 +397,8 @@ function groupByDomain(envelope: Envelope, due: readonly number[], chunk: number
     list.push(i);
     byDomain.set(domain, list);
   }
-  const groups: { domain: string; indexes: number[] }[] = [];
-  for (const [domain, indexes] of byDomain) {
-    for (let k = 0; k < indexes.length; k += chunk) groups.push({ domain, indexes: indexes.slice(k, k + chunk) });
-  }
-  return groups;
+  // Delivery splits a group into transactions of its path's max_recipients_per_message.
+  return [...byDomain].map(([domain, indexes]) => ({ domain, indexes }));
 }
 
 /** DNS answers as replies: NXDOMAIN and null MX are permanent; the rest wait. */

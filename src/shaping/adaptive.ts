@@ -1,6 +1,7 @@
 import type { PathHold, PathLevels, PathObservation, PathSettings } from '../model/path.ts';
 import { enhancedCodeMatches, formatReply, replyCodeMatches, type SmtpReply } from '../model/reply.ts';
-import { HourCounts, RateMeter, type HourSummary } from './meters.ts';
+import { RateMeter } from '../lib/rate-meter.ts';
+import { HourCounts, type HourSummary } from './meters.ts';
 import type { AdaptiveRule } from './rules.ts';
 import { LIMIT_KEYS, RATE_KEYS, limitValue, type LimitKey } from './settings.ts';
 
@@ -122,7 +123,9 @@ export class AdaptiveState {
     if (obs.kind === 'reply') {
       // Tern's own replies say nothing about the receiver (and a local reply must never feed a rule).
       if (obs.reply.origin !== 'remote') return [];
-      state.hour.add(now, obs.reply.code >= 500 ? 'failed' : 'deferred', obs.recipients);
+      // A reply before any transaction (greeting, EHLO) refused a connection, not recipients.
+      if (obs.recipients === 0) state.hour.add(now, 'connection_failures');
+      else state.hour.add(now, obs.reply.code >= 500 ? 'failed' : 'deferred', obs.recipients);
     } else {
       state.hour.add(now, 'connection_failures');
     }
@@ -133,7 +136,7 @@ export class AdaptiveState {
       throttled = true;
       if (this.#counted(state, rule, now)) changes.push(this.#fire(ctx, state, rule, obs, levels, now));
     }
-    if (throttled) state.hour.add(now, 'throttled', obs.kind === 'reply' ? obs.recipients : 1);
+    if (throttled) state.hour.add(now, 'throttled', obs.kind === 'reply' ? Math.max(1, obs.recipients) : 1);
     return changes;
   }
 

@@ -1,40 +1,7 @@
 /**
- * Fixed-size rings of counters: what a path did over the last minute (per second, for the level
- * an adaptive change starts from) and over the last hour (per minute, for views). Memory is
- * constant per path; an idle path's ring is simply stale and reads as zeros.
+ * What a path did over the last hour, per minute, for views; saved with the adaptive state.
+ * (The last minute, per second, is lib/rate-meter.ts.)
  */
-
-/** Events per second over the last `slots` seconds. */
-export class RateMeter {
-  readonly #counts: Float64Array;
-  readonly #stamps: Float64Array;
-
-  constructor(slots = 60) {
-    this.#counts = new Float64Array(slots);
-    this.#stamps = new Float64Array(slots).fill(-1);
-  }
-
-  add(now: number, n = 1): void {
-    const second = Math.floor(now / 1000);
-    const i = second % this.#counts.length;
-    if (this.#stamps[i] !== second) {
-      this.#stamps[i] = second;
-      this.#counts[i] = 0;
-    }
-    this.#counts[i] = (this.#counts[i] as number) + n;
-  }
-
-  /** The average over the whole window: a path that just started reads low, on purpose (a cautious level). */
-  perSecond(now: number): number {
-    const second = Math.floor(now / 1000);
-    let total = 0;
-    for (let i = 0; i < this.#counts.length; i++) {
-      const stamp = this.#stamps[i] as number;
-      if (stamp > second - this.#counts.length && stamp <= second) total += this.#counts[i] as number;
-    }
-    return total / this.#counts.length;
-  }
-}
 
 export const HOUR_FIELDS = ['delivered', 'deferred', 'failed', 'throttled', 'connection_failures'] as const;
 export type HourField = (typeof HOUR_FIELDS)[number];

@@ -1,3 +1,4 @@
+import type { Config } from '../config/index.ts';
 import type { Rate } from '../lib/units.ts';
 import type { PathSettings } from '../model/path.ts';
 
@@ -8,6 +9,23 @@ export const RATE_KEYS: ReadonlySet<LimitKey> = new Set(['max_message_rate', 'ma
 
 export const SETTING_KEYS = [...LIMIT_KEYS, 'connect_timeout', 'greeting_timeout', 'idle_timeout', 'tls'] as const;
 export type SettingKey = (typeof SETTING_KEYS)[number];
+
+/** The bottom layer of every path: shaping.defaults, with delivery's timeouts and TLS where it is silent. */
+export function baseSettings(config: Pick<Config, 'shaping' | 'delivery'>): PathSettings {
+  const d = config.shaping.defaults;
+  const t = config.delivery.timeouts;
+  return {
+    max_connections: d.max_connections,
+    max_messages_per_connection: d.max_messages_per_connection,
+    max_message_rate: d.max_message_rate,
+    max_connection_rate: d.max_connection_rate,
+    max_recipients_per_message: d.max_recipients_per_message,
+    connect_timeout: d.connect_timeout ?? t.connect,
+    greeting_timeout: d.greeting_timeout ?? t.greeting,
+    idle_timeout: d.idle_timeout ?? t.idle,
+    tls: d.tls ?? config.delivery.tls,
+  };
+}
 
 export type PartialSettings = { readonly [K in SettingKey]?: PathSettings[K] };
 

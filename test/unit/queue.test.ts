@@ -49,7 +49,7 @@ function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOu
     observe: (o) => outcomes.push(o),
   };
   const queue = createQueue(
-    { retry: { base: 20 * MIN, max: 6 * 60 * MIN, jitter: 0 }, maxActive: 100, maxActiveRecipients: 1000, maxRecipientsPerTransaction: 100, stallAfter: 10 * MIN, ...options },
+    { retry: { base: 20 * MIN, max: 6 * 60 * MIN, jitter: 0 }, maxActive: 100, maxActiveRecipients: 1000, stallAfter: 10 * MIN, ...options },
     ports,
     { clock, log: pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as Record<string, unknown>) }), random: () => 0.5 },
   );

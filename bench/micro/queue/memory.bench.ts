@@ -32,7 +32,7 @@ function envelope(id: QueueId): Envelope {
 gc();
 const before = process.memoryUsage();
 const queue = createQueue(
-  { retry: { base: 1_200_000, max: 21_600_000, jitter: 0.1 }, maxActive: MAX_ACTIVE, maxActiveRecipients: Number(process.env.MAX_ACTIVE_RECIPIENTS ?? 50_000), maxRecipientsPerTransaction: 100, stallAfter: 3_600_000 },
+  { retry: { base: 1_200_000, max: 21_600_000, jitter: 0.1 }, maxActive: MAX_ACTIVE, maxActiveRecipients: Number(process.env.MAX_ACTIVE_RECIPIENTS ?? 50_000), stallAfter: 3_600_000 },
   {
     load: async (id) => ({ envelope: envelope(id), states: Array.from({ length: RCPTS }, () => ({ attempts: 0, nextAt: 0 })) }),
     journal: async () => undefined,
