@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../lib/clock.ts';
-import { RateMeter } from '../lib/rate-meter.ts';
+import { PeakMeter } from '../lib/rate-meter.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome, Route } from '../model/outcome.ts';
 import type { Grant, GrantRequest, PathHandle, PathLevels, PathObservation, PathSettings, TlsPolicy } from '../model/path.ts';
@@ -47,12 +47,14 @@ type Opened = { kind: 'open'; conn: ClientConnection; route: Route } | { kind: '
 const MAX_ADDRESSES_PER_ATTEMPT = 5;
 /** Jobs waiting in one path's pool at most; more wait in the queue, where they cost no memory. */
 const MAX_READY = 1000;
-/** Beyond two per connection, a path holds about this many seconds of its own throughput ready. */
+/** ... and at least this many, or two per connection if more, so a small path does not churn. */
+const MIN_READY = 20;
+/** Between the two, about this many seconds of the path's own throughput. */
 const READY_SECONDS = 10;
 /** Message grants asked for at once when a rate applies. */
 const MESSAGE_GRANT_BATCH = 16;
 const HOLD_MIN_MS = 1_000;
-const HOLD_MAX_MS = 60_000;
+const HOLD_MAX_MS = 15_000;
 /**
  * After a connection fails while others to the path work, no new one for this long, doubling
  * while failures go on: a receiver refusing sessions above its limit in words no rule knows is
@@ -78,11 +80,14 @@ export class PathPool {
   readonly #waiting: Pending[] = [];
   readonly #idle: ((p: Pending | undefined) => void)[] = [];
   readonly #open = new Set<ClientConnection>();
-  readonly #done = new RateMeter(READY_SECONDS);
-  #completed = 0;
+  /** Connections open at once, per second: the level a refused connection is judged against. */
+  readonly #peak = new PeakMeter(60);
+  /** How long a transaction takes here, smoothed; 0 before the first. */
+  #serviceMs = 0;
   #workers = 0;
   #growTimer: Timer | undefined;
   #backoff = 0;
+  #backoffUntil = 0;
   #credit = 0;
   #creditFor: PathSettings | undefined;
   #stopping = false;
@@ -146,16 +151,28 @@ export class PathPool {
    * in the queue, so one slow path never fills the active window that every path shares.
    */
   #readyCap(settings: PathSettings): number {
-    const perConnection = 2 * settings.max_connections;
-    const rate = settings.max_message_rate;
-    if (rate) return Math.min(MAX_READY, Math.max(perConnection, Math.ceil((rate.count * 1000 * READY_SECONDS) / rate.perMs)));
-    if (this.#completed === 0) return MAX_READY;
-    return Math.min(MAX_READY, Math.max(perConnection, this.#done.total(this.#clock.now())));
+    const floor = Math.max(MIN_READY, 2 * settings.max_connections);
+    const rate = this.#throughput(settings);
+    if (rate === undefined) return MAX_READY;
+    return Math.min(MAX_READY, Math.max(floor, Math.ceil(rate * READY_SECONDS)));
   }
 
+  /**
+   * Messages a second the path can send now: its rate when it has one, else its open connections
+   * at the speed its transactions have been going; undefined before its first.
+   */
+  #throughput(settings: PathSettings): number | undefined {
+    const rate = settings.max_message_rate;
+    if (rate) return (rate.count * 1000) / rate.perMs;
+    if (this.#serviceMs === 0) return undefined;
+    return (Math.max(1, this.#open.size) * 1000) / Math.max(1, this.#serviceMs);
+  }
+
+  /** Held back until about half the ready jobs have gone, so the pool is refilled before it runs dry. */
   #readyFull(settings: PathSettings): AttemptOutcome {
-    const rate = settings.max_message_rate ? (settings.max_message_rate.count * 1000) / settings.max_message_rate.perMs : this.#done.perSecond(this.#clock.now());
-    const drain = rate > 0 ? (this.#waiting.length / rate) * 1000 : HOLD_MAX_MS;
+    const rate = this.#throughput(settings) ?? 0;
+    const excess = this.#waiting.length - this.#readyCap(settings) / 2;
+    const drain = rate > 0 ? (excess / rate) * 1000 : HOLD_MAX_MS;
     const wait = Math.min(HOLD_MAX_MS, Math.max(HOLD_MIN_MS, drain)) * (0.8 + 0.4 * this.#random());
     const reply = localReply(451, '4.4.5', `path busy: ${this.#waiting.length} messages already waiting for ${this.path.site}`, 'QUEUE');
     return { kind: 'held', route: this.#route(), reply, until: Math.round(this.#clock.now() + wait), reason: 'ready-queue-full' };
@@ -176,10 +193,15 @@ export class PathPool {
     return true;
   }
 
-  /** One connection per waiting job, as many as the limiter grants; ask again when it says. */
+  /**
+   * One connection per waiting job, as many as the limiter grants; ask again when it says. While
+   * backing off after a refused connection, no more than those already working (but never none).
+   */
   #grow(): void {
     if (this.#stopping || this.#growTimer) return;
-    const want = Math.min(this.#waiting.length, this.path.settings().max_connections - this.#workers);
+    if (this.#workers > 0 && this.#clock.now() < this.#backoffUntil) return this.#delayGrowth(this.#backoffUntil);
+    // Asked even when the limit is reached: a refusal tells shaping the limit is holding mail back.
+    const want = this.#waiting.length;
     if (want <= 0) return;
     const [grant] = this.#ports.acquire([{ path: this.path.key, kind: 'connection', count: want }]);
     for (let i = 0; i < (grant?.granted ?? 0); i++) this.#spawnWorker();
@@ -207,20 +229,26 @@ export class PathPool {
   async #work(): Promise<void> {
     const first = this.#waiting.shift();
     if (!first) return;
-    const opened = await this.#connect(first.job.hosts);
-    if (opened.kind === 'failed') return this.#connectFailed(first, opened);
+    const startedAt = this.#clock.now();
+    this.#peak.note(startedAt, this.#open.size);
+    const opened = await this.#connect(first.job.hosts, startedAt);
+    if (opened.kind === 'failed') return this.#connectFailed(first, opened, startedAt);
     const { conn, route } = opened;
-    this.#backoff = 0;
+    if (this.#clock.now() >= this.#backoffUntil) this.#backoff = 0;
     this.#open.add(conn);
+    this.#peak.note(this.#clock.now(), this.#open.size);
     try {
       let pending: Pending | undefined = first;
       for (let sent = 0; pending; ) {
         const healthy = await this.#sendOne(conn, route, pending, sent);
         sent++;
         if (!healthy || !this.#mayContinue(sent)) break;
-        pending = this.#waiting.shift() ?? (await this.#waitIdle());
+        const ready = this.#waiting.shift();
+        pending = ready ?? (await this.#waitIdle());
         if (pending && conn.closed) {
-          // The server hung up: the job goes to another idle connection or a fresh one.
+          // The server hung up: the job goes to another idle connection or a fresh one. Right
+          // after a message (not after an idle wait) that is its per-connection limit speaking.
+          if (ready) this.#ports.observe(this.path, { kind: 'event', event: 'dropped', detail: `the server closed the connection after ${sent} messages` }, { connections: this.#open.size, sentOnConnection: sent });
           this.#dispatch(pending, { sentBack: true });
           break;
         }
@@ -239,22 +267,31 @@ export class PathPool {
   }
 
   /**
-   * No MX answered. If the path has other connections open, the trouble is this connection's
-   * (a receiver refusing sessions above its limit): the job goes back to wait for one of them.
-   * Otherwise the whole path is unreachable right now, and everything waiting shares the verdict
-   * instead of each job timing out against the same dead hosts.
+   * No MX answered. If the path has other connections, open or opening, or had one working while
+   * this one tried, the trouble is this connection's (a receiver refusing sessions above its
+   * limit): the job goes back to wait for another. Otherwise the path is unreachable right now,
+   * and everything waiting shares the verdict instead of each job timing out against the same
+   * dead hosts.
    */
-  #connectFailed(first: Pending, opened: Extract<Opened, { kind: 'failed' }>): void {
-    if (this.#open.size > 0 && !first.resent) {
-      first.resent = true;
-      this.#dispatch(first, { sentBack: true });
-      this.#backoff = Math.min(REFUSED_BACKOFF_MAX_MS, Math.max(REFUSED_BACKOFF_MIN_MS, this.#backoff * 2));
-      this.#delayGrowth(this.#clock.now() + this.#backoff);
+  #connectFailed(first: Pending, opened: Extract<Opened, { kind: 'failed' }>, startedAt: number): void {
+    const outcome: AttemptOutcome = { kind: 'site-unreachable', route: { ...opened.route, ...this.#route() }, reply: opened.reply };
+    if (this.#workers <= 1 && this.#peak.maxSince(startedAt, this.#clock.now()) === 0) {
+      first.resolve(outcome);
+      for (const p of this.#waiting.splice(0)) p.resolve(outcome);
       return;
     }
-    const outcome: AttemptOutcome = { kind: 'site-unreachable', route: { ...opened.route, ...this.#route() }, reply: opened.reply };
-    first.resolve(outcome);
-    for (const p of this.#waiting.splice(0)) p.resolve(outcome);
+    // Sent back once; a job whose second connection fails too has had its attempt.
+    if (first.resent) first.resolve(outcome);
+    else {
+      first.resent = true;
+      this.#dispatch(first, { sentBack: true });
+    }
+    // Refusals of one burst count once: the back-off doubles only for a refusal after it ended.
+    const now = this.#clock.now();
+    if (now >= this.#backoffUntil) {
+      this.#backoff = Math.min(REFUSED_BACKOFF_MAX_MS, Math.max(REFUSED_BACKOFF_MIN_MS, this.#backoff * 2));
+      this.#backoffUntil = now + this.#backoff;
+    }
   }
 
   async #sendOne(conn: ClientConnection, route: Route, pending: Pending, sent: number): Promise<boolean> {
@@ -262,8 +299,11 @@ export class PathPool {
     const { job } = pending;
     const deadline = this.#settings.timeouts.data + this.#settings.timeouts.command;
     // Watchdog: socket timeouts cover inactivity; this bounds a peer that trickles bytes forever.
-    const timer = this.#clock.at(this.#clock.now() + deadline, () => conn.close());
+    const started = this.#clock.now();
+    const timer = this.#clock.at(started + deadline, () => conn.close());
     const result = await conn.send(job.envelope, job.openBody()).finally(() => timer.cancel());
+    const took = this.#clock.now() - started;
+    this.#serviceMs = this.#serviceMs === 0 ? took : 0.8 * this.#serviceMs + 0.2 * took;
     const levels = { connections: this.#open.size, sentOnConnection: sent };
     if (result.kind === 'message-refused' && this.#droppedBeforeAnswer(result.reply, sent, pending)) {
       this.#ports.observe(this.path, { kind: 'event', event: 'dropped', detail: `the server closed the connection after ${sent} messages` }, levels);
@@ -275,8 +315,6 @@ export class PathPool {
       ? { kind: 'transaction', route: fullRoute, replies: result.replies }
       : { kind: 'message-refused', route: fullRoute, reply: result.reply };
     for (const observation of observationsOf(outcome, job.envelope.recipients.length)) this.#ports.observe(this.path, observation, levels);
-    this.#completed++;
-    this.#done.add(this.#clock.now());
     pending.resolve(outcome);
     if (!result.healthy) return false;
     return result.kind === 'transaction' && result.replies.every(isSuccess) ? true : conn.reset();
@@ -333,7 +371,7 @@ export class PathPool {
     });
   }
 
-  async #connect(hosts: readonly DeliveryHost[]): Promise<Opened> {
+  async #connect(hosts: readonly DeliveryHost[], startedAt: number): Promise<Opened> {
     let last: Opened | undefined;
     let tried = 0;
     const settings = this.path.settings();
@@ -341,7 +379,7 @@ export class PathPool {
       for (const address of host.addresses) {
         if (tried++ >= MAX_ADDRESSES_PER_ATTEMPT) break;
         const route: Route = { mx: host.name, remoteIp: address };
-        const result = await this.#connectOne(host.name, address, settings, settings.tls);
+        const result = await this.#connectOne(host.name, address, settings, settings.tls, startedAt);
         if (result.kind === 'open') return result;
         this.#log.info({ site: this.path.site, path: this.path.key, mx: host.name, remote_ip: address, reply: result.reply.text }, 'connection failed, trying next MX');
         last = { ...result, route };
@@ -350,7 +388,7 @@ export class PathPool {
     return last ?? { kind: 'failed', route: {}, reply: localReply(451, '4.4.4', 'no MX host address to try', 'CONNECT') };
   }
 
-  async #connectOne(mx: string, address: string, settings: PathSettings, tls: TlsPolicy): Promise<Opened> {
+  async #connectOne(mx: string, address: string, settings: PathSettings, tls: TlsPolicy, startedAt: number): Promise<Opened> {
     const options: ConnectOptions = {
       host: address,
       servername: mx,
@@ -364,15 +402,19 @@ export class PathPool {
       return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), tls: conn.secure } };
     } catch (err) {
       // Opportunistic TLS: a failed handshake falls back to plaintext, as Postfix does at "may".
-      if (err instanceof ConnectError && err.code === 'ETLS' && tls === 'opportunistic') return this.#connectOne(mx, address, settings, 'disabled');
-      this.#observeConnectFailure(err);
+      if (err instanceof ConnectError && err.code === 'ETLS' && tls === 'opportunistic') return this.#connectOne(mx, address, settings, 'disabled', startedAt);
+      this.#observeConnectFailure(err, startedAt);
       return { kind: 'failed', route: { mx, remoteIp: address }, reply: connectFailure(err) };
     }
   }
 
-  /** A refusal in words (greeting, EHLO) or a failure without any (timeout, refused, TLS). */
-  #observeConnectFailure(err: unknown): void {
-    const levels = { connections: this.#open.size, sentOnConnection: 0 };
+  /**
+   * A refusal in words (greeting, EHLO) or a failure without any (timeout, refused, TLS). The
+   * level is the most connections the receiver had open from us while this one tried: those it
+   * was willing to take (they may have finished and gone by now).
+   */
+  #observeConnectFailure(err: unknown, startedAt: number): void {
+    const levels = { connections: this.#peak.maxSince(startedAt, this.#clock.now()), sentOnConnection: 0 };
     if (!(err instanceof ConnectError)) return;
     if (err.reply.origin === 'remote') this.#ports.observe(this.path, { kind: 'reply', reply: err.reply, recipients: 0 }, levels);
     else if (err.event) this.#ports.observe(this.path, { kind: 'event', event: err.event, detail: err.reply.text }, levels);

@@ -32,5 +32,7 @@ export interface RecipientState {
   attempts: number;
   nextAt: number;
   lastReply?: SmtpReply;
+  /** The delivery path of the last attempt (shaping's key), when there was one. */
+  path?: string;
   final?: 'delivered' | 'failed';
 }

@@ -48,14 +48,14 @@ export class MinHeap<T> {
     return removed;
   }
 
-  /** Move every matching entry to `due` (made due at once by an action); O(n). */
-  updateWhere(match: (value: T) => boolean, due: number): number {
+  /** Move every matching entry to `due`, its value changed by `update` (made due at once by an action); O(n). */
+  updateWhere(match: (value: T) => boolean, due: number, update: (value: T) => T = (v) => v): number {
     const all = this.#items.splice(0);
     let moved = 0;
     for (const e of all) {
       const hit = e.due > due && match(e.value);
       if (hit) moved++;
-      this.push(hit ? due : e.due, e.value);
+      this.push(hit ? due : e.due, hit ? update(e.value) : e.value);
     }
     return moved;
   }

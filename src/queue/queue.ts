@@ -83,7 +83,8 @@ export interface Queue {
   stop(graceMs: number): Promise<void>;
 }
 
-interface Scheduled { readonly id: QueueId; readonly pending: number; readonly path: string | undefined }
+/** `now`: made due by an action (expedite): every pending recipient is attempted, whatever its own time. */
+interface Scheduled { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean }
 interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
 
 const WATCHDOG_MS = 30_000;
@@ -132,7 +133,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       if (!top || top.due > now) break;
       heap.pop();
       unscheduled(top.value);
-      activate(top.value.id, top.value.pending, undefined);
+      activate(top.value.id, top.value.pending, undefined, top.value.now);
     }
     if (hasRoomFor(1)) arm();
   }
@@ -142,11 +143,11 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     return active.size < options.maxActive && (active.size === 0 || activeRecipients + recipients <= options.maxActiveRecipients);
   }
 
-  function activate(id: QueueId, pending: number, fresh: { envelope: Envelope; states: RecipientState[] } | undefined): void {
+  function activate(id: QueueId, pending: number, fresh: { envelope: Envelope; states: RecipientState[] } | undefined, expedited = false): void {
     const entry: Active = { startedAt: clock.now(), pending, abandoned: false };
     active.set(id, entry);
     activeRecipients += pending;
-    void run(id, entry, fresh)
+    void run(id, entry, fresh, expedited)
       .catch(async (err: unknown) => {
         if (entry.abandoned) return;
         if (isUnreadable(err)) {
@@ -170,10 +171,10 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       });
   }
 
-  async function run(id: QueueId, entry: Active, fresh: { envelope: Envelope; states: RecipientState[] } | undefined): Promise<void> {
+  async function run(id: QueueId, entry: Active, fresh: { envelope: Envelope; states: RecipientState[] } | undefined, expedited: boolean): Promise<void> {
     const { envelope, states } = fresh ?? (await ports.load(id));
     const now = clock.now();
-    const due = states.flatMap((s, i) => (!s.final && s.nextAt <= now ? [i] : []));
+    const due = states.flatMap((s, i) => (!s.final && (expedited || s.nextAt <= now) ? [i] : []));
     const decisions = now >= envelope.expiresAt ? expireAll(states) : await attemptDue(envelope, states, due);
     if (entry.abandoned) return;
     await settle(id, entry, envelope, states, decisions);
@@ -240,9 +241,10 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       const state = states[index] as RecipientState;
       state.attempts = d.attempt;
       state.lastReply = d.verdict.reply;
+      if (d.route.path) state.path = d.route.path;
       if (d.verdict.kind === 'retry') {
         state.nextAt = d.verdict.at;
-        records.push({ t: 'retry', r: index, n: d.attempt, next: d.verdict.at, reply: d.verdict.reply });
+        records.push({ t: 'retry', r: index, n: d.attempt, next: d.verdict.at, reply: d.verdict.reply, ...(d.route.path ? { p: d.route.path } : {}) });
       } else {
         state.final = d.verdict.kind === 'delivered' ? 'delivered' : 'failed';
         records.push({ t: 'final', r: index, n: d.attempt, v: state.final, reply: d.verdict.reply, ...(d.verdict.kind === 'failed' ? { cause: d.verdict.cause } : {}) });
@@ -261,18 +263,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     }
     if (records.length > 0) await ports.journal(id, records);
     const nextDue = Math.min(...pending.map((s) => s.nextAt));
-    schedule(id, Math.min(nextDue, envelope.expiresAt), pending.length, pathOf(states, decisions));
-  }
-
-  /** The path all of a message's pending recipients last went, if they went one. */
-  function pathOf(states: readonly RecipientState[], decisions: ReadonlyMap<number, Decision>): string | undefined {
-    let path: string | undefined;
-    for (const [index, d] of decisions) {
-      if (states[index]?.final) continue;
-      if (!d.route.path || (path && path !== d.route.path)) return undefined;
-      path = d.route.path;
-    }
-    return path;
+    schedule(id, Math.min(nextDue, envelope.expiresAt), pending.length, pathOf(pending));
   }
 
   function logAttempt(envelope: Envelope, index: number, d: Decision): void {
@@ -332,7 +323,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
               continue;
             }
             queuedRecipients += pending.length;
-            schedule(id, Math.min(envelope.expiresAt, ...pending.map((s) => s.nextAt)), pending.length);
+            schedule(id, Math.min(envelope.expiresAt, ...pending.map((s) => s.nextAt)), pending.length, pathOf(pending));
           } catch (err) {
             if (isUnreadable(err)) {
               log.error({ err, queue_id: id }, 'cannot recover message; moved to the spool\'s corrupt/ folder');
@@ -352,7 +343,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     queuedByPath: () => new Map(byPath),
     expedite(path) {
       const now = clock.now();
-      const moved = heap.updateWhere((v) => v.path === path, now);
+      const moved = heap.updateWhere((v) => v.path === path, now, (v) => ({ ...v, now: true }));
       if (moved > 0) {
         log.info({ path, messages: moved }, 'queue: messages of a path made due now');
         timer?.handle.cancel();
@@ -381,6 +372,12 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       });
     },
   };
+}
+
+/** The path all of a message's pending recipients last went, if they all went one. */
+function pathOf(pending: readonly RecipientState[]): string | undefined {
+  const path = pending[0]?.path;
+  return path && pending.every((s) => s.path === path) ? path : undefined;
 }
 
 function isUnreadable(err: unknown): boolean {

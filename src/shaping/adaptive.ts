@@ -13,9 +13,9 @@ import { LIMIT_KEYS, RATE_KEYS, limitValue, type LimitKey } from './settings.ts'
  *   (connections open, messages sent on the connection, messages accepted over the last minute),
  *   never above where it was and never under one (rates: one a minute);
  * - pause / fail: the path takes no mail; it waits in the queue, or fails.
- * A repeated trigger extends the effect. Within SETTLE_MS of a change it does nothing else (those
- * replies were already in flight); after that it lowers again from the levels then in use, so
- * a receiver that still complains is followed down, but one burst never compounds. Every
+ * A repeated trigger extends the effect. Within the settle time of a change it does nothing else
+ * (those replies answer what was sent before it); after that it lowers again from the levels then
+ * in use, so a receiver that still complains is followed down, but one burst never compounds. Every
  * `recover.every` with successes and no trigger, lowered limits rise by `recover.step`, the step
  * doubling each time (additive increase that speeds up while the receiver stays content); a limit
  * back at its static value is dropped, and so is the effect once nothing is left, or at expiry.
@@ -26,8 +26,15 @@ const FLOOR_COUNT = 1;
 const FLOOR_RATE = 1 / 60;
 /** Replies this soon after a change were already in flight when it was made. */
 const SETTLE_MS = 10_000;
+/**
+ * Rates are measured over a minute (RateMeter's window), and receivers count over one: a minute
+ * after a rate was lowered, complaints may still answer the traffic from before it.
+ */
+const RATE_SETTLE_MS = 60_000;
 /** A lowered limit that was unlimited is lifted once recovery passes this multiple of the level it was cut from. */
 const UNLIMITED_CEILING = 2;
+/** Limits the limiter can tell were reached (a grant refused); the others rise on any success. */
+const PRESSABLE: ReadonlySet<LimitKey> = new Set(['max_connections', 'max_message_rate', 'max_connection_rate']);
 
 export interface PathContext {
   readonly key: string;
@@ -56,6 +63,8 @@ interface Effect {
   readonly ceilings: Map<LimitKey, number>;
   readonly reply: SmtpReply;
   readonly recover: { readonly every: number; readonly step: number };
+  /** Lowered limits that held something back since the last recovery tick: only those may rise. */
+  readonly pressed: Set<LimitKey>;
   since: number;
   expiresAt: number;
   settleUntil: number;
@@ -110,6 +119,14 @@ export class AdaptiveState {
   /** A connection was granted on the path (its connection rate level). */
   opened(key: string, now: number): void {
     this.#state(key).opened.add(now);
+  }
+
+  /**
+   * A limit held delivery back (a grant refused or cut short). A lowered limit rises only after
+   * it did: a limit nobody reached proves nothing about the receiver.
+   */
+  pressed(key: string, limit: LimitKey): void {
+    for (const e of this.#paths.get(key)?.effects.values() ?? []) if (e.values.has(limit)) e.pressed.add(limit);
   }
 
   observe(ctx: PathContext, obs: PathObservation, levels: PathLevels, now: number): Change[] {
@@ -294,7 +311,8 @@ export class AdaptiveState {
         effect.ceilings.set(key, Number.isFinite(stat) ? stat : Math.max(level, value) * UNLIMITED_CEILING);
       }
     }
-    effect.settleUntil = now + Math.min(SETTLE_MS, effect.recover.every);
+    const settle = [...rule.action.changes.keys()].some((k) => RATE_KEYS.has(k)) ? RATE_SETTLE_MS : Math.min(SETTLE_MS, effect.recover.every);
+    effect.settleUntil = now + settle;
     effect.nextRecoverAt = now + effect.recover.every;
     effect.step = effect.recover.step;
     effect.succeeded = false;
@@ -304,7 +322,7 @@ export class AdaptiveState {
 
   #newEffect(rule: AdaptiveRule, reply: SmtpReply, now: number, until: number): Effect {
     return {
-      rule: rule.id, kind: rule.action.kind, values: new Map(), ceilings: new Map(), reply, recover: rule.recover,
+      rule: rule.id, kind: rule.action.kind, values: new Map(), ceilings: new Map(), reply, recover: rule.recover, pressed: new Set(),
       since: now, expiresAt: until, settleUntil: now, nextRecoverAt: now + rule.recover.every, step: rule.recover.step, succeeded: false,
     };
   }
@@ -345,7 +363,11 @@ export class AdaptiveState {
     effect.nextRecoverAt = now + effect.recover.every;
     if (!effect.succeeded) return undefined;
     effect.succeeded = false;
-    for (const [k, v] of [...effect.values]) {
+    const rising = [...effect.values.keys()].filter((k) => !PRESSABLE.has(k) || effect.pressed.has(k));
+    effect.pressed.clear();
+    if (rising.length === 0) return undefined;
+    for (const k of rising) {
+      const v = effect.values.get(k) as number;
       const raised = RATE_KEYS.has(k) ? v * (1 + effect.step) : Math.max(v + 1, Math.floor(v * (1 + effect.step)));
       if (raised >= (effect.ceilings.get(k) ?? Infinity)) effect.values.delete(k);
       else effect.values.set(k, raised);
@@ -382,7 +404,7 @@ function effectFrom(raw: unknown, now: number): Effect | undefined {
   const limits = (o: unknown): Map<LimitKey, number> =>
     new Map(Object.entries((o ?? {}) as Record<string, unknown>).filter((kv): kv is [LimitKey, number] => (LIMIT_KEYS as readonly string[]).includes(kv[0]) && typeof kv[1] === 'number' && kv[1] > 0));
   return {
-    rule: e.rule, kind: e.kind as Effect['kind'], values: limits(e.values), ceilings: limits(e.ceilings), reply, recover: { every: recover.every, step: recover.step },
+    rule: e.rule, kind: e.kind as Effect['kind'], values: limits(e.values), ceilings: limits(e.ceilings), reply, recover: { every: recover.every, step: recover.step }, pressed: new Set(),
     since: e.since as number, expiresAt: e.expiresAt as number, settleUntil: e.settleUntil as number, nextRecoverAt: Math.max(e.nextRecoverAt as number, now), step: e.step as number, succeeded: false,
   };
 }

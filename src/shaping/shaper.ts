@@ -8,7 +8,7 @@ import { Limiter } from './limiter.ts';
 import type { HourSummary } from './meters.ts';
 import { DEFAULT_SOURCE, identify, layersOf, parsePathKey, providerOf, type PathIdentity } from './paths.ts';
 import type { RuleSet } from './rules.ts';
-import { SETTING_KEYS, resolveLayers, showSetting, withLimit, limitValue, type Resolved, type SettingKey } from './settings.ts';
+import { SETTING_KEYS, resolveLayers, showSetting, withLimit, limitValue, type LimitKey, type Resolved, type SettingKey } from './settings.ts';
 import { loadState, saveState } from './store.ts';
 
 export interface ShaperOptions {
@@ -65,6 +65,12 @@ const SWEEP_EVERY_MS = 600_000;
 const IDLE_PATH_MS = 600_000;
 
 interface Cached { rules: number; adaptive: number; resolved: Resolved; hold: PathHold | undefined }
+
+/** Which limit cut a grant short: a rate says when to ask again; the connection count does not. */
+function pressedLimit(kind: 'connection' | 'message', grant: Grant): LimitKey {
+  if (kind === 'message') return 'max_message_rate';
+  return grant.retryAt === undefined ? 'max_connections' : 'max_connection_rate';
+}
 
 export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
   const { clock, log } = deps;
@@ -226,10 +232,14 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
       return handleFor(identify(rules, DEFAULT_SOURCE, site, mxHosts, domain));
     },
     acquire(requests) {
+      // The limiter holds each path to its settings as of now (an adaptive change, a reload).
+      for (const r of requests) handles.get(r.path)?.handle.settings();
       const grants = limiter.acquire(requests);
       const now = clock.now();
       requests.forEach((r, i) => {
-        if (r.kind === 'connection' && (grants[i]?.granted ?? 0) > 0) adaptive.opened(r.path, now);
+        const grant = grants[i] ?? { granted: 0 };
+        if (r.kind === 'connection' && grant.granted > 0) adaptive.opened(r.path, now);
+        if (grant.granted < r.count) adaptive.pressed(r.path, pressedLimit(r.kind, grant));
       });
       return grants;
     },

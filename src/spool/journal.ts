@@ -31,7 +31,10 @@ export function replayJournal(count: number, records: readonly JournalRecord[]):
     state.attempts = rec.n;
     if (rec.reply) state.lastReply = rec.reply;
     if (rec.t === 'final') state.final = rec.v;
-    else state.nextAt = rec.next;
+    else {
+      state.nextAt = rec.next;
+      if (rec.p) state.path = rec.p;
+    }
   }
   return states;
 }

@@ -29,8 +29,9 @@ export const STANDARD_ZONE: Record<string, ZoneEntry> = {
   'mx.tls.test': { a: ['127.0.0.5'] },
 };
 
-export async function startWorld(zone: Record<string, ZoneEntry> = STANDARD_ZONE, hosts: readonly string[] = ['127.0.0.2', '127.0.0.3']): Promise<World> {
-  const port = await freePort(['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.9']);
+/** `hosts` get a plain sink now; `more` are addresses a test will add sinks on (the port must be free there too). */
+export async function startWorld(zone: Record<string, ZoneEntry> = STANDARD_ZONE, hosts: readonly string[] = ['127.0.0.2', '127.0.0.3'], more: readonly string[] = []): Promise<World> {
+  const port = await freePort([...new Set(['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.9', ...hosts, ...more])]);
   const dns = await startDnsZone(zone);
   const sinks = new Map<string, Sink>();
   const world: World = {

@@ -34,8 +34,12 @@ function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOu
       for (const r of entry.journal) {
         const s = states[r.r] as RecipientState;
         s.attempts = r.n;
+        if (r.reply) s.lastReply = r.reply;
         if (r.t === 'final') s.final = r.v;
-        else s.nextAt = r.next;
+        else {
+          s.nextAt = r.next;
+          if (r.p) s.path = r.p;
+        }
       }
       return { envelope: entry.envelope, states };
     },
@@ -194,4 +198,77 @@ t.test('each failed recipient is classified; a code mismatch is resolved by the 
   ]);
   const failed = h.logs.find((l) => l.event === 'failed');
   t.match(failed, { recipient: 'full@x.test', bounce: { reason: 'mailboxfull', class: 22, category: 'soft', type: 'soft' }, bounce_note: /550 and enhanced code 4\.2\.2 disagree; the reply code decides/ });
+});
+
+const ROUTE = { path: 'default|mx.x.test', provider: 'big' };
+const held = (until: number): AttemptOutcome => ({ kind: 'held', route: ROUTE, reply: parseReply('451 4.4.5 paused by rule r', { origin: 'local' }), until, reason: 'paused' });
+
+t.test('mail for a paused path waits until the pause ends, using up no attempt and no back-off', async (t) => {
+  const clock = new FakeClock();
+  const pauseEnds = clock.now() + 90 * MIN;
+  let calls = 0;
+  const h = harness(clock, async (job) => (++calls === 1 ? held(pauseEnds) : accepted(job)));
+  h.queue.start();
+  const e = envelope(clock, ['a@x.test']);
+  h.store(e);
+  h.queue.enqueue(e);
+  await settle();
+  t.match(h.outcomes[0], { attempt: 0, verdict: { kind: 'retry', counts: false, held: 'paused', at: pauseEnds } });
+  t.match(h.disk.get(e.id)?.journal, [{ t: 'retry', n: 0, next: pauseEnds, p: 'default|mx.x.test' }], 'journalled with its path, attempts untouched');
+  t.same([...h.queue.queuedByPath()], [['default|mx.x.test', 1]]);
+  await clock.advance(90 * MIN - 1);
+  t.equal(calls, 1, 'nothing while paused (not the 20-minute retry either)');
+  await clock.advance(1);
+  t.equal(calls, 2);
+  t.match(h.outcomes[1], { attempt: 1, verdict: { kind: 'delivered' } }, 'the first real attempt is attempt 1');
+  t.same([...h.queue.queuedByPath()], []);
+  await h.queue.stop(0);
+});
+
+t.test('a pause that outlasts validity ends the message at its validity, as expired', async (t) => {
+  const clock = new FakeClock();
+  const h = harness(clock, async () => held(clock.now() + 10 * 24 * 60 * MIN));
+  h.queue.start();
+  const e = envelope(clock, ['a@x.test'], 60 * MIN);
+  h.store(e);
+  h.queue.enqueue(e);
+  await settle();
+  await clock.advance(60 * MIN);
+  t.match(h.outcomes.at(-1), { verdict: { kind: 'failed', cause: 'expired', reply: { text: /validity period expired; last reply: 451 4\.4\.5 paused by rule r/ } } });
+  await h.queue.stop(0);
+});
+
+t.test('a path an adaptive rule fails: its mail fails with cause "adaptive", and what waits for it is made due at once', async (t) => {
+  const clock = new FakeClock();
+  let failing = false;
+  const h = harness(clock, async (job) => (failing
+    ? { kind: 'path-failed', route: ROUTE, reply: parseReply('554 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org'), rule: 'bin' }
+    : { kind: 'site-unreachable', route: ROUTE, reply: parseReply('421 4.7.0 try later') }) as AttemptOutcome);
+  h.queue.start();
+  const e = envelope(clock, ['a@x.test']);
+  h.store(e);
+  h.queue.enqueue(e);
+  await settle();
+  t.match(h.outcomes[0], { attempt: 1, verdict: { kind: 'retry' } });
+  failing = true;
+  t.equal(h.queue.expedite('default|mx.x.test'), 1, 'one message waited for the path');
+  t.equal(h.queue.expedite('default|other'), 0);
+  await clock.advance(0);
+  t.match(h.outcomes[1], { attempt: 1, verdict: { kind: 'failed', cause: 'adaptive', reply: { code: 554 }, bounce: { reason: 'blocked' } } }, 'failed now, not in 20 minutes; no attempt used');
+  await h.queue.stop(0);
+});
+
+t.test('after a restart, waiting mail is known by the path it last went', async (t) => {
+  const clock = new FakeClock();
+  const h = harness(clock, async () => held(clock.now() + 60 * MIN));
+  h.queue.start();
+  const e = envelope(clock, ['a@x.test', 'b@x.test']);
+  h.store(e);
+  h.queue.enqueue(e);
+  await settle();
+  await h.queue.stop(0);
+  const again = harness(clock, async (job) => accepted(job));
+  again.disk.set(e.id, h.disk.get(e.id)!);
+  await again.queue.recover([e.id]);
+  t.same([...again.queue.queuedByPath()], [['default|mx.x.test', 2]]);
 });

@@ -81,21 +81,27 @@ adaptive:
   t.equal(limit(a, 'max_message_rate'), 9);
 });
 
+/** Success on the path, with its lowered limit holding mail back (a grant refused). */
+function busy(a: AdaptiveState, at: number, key: 'max_connections' | 'max_message_rate' = 'max_connections'): void {
+  a.observe(ctx(), delivered, levels(), at);
+  a.pressed('default|mx.test', key);
+}
+
 t.test('recovery: lowered limits climb back on success, faster each interval, and the effect ends at the static value', async (t) => {
   const a = engine(CONNS);
   a.observe(ctx(), reply(421, 'too many connections'), levels(2), 0);
   t.same(a.tick(60_000), [], 'no success in the interval: no rise');
   t.equal(limit(a, 'max_connections'), 2);
-  a.observe(ctx(), delivered, levels(), 61_000);
+  busy(a, 61_000);
   t.match(a.tick(120_000), [{ change: 'raise', limits: { max_connections: 3 } }], '+10 %, at least one');
-  a.observe(ctx(), delivered, levels(), 121_000);
+  busy(a, 121_000);
   t.match(a.tick(180_000), [{ change: 'raise', limits: { max_connections: 4 } }]);
   for (const at of [181_000, 241_000]) {
-    a.observe(ctx(), delivered, levels(), at);
+    busy(a, at);
     a.tick(at + 59_000);
   }
   t.equal(limit(a, 'max_connections'), 9, 'steps double: 4 → 5 (+20 %) → 7 (+40 %), then +80 %');
-  a.observe(ctx(), delivered, levels(), 301_000);
+  busy(a, 301_000);
   t.match(a.tick(360_000), [{ change: 'recovered', rule: 'conns' }], 'back at the static 10: the effect is gone');
   t.equal(a.overrides('default|mx.test'), undefined);
   t.equal(a.nextWake(), undefined);
@@ -109,11 +115,24 @@ adaptive:
   for (let i = 1; i <= 60; i++) a.observe(ctx(), delivered, levels(), i * 1000);
   a.observe(ctx(), reply(451, 'slow down'), levels(1), 60_000);
   t.equal(limit(a, 'max_message_rate'), 0.5, 'one a second accepted: half that');
-  a.observe(ctx(), delivered, levels(), 61_000);
+  busy(a, 61_000, 'max_message_rate');
   a.tick(120_000);
   t.equal(limit(a, 'max_message_rate'), 1);
-  a.observe(ctx(), delivered, levels(), 121_000);
+  busy(a, 121_000, 'max_message_rate');
   t.match(a.tick(180_000), [{ change: 'recovered' }], '2/s reached: unlimited again');
+});
+
+t.test('a lowered limit that nothing reached does not rise: it proves nothing about the receiver', async (t) => {
+  const a = engine(CONNS);
+  a.observe(ctx(), reply(421, 'too many connections'), levels(2), 0);
+  a.observe(ctx(), delivered, levels(), 1_000);
+  t.same(a.tick(60_000), [], 'successes, but never more connections wanted than allowed');
+  t.equal(limit(a, 'max_connections'), 2);
+  a.pressed('default|mx.test', 'max_message_rate');
+  a.observe(ctx(), delivered, levels(), 61_000);
+  t.same(a.tick(120_000), [], 'another limit held mail back: not this one');
+  busy(a, 121_000);
+  t.match(a.tick(180_000), [{ change: 'raise', limits: { max_connections: 3 } }]);
 });
 
 t.test('effects expire on their own', async (t) => {
