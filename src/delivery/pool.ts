@@ -62,6 +62,15 @@ const HOLD_MAX_MS = 15_000;
  */
 const REFUSED_BACKOFF_MIN_MS = 2_000;
 const REFUSED_BACKOFF_MAX_MS = 60_000;
+/**
+ * A session still waiting for its greeting after this long — and many times as long as this
+ * path's sessions take to open — while another to the path opened meanwhile is tarpitted: it is
+ * given up at once instead of holding a slot for the whole greeting timeout.
+ */
+const TARPIT_MIN_MS = 5_000;
+const TARPIT_FACTOR = 20;
+/** How far back "connections the receiver took" looks when one is refused. */
+const PEAK_WINDOW_MS = 60_000;
 
 /**
  * One path's connections: a FIFO of ready jobs and the workers the limiter grants leases for.
@@ -81,9 +90,13 @@ export class PathPool {
   readonly #idle: ((p: Pending | undefined) => void)[] = [];
   readonly #open = new Set<ClientConnection>();
   /** Connections open at once, per second: the level a refused connection is judged against. */
-  readonly #peak = new PeakMeter(60);
+  readonly #peak = new PeakMeter(PEAK_WINDOW_MS / 1000);
   /** How long a transaction takes here, smoothed; 0 before the first. */
   #serviceMs = 0;
+  /** How long a connection takes to open (connect, greeting, EHLO, TLS), smoothed; 0 before the first. */
+  #openMs = 0;
+  /** Connections opened so far, to tell whether another opened while one waited. */
+  #opened = 0;
   #workers = 0;
   #growTimer: Timer | undefined;
   #backoff = 0;
@@ -175,7 +188,7 @@ export class PathPool {
     const drain = rate > 0 ? (excess / rate) * 1000 : HOLD_MAX_MS;
     const wait = Math.min(HOLD_MAX_MS, Math.max(HOLD_MIN_MS, drain)) * (0.8 + 0.4 * this.#random());
     const reply = localReply(451, '4.4.5', `path busy: ${this.#waiting.length} messages already waiting for ${this.path.site}`, 'QUEUE');
-    return { kind: 'held', route: this.#route(), reply, until: Math.round(this.#clock.now() + wait), reason: 'ready-queue-full' };
+    return { kind: 'held', route: this.#route(), reply, until: Math.round(this.#clock.now() + wait), reason: 'ready-queue-full', ...(rate > 0 ? { drainPerSecond: rate } : {}) };
   }
 
   /**
@@ -234,7 +247,10 @@ export class PathPool {
     const opened = await this.#connect(first.job.hosts, startedAt);
     if (opened.kind === 'failed') return this.#connectFailed(first, opened, startedAt);
     const { conn, route } = opened;
-    if (this.#clock.now() >= this.#backoffUntil) this.#backoff = 0;
+    const now = this.#clock.now();
+    if (now >= this.#backoffUntil) this.#backoff = 0;
+    this.#opened++;
+    this.#openMs = this.#openMs === 0 ? now - startedAt : 0.8 * this.#openMs + 0.2 * (now - startedAt);
     this.#open.add(conn);
     this.#peak.note(this.#clock.now(), this.#open.size);
     try {
@@ -255,7 +271,9 @@ export class PathPool {
       }
     } finally {
       this.#open.delete(conn);
-      if (!conn.closed) conn.quit();
+      // The lease is given back only once the receiver has seen the session end: a new
+      // connection opened sooner would be one too many to a receiver counting sessions.
+      await conn.quit();
     }
   }
 
@@ -397,24 +415,51 @@ export class PathPool {
       tls,
       timeouts: { connect: settings.connect_timeout, greeting: settings.greeting_timeout, command: this.#settings.timeouts.command, data: this.#settings.timeouts.data },
     };
+    const watch = this.#watchForTarpit();
     try {
-      const conn = await connectClient(options);
+      const conn = await connectClient({ ...options, giveUpGreeting: watch.signal });
       return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), tls: conn.secure } };
     } catch (err) {
       // Opportunistic TLS: a failed handshake falls back to plaintext, as Postfix does at "may".
       if (err instanceof ConnectError && err.code === 'ETLS' && tls === 'opportunistic') return this.#connectOne(mx, address, settings, 'disabled', startedAt);
       this.#observeConnectFailure(err, startedAt);
       return { kind: 'failed', route: { mx, remoteIp: address }, reply: connectFailure(err) };
+    } finally {
+      watch.timer?.cancel();
     }
   }
 
   /**
+   * Aborts a connection attempt that waits far longer than its path's others take to open, if
+   * one opened meanwhile (or is open). Checked at TARPIT_MIN_MS, then again once the path's
+   * opening time is known and the wait has reached TARPIT_FACTOR times it.
+   */
+  #watchForTarpit(): { signal: AbortSignal; timer: Timer | undefined } {
+    const controller = new AbortController();
+    const startedAt = this.#clock.now();
+    const openedBefore = this.#opened;
+    const watch: { signal: AbortSignal; timer: Timer | undefined } = { signal: controller.signal, timer: undefined };
+    const check = (): void => {
+      if (this.#openMs === 0) return;
+      const due = startedAt + Math.max(TARPIT_MIN_MS, TARPIT_FACTOR * this.#openMs);
+      if (this.#clock.now() < due) {
+        watch.timer = this.#clock.at(due, check);
+        return;
+      }
+      if (this.#opened > openedBefore || this.#open.size > 0) controller.abort();
+    };
+    watch.timer = this.#clock.at(startedAt + TARPIT_MIN_MS, check);
+    return watch;
+  }
+
+  /**
    * A refusal in words (greeting, EHLO) or a failure without any (timeout, refused, TLS). The
-   * level is the most connections the receiver had open from us while this one tried: those it
-   * was willing to take (they may have finished and gone by now).
+   * level is the most connections the receiver had open from us in the last minute, or while this
+   * one tried: those it was willing to take (they may have finished and gone by now).
    */
   #observeConnectFailure(err: unknown, startedAt: number): void {
-    const levels = { connections: this.#peak.maxSince(startedAt, this.#clock.now()), sentOnConnection: 0 };
+    const now = this.#clock.now();
+    const levels = { connections: this.#peak.maxSince(Math.min(startedAt, now - PEAK_WINDOW_MS), now), sentOnConnection: 0 };
     if (!(err instanceof ConnectError)) return;
     if (err.reply.origin === 'remote') this.#ports.observe(this.path, { kind: 'reply', reply: err.reply, recipients: 0 }, levels);
     else if (err.event) this.#ports.observe(this.path, { kind: 'event', event: err.event, detail: err.reply.text }, levels);

@@ -24,6 +24,8 @@ export interface ConnectOptions {
   readonly tls: TlsPolicy;
   /** `data`: how long the server may take to answer the end of a message (RFC 5321: 10 min). */
   readonly timeouts: { readonly connect: number; readonly greeting: number; readonly command: number; readonly data?: number };
+  /** Aborted: stop waiting for the greeting now, as if its timeout had passed (a session tarpitted). */
+  readonly giveUpGreeting?: AbortSignal;
 }
 
 export interface Envelope {
@@ -45,7 +47,8 @@ export interface ClientConnection {
   readonly localIp: string | undefined;
   send(envelope: Envelope, body: Readable): Promise<SendResult>;
   reset(): Promise<boolean>;
-  quit(): void;
+  /** Resolves once the socket is closed: until then the receiver still counts the session. */
+  quit(): Promise<void>;
   close(): void;
   readonly closed: boolean;
 }
@@ -241,9 +244,16 @@ function received(lines: readonly string[], command: SmtpCommand): Received {
 
 export async function connectClient(options: ConnectOptions): Promise<ClientConnection> {
   const wire = new Wire(await openSocket(options));
+  const giveUp = (): void => {
+    wire.fail('4.4.2', () => 'timeout: Greeting never received (while other sessions to this host were greeted)');
+    wire.socket.destroy();
+  };
   try {
     wire.socket.setTimeout(options.timeouts.greeting);
+    options.giveUpGreeting?.addEventListener('abort', giveUp, { once: true });
+    if (options.giveUpGreeting?.aborted) giveUp();
     const greeting = await wire.next('CONNECT');
+    options.giveUpGreeting?.removeEventListener('abort', giveUp);
     if (greeting.reply.code !== 220) throw greetingFailure(greeting.reply);
     wire.socket.setTimeout(options.timeouts.command);
     const extensions = await hello(wire, options.localName);
@@ -437,14 +447,19 @@ class Connection implements ClientConnection {
     return ok((await this.#wire.next('MAIL')).reply);
   }
 
-  quit(): void {
-    if (this.closed) return;
-    this.#quit = true;
+  quit(): Promise<void> {
     const socket = this.#wire.socket;
+    const closed = socket.destroyed ? Promise.resolve() : new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    if (this.closed) {
+      socket.destroy();
+      return closed;
+    }
+    this.#quit = true;
     this.#wire.expectReply();
     socket.end('QUIT\r\n');
     // The server answers 221 and closes; one that does not is cut off.
     cutOffLater(socket, 5_000);
+    return closed;
   }
 
   close(): void {

@@ -27,5 +27,6 @@ export type AttemptOutcome =
   | { readonly kind: 'transaction'; readonly route: Route; readonly replies: readonly SmtpReply[] }
   | { readonly kind: 'message-refused'; readonly route: Route; readonly reply: SmtpReply }
   | { readonly kind: 'site-unreachable'; readonly route: Route; readonly reply: SmtpReply }
-  | { readonly kind: 'held'; readonly route: Route; readonly reply: SmtpReply; readonly until: number; readonly reason: HoldReason }
+  /** `drainPerSecond`: how fast the path takes mail now, so the queue can put held mail behind what already waits. */
+  | { readonly kind: 'held'; readonly route: Route; readonly reply: SmtpReply; readonly until: number; readonly reason: HoldReason; readonly drainPerSecond?: number }
   | { readonly kind: 'path-failed'; readonly route: Route; readonly reply: SmtpReply; readonly rule: string };

@@ -58,9 +58,10 @@ export function expiredReply(last: SmtpReply | undefined): SmtpReply {
  * until validity ends, whichever is first, attempts untouched), or an adaptive rule fails its
  * mail. Undefined for outcomes that are attempts.
  */
-export function verdictWithoutAttempt(outcome: AttemptOutcome, input: Pick<DecideInput, 'expiresAt' | 'classify'>): Verdict | undefined {
+export function verdictWithoutAttempt(outcome: AttemptOutcome, input: Pick<DecideInput, 'expiresAt' | 'classify'> & { readonly notBefore?: number }): Verdict | undefined {
   if (outcome.kind === 'held') {
-    return { kind: 'retry', at: Math.min(outcome.until, input.expiresAt), reply: outcome.reply, counts: false, bounce: input.classify(outcome.reply), held: outcome.reason };
+    const at = Math.min(Math.max(outcome.until, input.notBefore ?? 0), input.expiresAt);
+    return { kind: 'retry', at, reply: outcome.reply, counts: false, bounce: input.classify(outcome.reply), held: outcome.reason };
   }
   if (outcome.kind === 'path-failed') return { kind: 'failed', cause: 'adaptive', reply: outcome.reply, bounce: input.classify(outcome.reply) };
   return undefined;

@@ -88,6 +88,8 @@ interface Scheduled { readonly id: QueueId; readonly pending: number; readonly p
 interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
 
 const WATCHDOG_MS = 30_000;
+/** The longest a path's full pool puts mail back behind what waits for the path. */
+const MAX_BEHIND_MS = 300_000;
 const RETRY_AFTER_FAULT_MS = 60_000;
 
 export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { clock: Clock; log: Logger; random?: () => number }): Queue {
@@ -197,7 +199,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     const groups = groupByDomain(envelope, due);
     await Promise.all(groups.map(async ({ domain, indexes }) => {
       const outcome = await attemptGroup(envelope, domain, indexes);
-      const unattempted = verdictWithoutAttempt(outcome, { expiresAt: envelope.expiresAt, classify: ports.classify });
+      const unattempted = verdictWithoutAttempt(outcome, { expiresAt: envelope.expiresAt, classify: ports.classify, notBefore: behindTheRest(outcome) });
       const replies = outcomeReplies(outcome, indexes.length);
       const siblingAccepted = replies.some((r) => r.code >= 200 && r.code < 300);
       const now = clock.now();
@@ -211,6 +213,18 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       });
     }));
     return decisions;
+  }
+
+  /**
+   * Mail a full path sent back goes behind what already waits in the queue for that path, at
+   * the rate the path drains: each message comes back about once, not every few seconds. At most
+   * MAX_BEHIND_MS: the rate may be a moment's (a probe), and the path may speed up.
+   */
+  function behindTheRest(outcome: AttemptOutcome): number | undefined {
+    if (outcome.kind !== 'held' || !outcome.drainPerSecond || !outcome.route.path) return undefined;
+    const waiting = byPath.get(outcome.route.path) ?? 0;
+    const behind = Math.min(MAX_BEHIND_MS, (waiting / outcome.drainPerSecond) * 1000);
+    return clock.now() + behind * (0.9 + 0.2 * random());
   }
 
   async function attemptGroup(envelope: Envelope, domain: string, indexes: readonly number[]): Promise<AttemptOutcome> {

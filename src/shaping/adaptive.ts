@@ -15,7 +15,9 @@ import { LIMIT_KEYS, RATE_KEYS, limitValue, type LimitKey } from './settings.ts'
  * - pause / fail: the path takes no mail; it waits in the queue, or fails.
  * A repeated trigger extends the effect. Within the settle time of a change it does nothing else
  * (those replies answer what was sent before it); after that it lowers again from the levels then
- * in use, so a receiver that still complains is followed down, but one burst never compounds. Every
+ * in use, so a receiver that still complains is followed down, but one burst never compounds.
+ * A lowered rate that keeps being refused with nothing accepted is probed (one message every five
+ * seconds) until something gets through: the receiver's window is still full from before. Every
  * `recover.every` with successes and no trigger, lowered limits rise by `recover.step`, the step
  * doubling each time (additive increase that speeds up while the receiver stays content); a limit
  * back at its static value is dropped, and so is the effect once nothing is left, or at expiry.
@@ -33,6 +35,13 @@ const SETTLE_MS = 10_000;
 const RATE_SETTLE_MS = 60_000;
 /** A lowered limit that was unlimited is lifted once recovery passes this multiple of the level it was cut from. */
 const UNLIMITED_CEILING = 2;
+/**
+ * A rate just lowered whose receiver has refused this many times since, and accepted nothing, is
+ * still full (a window of a minute or an hour, filled before the change): until one message gets
+ * through, send one every five seconds instead of knocking at the lowered rate.
+ */
+const PROBE_AFTER = 3;
+const PROBE_RATE = 0.2;
 /** Limits the limiter can tell were reached (a grant refused); the others rise on any success. */
 const PRESSABLE: ReadonlySet<LimitKey> = new Set(['max_connections', 'max_message_rate', 'max_connection_rate']);
 
@@ -65,6 +74,9 @@ interface Effect {
   readonly recover: { readonly every: number; readonly step: number };
   /** Lowered limits that held something back since the last recovery tick: only those may rise. */
   readonly pressed: Set<LimitKey>;
+  /** Since the last lowering: the rule's matches, and whether anything was accepted. */
+  refusedSince: number;
+  acceptedSince: boolean;
   since: number;
   expiresAt: number;
   settleUntil: number;
@@ -134,7 +146,11 @@ export class AdaptiveState {
     if (obs.kind === 'delivered') {
       state.accepted.add(now);
       state.hour.add(now, 'delivered', obs.recipients);
-      for (const effect of state.effects.values()) effect.succeeded = true;
+      for (const effect of state.effects.values()) {
+        if (probing(effect)) state.version++;
+        effect.succeeded = true;
+        effect.acceptedSince = true;
+      }
       return [];
     }
     if (obs.kind === 'reply') {
@@ -185,7 +201,8 @@ export class AdaptiveState {
     const values = new Map<LimitKey, { value: number; rule: string }>();
     let hold: PathHold | undefined;
     for (const e of state.effects.values()) {
-      for (const [k, v] of e.values) {
+      for (const [k, lowered] of e.values) {
+        const v = k === 'max_message_rate' && probing(e) ? Math.min(lowered, PROBE_RATE) : lowered;
         const prior = values.get(k);
         if (!prior || v < prior.value) values.set(k, { value: v, rule: e.rule });
       }
@@ -290,6 +307,8 @@ export class AdaptiveState {
     const base = { path: ctx.key, rule: rule.id, action: rule.action.kind, reply: formatReply(reply) };
     if (existing && (existing.kind !== 'lower' || now < existing.settleUntil)) {
       existing.expiresAt = Math.max(existing.expiresAt, until);
+      existing.refusedSince++;
+      if (probing(existing) && existing.refusedSince === PROBE_AFTER) state.version++;
       return { ...base, change: 'extend', until: existing.expiresAt };
     }
     state.version++;
@@ -316,6 +335,8 @@ export class AdaptiveState {
     effect.nextRecoverAt = now + effect.recover.every;
     effect.step = effect.recover.step;
     effect.succeeded = false;
+    effect.refusedSince = 0;
+    effect.acceptedSince = false;
     state.effects.set(rule.id, effect);
     return { ...base, change: existing ? 'relower' : 'lower', limits: Object.fromEntries(effect.values), until: effect.expiresAt };
   }
@@ -323,7 +344,7 @@ export class AdaptiveState {
   #newEffect(rule: AdaptiveRule, reply: SmtpReply, now: number, until: number): Effect {
     return {
       rule: rule.id, kind: rule.action.kind, values: new Map(), ceilings: new Map(), reply, recover: rule.recover, pressed: new Set(),
-      since: now, expiresAt: until, settleUntil: now, nextRecoverAt: now + rule.recover.every, step: rule.recover.step, succeeded: false,
+      refusedSince: 0, acceptedSince: false, since: now, expiresAt: until, settleUntil: now, nextRecoverAt: now + rule.recover.every, step: rule.recover.step, succeeded: false,
     };
   }
 
@@ -380,6 +401,11 @@ export class AdaptiveState {
   }
 }
 
+/** A lowered rate the receiver keeps refusing, with nothing accepted since: probe it, do not knock at it. */
+function probing(e: Effect): boolean {
+  return e.kind === 'lower' && e.values.has('max_message_rate') && !e.acceptedSince && e.refusedSince >= PROBE_AFTER;
+}
+
 /** What a held or failed message records: the receiver's reply, or the connection failure in words. */
 function replyOf(obs: PathObservation): SmtpReply {
   if (obs.kind === 'reply') return obs.reply;
@@ -405,6 +431,7 @@ function effectFrom(raw: unknown, now: number): Effect | undefined {
     new Map(Object.entries((o ?? {}) as Record<string, unknown>).filter((kv): kv is [LimitKey, number] => (LIMIT_KEYS as readonly string[]).includes(kv[0]) && typeof kv[1] === 'number' && kv[1] > 0));
   return {
     rule: e.rule, kind: e.kind as Effect['kind'], values: limits(e.values), ceilings: limits(e.ceilings), reply, recover: { every: recover.every, step: recover.step }, pressed: new Set(),
+    refusedSince: 0, acceptedSince: true,
     since: e.since as number, expiresAt: e.expiresAt as number, settleUntil: e.settleUntil as number, nextRecoverAt: Math.max(e.nextRecoverAt as number, now), step: e.step as number, succeeded: false,
   };
 }

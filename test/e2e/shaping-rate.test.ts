@@ -76,7 +76,7 @@ t.test('a receiver limiting its rate per minute: Tern slows to just under it, st
   t.ok(lateThrottles <= 1, `once converged: ${lateThrottles} [TSS04] for ${late.length} deliveries`);
   const rate = (late.length - 1) / ((late.at(-1)! - late[0]!) / 1000);
   t.ok(rate >= 0.8 * (R / 60) && rate <= R / 60 * 1.05, `delivering at ${rate.toFixed(2)}/s where ${(R / 60).toFixed(2)}/s is allowed`);
-  t.ok(sink.stats.throttled <= R, `${sink.stats.throttled} [TSS04] in all, most while the first burst filled the receiver's minute`);
+  t.ok(sink.stats.throttled <= 25, `${sink.stats.throttled} [TSS04] in all, most while the first burst filled the receiver's minute (probed, not knocked at)`);
   t.same(first.filter((r) => tern.outcomes(r).some((l) => l.event === 'failed')), [], 'nothing lost');
 
   sink.patience.rate = undefined;

@@ -36,6 +36,8 @@ export interface PatienceStats {
   refused: number;
   /** Sessions never greeted (stallAbove). */
   stalled: number;
+  /** When each refusal of any kind (421 greeting, stalled session, [TSS04], 421 at MAIL) was made. */
+  refusedAt: number[];
   /** 451 [TSS04] replies (rate), one per recipient, and when. */
   throttled: number;
   throttledAt: number[];
@@ -83,7 +85,7 @@ function err(code: number, text: string): Error {
 export async function startSink(options: SinkOptions): Promise<Sink> {
   const received: Received[] = [];
   const attempts = new Map<string, number>();
-  const stats: PatienceStats = { sessions: 0, peakSessions: 0, refused: 0, stalled: 0, throttled: 0, throttledAt: [], cutOff: 0, dropped: 0, acceptedAt: [] };
+  const stats: PatienceStats = { sessions: 0, peakSessions: 0, refused: 0, stalled: 0, refusedAt: [], throttled: 0, throttledAt: [], cutOff: 0, dropped: 0, acceptedAt: [] };
   const sink: Sink = { received, attempts, connections: 0, patience: { ...options.patience }, stats, close: async () => undefined };
   const arrivals = new Map<number, number>();
   const accepted = (): number => {
@@ -108,10 +110,12 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
       arrivals.delete(session.remotePort);
       if (maxSessions !== undefined && rank > maxSessions) {
         stats.refused++;
+        stats.refusedAt.push(Date.now());
         return done(err(421, '4.7.0 Too many connections from your IP'));
       }
       if (stallAbove !== undefined && rank > stallAbove) {
         stats.stalled++;
+        stats.refusedAt.push(Date.now());
         return; // no greeting, ever: the client gives up
       }
       if (options.greetingDelay) setTimeout(() => done(), options.greetingDelay);
@@ -121,6 +125,7 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
       const per = sink.patience.messagesPerConnection;
       if (per !== undefined && session.transaction > per) {
         stats.cutOff++;
+        stats.refusedAt.push(Date.now());
         return done(err(421, '4.7.0 Max message per connection reached, closing transmission channel'));
       }
       done();
@@ -130,6 +135,7 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
       if (rate && accepted() >= rate.count) {
         stats.throttled++;
         stats.throttledAt.push(Date.now());
+        stats.refusedAt.push(Date.now());
         return done(err(451, `4.7.0 [TSS04] Messages from ${session.remoteAddress} temporarily deferred due to unexpected volume or user complaints - 4.16.55.1`));
       }
       const rcpt = address.address.toLowerCase();

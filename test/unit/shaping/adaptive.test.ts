@@ -199,3 +199,28 @@ t.test('state saved and restored: live effects, trigger windows and counts survi
   t.match(b.observe(ctx(), reply(451, 'twice'), levels(3), 130_000), [{ change: 'pause', rule: 'twice' }], 'the first match before the restart counts');
   t.equal(b.restore({ version: 1, paths: { x: { effects: [{ rule: 1 }, null], matches: {}, hour: 'junk' } } } as never, 0), 0, 'malformed entries are skipped');
 });
+
+t.test('a lowered rate still refused with nothing accepted since is probed, one message every five seconds, until one gets through', async (t) => {
+  const a = engine(`
+adaptive:
+  - { id: tss04, match: '\\[tss04\\]', action: { lower: { max_message_rate: "-10%" } }, duration: 2h }
+`);
+  for (let i = 1; i <= 600; i++) a.observe(ctx(), delivered, levels(), i * 100);
+  const throttled = reply(451, '4.7.0 [TSS04] deferred', '4.7.0');
+  a.observe(ctx(), throttled, levels(3), 60_000);
+  const lowered = limit(a, 'max_message_rate') ?? 0;
+  t.ok(lowered > 8.5 && lowered <= 9, `the receiver took about 600 in the last minute: ${lowered} a second`);
+  const version = a.version('default|mx.test');
+  a.observe(ctx(), throttled, levels(3), 61_000);
+  a.observe(ctx(), throttled, levels(3), 62_000);
+  t.equal(limit(a, 'max_message_rate'), lowered, 'two refusals: still the lowered rate');
+  a.observe(ctx(), throttled, levels(3), 63_000);
+  t.equal(limit(a, 'max_message_rate'), 0.2, 'three, and nothing accepted: its window is still full; probe it');
+  t.ok(a.version('default|mx.test') > version, 'paths re-read their settings');
+  a.observe(ctx(), delivered, levels(), 70_000);
+  t.equal(limit(a, 'max_message_rate'), lowered, 'one accepted: back to the lowered rate');
+  a.observe(ctx(), throttled, levels(3), 71_000);
+  a.observe(ctx(), throttled, levels(3), 72_000);
+  a.observe(ctx(), throttled, levels(3), 73_000);
+  t.equal(limit(a, 'max_message_rate'), lowered, 'refusals once something was accepted are the receiver at its limit, not a full window');
+});
