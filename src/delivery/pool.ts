@@ -103,6 +103,9 @@ export class PathPool {
   #backoffUntil = 0;
   #credit = 0;
   #creditFor: PathSettings | undefined;
+  #grantAt = 0;
+  /** Every outcome's route names the path (and provider) it went by. */
+  readonly #pathRoute: Route;
   #stopping = false;
 
   constructor(path: PathHandle, settings: PoolSettings, ports: PathPorts, deps: { clock: Clock; log: Logger; random?: () => number }) {
@@ -112,6 +115,7 @@ export class PathPool {
     this.#clock = deps.clock;
     this.#log = deps.log;
     this.#random = deps.random ?? Math.random;
+    this.#pathRoute = { path: path.key, ...(path.provider ? { provider: path.provider } : {}) };
   }
 
   get busy(): boolean { return this.#workers > 0 || this.#waiting.length > 0; }
@@ -155,7 +159,7 @@ export class PathPool {
   }
 
   #route(): Route {
-    return { path: this.path.key, ...(this.path.provider ? { provider: this.path.provider } : {}) };
+    return this.#pathRoute;
   }
 
   /**
@@ -313,7 +317,8 @@ export class PathPool {
   }
 
   async #sendOne(conn: ClientConnection, route: Route, pending: Pending, sent: number): Promise<boolean> {
-    await this.#messageGrant();
+    // A path without a rate (most) needs no grant, and no await for one.
+    if (!this.#messageGranted()) await this.#waitForMessageGrant();
     const { job } = pending;
     const deadline = this.#settings.timeouts.data + this.#settings.timeouts.command;
     // Watchdog: socket timeouts cover inactivity; this bounds a peer that trickles bytes forever.
@@ -328,10 +333,9 @@ export class PathPool {
       this.#dispatch(pending, { sentBack: true });
       return false;
     }
-    const fullRoute = { ...route, ...this.#route() };
     const outcome: AttemptOutcome = result.kind === 'transaction'
-      ? { kind: 'transaction', route: fullRoute, replies: result.replies }
-      : { kind: 'message-refused', route: fullRoute, reply: result.reply };
+      ? { kind: 'transaction', route, replies: result.replies }
+      : { kind: 'message-refused', route, reply: result.reply };
     for (const observation of observationsOf(outcome, job.envelope.recipients.length)) this.#ports.observe(this.path, observation, levels);
     pending.resolve(outcome);
     if (!result.healthy) return false;
@@ -349,28 +353,34 @@ export class PathPool {
     return true;
   }
 
-  /** A message grant from the limiter when the path has a rate; batches are kept as credit. */
-  async #messageGrant(): Promise<void> {
-    for (;;) {
-      const settings = this.path.settings();
-      if (!settings.max_message_rate) return;
-      if (this.#creditFor !== settings) {
-        this.#credit = 0;
-        this.#creditFor = settings;
-      }
-      if (this.#credit > 0) {
-        this.#credit--;
-        return;
-      }
-      const count = Math.min(MESSAGE_GRANT_BATCH, this.#waiting.length + 1);
-      const [grant] = this.#ports.acquire([{ path: this.path.key, kind: 'message', count }]);
-      if (grant && grant.granted > 0) {
-        this.#credit = grant.granted - 1;
-        return;
-      }
-      const at = grant?.retryAt ?? this.#clock.now() + HOLD_MIN_MS;
-      await new Promise<void>((resolve) => this.#clock.at(at, resolve));
+  /**
+   * A message grant when the path has a rate (always, when it has none): from the credit a batch
+   * left, else a new batch from the limiter. False: none now; `#grantAt` says when to ask again.
+   */
+  #messageGranted(): boolean {
+    const settings = this.path.settings();
+    if (!settings.max_message_rate) return true;
+    if (this.#creditFor !== settings) {
+      this.#credit = 0;
+      this.#creditFor = settings;
     }
+    if (this.#credit > 0) {
+      this.#credit--;
+      return true;
+    }
+    const count = Math.min(MESSAGE_GRANT_BATCH, this.#waiting.length + 1);
+    const [grant] = this.#ports.acquire([{ path: this.path.key, kind: 'message', count }]);
+    if (grant && grant.granted > 0) {
+      this.#credit = grant.granted - 1;
+      return true;
+    }
+    this.#grantAt = grant?.retryAt ?? this.#clock.now() + HOLD_MIN_MS;
+    return false;
+  }
+
+  async #waitForMessageGrant(): Promise<void> {
+    do await new Promise<void>((resolve) => this.#clock.at(this.#grantAt, resolve));
+    while (!this.#messageGranted());
   }
 
   #waitIdle(): Promise<Pending | undefined> {
@@ -418,7 +428,7 @@ export class PathPool {
     const watch = this.#watchForTarpit();
     try {
       const conn = await connectClient({ ...options, giveUpGreeting: watch.signal });
-      return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), tls: conn.secure } };
+      return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), tls: conn.secure, ...this.#pathRoute } };
     } catch (err) {
       // Opportunistic TLS: a failed handshake falls back to plaintext, as Postfix does at "may".
       if (err instanceof ConnectError && err.code === 'ETLS' && tls === 'opportunistic') return this.#connectOne(mx, address, settings, 'disabled', startedAt);

@@ -141,18 +141,24 @@ export class AdaptiveState {
     for (const e of this.#paths.get(key)?.effects.values() ?? []) if (e.values.has(limit)) e.pressed.add(limit);
   }
 
+  /** A transaction in which the receiver accepted `recipients`: the path's success. */
+  delivered(key: string, recipients: number, now: number): void {
+    const state = this.#state(key);
+    state.accepted.add(now);
+    state.hour.add(now, 'delivered', recipients);
+    for (const effect of state.effects.values()) {
+      if (probing(effect)) state.version++;
+      effect.succeeded = true;
+      effect.acceptedSince = true;
+    }
+  }
+
   observe(ctx: PathContext, obs: PathObservation, levels: PathLevels, now: number): Change[] {
-    const state = this.#state(ctx.key);
     if (obs.kind === 'delivered') {
-      state.accepted.add(now);
-      state.hour.add(now, 'delivered', obs.recipients);
-      for (const effect of state.effects.values()) {
-        if (probing(effect)) state.version++;
-        effect.succeeded = true;
-        effect.acceptedSince = true;
-      }
+      this.delivered(ctx.key, obs.recipients, now);
       return [];
     }
+    const state = this.#state(ctx.key);
     if (obs.kind === 'reply') {
       // Tern's own replies say nothing about the receiver (and a local reply must never feed a rule).
       if (obs.reply.origin !== 'remote') return [];

@@ -246,7 +246,9 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
     release: (path, connections) => limiter.release(path, connections),
     observe(path, observation, levels) {
       dirty = true;
-      report(adaptive.observe({ key: path.key, provider: path.provider, base: () => staticOf(path) }, observation, levels, clock.now()));
+      // The common case, a delivery, costs two counters: no rule is tried, nothing is allocated.
+      if (observation.kind === 'delivered') adaptive.delivered(path.key, observation.recipients, clock.now());
+      else report(adaptive.observe({ key: path.key, provider: path.provider, base: () => staticOf(path) }, observation, levels, clock.now()));
     },
     setRules(next) {
       rules = next;
