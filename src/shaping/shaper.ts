@@ -2,11 +2,11 @@ import type { Logger } from 'pino';
 import type { Clock, Timer } from '../lib/clock.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { Grant, GrantRequest, PathHandle, PathHold, PathLevels, PathObservation, PathSettings } from '../model/path.ts';
-import type { SmtpReply } from '../model/reply.ts';
+import { formatReply, type SmtpReply } from '../model/reply.ts';
 import { AdaptiveState, type Change, type EffectView } from './adaptive.ts';
 import { Limiter } from './limiter.ts';
 import type { HourSummary } from './meters.ts';
-import { DEFAULT_SOURCE, identify, layersOf, parsePathKey, providerOf, type PathIdentity } from './paths.ts';
+import { DEFAULT_SOURCE, identify, layersOf, parsePathKey, pathKey, providerOf, type PathIdentity } from './paths.ts';
 import type { RuleSet } from './rules.ts';
 import { SETTING_KEYS, resolveLayers, showSetting, withLimit, limitValue, type LimitKey, type Resolved, type SettingKey } from './settings.ts';
 import { loadState, saveState } from './store.ts';
@@ -211,7 +211,7 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
     const handle = handles.get(key)?.handle ?? makeHandle(id);
     const { settings, from } = resolve(id).resolved;
     const hold = handle.hold();
-    const holdView = hold ? { rule: hold.rule, until: new Date(hold.until).toISOString(), remaining_s: Math.ceil((hold.until - now) / 1000), reply: `${hold.reply.code} ${hold.reply.enhanced ?? ''} ${hold.reply.text}`.replace(/\s+/g, ' ') } : null;
+    const holdView = hold ? { rule: hold.rule, until: new Date(hold.until).toISOString(), remaining_s: Math.ceil((hold.until - now) / 1000), reply: formatReply(hold.reply) } : null;
     return {
       path: key,
       site: id.site,
@@ -229,6 +229,12 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
 
   return {
     path(site, mxHosts, domain) {
+      // Asked for every message: a known path is a map lookup; only a new one is matched to rules.
+      const known = handles.get(pathKey(DEFAULT_SOURCE, site, rules.domains.has(domain) ? domain : undefined));
+      if (known) {
+        known.usedAt = clock.now();
+        return known.handle;
+      }
       return handleFor(identify(rules, DEFAULT_SOURCE, site, mxHosts, domain));
     },
     acquire(requests) {
