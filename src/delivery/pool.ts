@@ -7,6 +7,10 @@ import type { AttemptOutcome, Route } from '../model/outcome.ts';
 import type { Grant, GrantRequest, PathHandle, PathLevels, PathObservation, PathSettings, TlsPolicy } from '../model/path.ts';
 import { isSuccess, localReply, type SmtpReply } from '../model/reply.ts';
 import { holdOutcome, mergeOutcomes, observationsOf, splitJob } from './outcomes.ts';
+import {
+  HOLD_MAX_MS, HOLD_MIN_MS, MAX_ADDRESSES_PER_ATTEMPT, MAX_READY, MESSAGE_GRANT_BATCH, MIN_READY, PEAK_WINDOW_MS,
+  READY_SECONDS, REFUSED_BACKOFF_MAX_MS, REFUSED_BACKOFF_MIN_MS, TARPIT_FACTOR, TARPIT_MIN_MS,
+} from './limits.ts';
 import { ConnectError, connectClient, connectFailure, type ClientConnection, type ConnectOptions, type Envelope } from './smtp-client.ts';
 
 export interface DeliveryHost { readonly name: string; readonly addresses: readonly string[] }
@@ -42,35 +46,6 @@ interface Pending {
 }
 
 type Opened = { kind: 'open'; conn: ClientConnection; route: Route } | { kind: 'failed'; reply: SmtpReply; route: Route };
-
-// Postfix tries at most five MX addresses per attempt (smtp_mx_address_limit); so do we.
-const MAX_ADDRESSES_PER_ATTEMPT = 5;
-/** Jobs waiting in one path's pool at most; more wait in the queue, where they cost no memory. */
-const MAX_READY = 1000;
-/** ... and at least this many, or two per connection if more, so a small path does not churn. */
-const MIN_READY = 20;
-/** Between the two, about this many seconds of the path's own throughput. */
-const READY_SECONDS = 10;
-/** Message grants asked for at once when a rate applies. */
-const MESSAGE_GRANT_BATCH = 16;
-const HOLD_MIN_MS = 1_000;
-const HOLD_MAX_MS = 15_000;
-/**
- * After a connection fails while others to the path work, no new one for this long, doubling
- * while failures go on: a receiver refusing sessions above its limit in words no rule knows is
- * not hammered (adaptive rules lower max_connections for the words they know).
- */
-const REFUSED_BACKOFF_MIN_MS = 2_000;
-const REFUSED_BACKOFF_MAX_MS = 60_000;
-/**
- * A session still waiting for its greeting after this long — and many times as long as this
- * path's sessions take to open — while another to the path opened meanwhile is tarpitted: it is
- * given up at once instead of holding a slot for the whole greeting timeout.
- */
-const TARPIT_MIN_MS = 5_000;
-const TARPIT_FACTOR = 20;
-/** How far back "connections the receiver took" looks when one is refused. */
-const PEAK_WINDOW_MS = 60_000;
 
 /**
  * One path's connections: a FIFO of ready jobs and the workers the limiter grants leases for.
