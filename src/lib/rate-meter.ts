@@ -1,35 +1,37 @@
 /**
- * Events per second over a sliding window of one-second slots: constant memory, and an idle
- * meter simply reads zero. Shaping takes the level an adaptive change starts from from it;
- * delivery, how fast a path drains its ready jobs.
+ * Events per second over a sliding window of one-second slots: a ring of counts and the newest
+ * slot written, 240 bytes for a minute, and an idle meter simply reads zero. Shaping keeps two
+ * per path that delivered in the last hour, and takes the level an adaptive change starts from
+ * from them.
  */
 export class RateMeter {
-  readonly #counts: Float64Array;
-  readonly #stamps: Float64Array;
+  readonly #counts: Uint32Array;
+  /** The newest slot (seconds since the epoch) the ring holds; older ones follow it backwards. */
+  #last = -1;
 
   constructor(slots = 60) {
-    this.#counts = new Float64Array(slots);
-    this.#stamps = new Float64Array(slots).fill(-1);
+    this.#counts = new Uint32Array(slots);
   }
 
   add(now: number, n = 1): void {
-    const second = Math.floor(now / 1000);
-    const i = second % this.#counts.length;
-    if (this.#stamps[i] !== second) {
-      this.#stamps[i] = second;
-      this.#counts[i] = 0;
+    const slot = Math.floor(now / 1000);
+    const size = this.#counts.length;
+    if (slot > this.#last) {
+      // Slots skipped since the last write held nothing.
+      for (let s = Math.max(this.#last + 1, slot - size + 1); s <= slot; s++) this.#counts[s % size] = 0;
+      this.#last = slot;
+    } else if (slot <= this.#last - size) {
+      return; // older than the window
     }
-    this.#counts[i] = (this.#counts[i] as number) + n;
+    this.#counts[slot % size] = (this.#counts[slot % size] as number) + n;
   }
 
   /** Events in the window, up to and including `now`'s second. */
   total(now: number): number {
-    const second = Math.floor(now / 1000);
+    const slot = Math.floor(now / 1000);
+    const size = this.#counts.length;
     let total = 0;
-    for (let i = 0; i < this.#counts.length; i++) {
-      const stamp = this.#stamps[i] as number;
-      if (stamp > second - this.#counts.length && stamp <= second) total += this.#counts[i] as number;
-    }
+    for (let s = Math.max(0, slot - size + 1, this.#last - size + 1); s <= Math.min(slot, this.#last); s++) total += this.#counts[s % size] as number;
     return total;
   }
 
