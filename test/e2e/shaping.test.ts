@@ -28,6 +28,7 @@ providers:
   - { name: failing, mx: [mx.failing.test] }
 domains:
   - { domain: ratelimited.test, max_message_rate: 2/s, max_connections: 1 }
+  - { domain: split.test, max_recipients_per_message: 2 }
 adaptive:
   - { id: too-many-connections, match: 'too many connections', action: { lower: { max_connections: observed } }, duration: 1m, recover: { every: 2s, step: 50% } }
   - { id: too-many-messages-per-connection, match: 'max message per connection', action: { lower: { max_messages_per_connection: observed } }, duration: 1m, recover: { every: 1m } }
@@ -49,6 +50,7 @@ t.before(async () => {
     zone[domain] = { mx: [{ exchange: `mx.${domain}`, priority: 10 }] };
     zone[`mx.${domain}`] = { a: [ip] };
   }
+  zone['split.test'] = { mx: [{ exchange: 'mx1.a.test', priority: 10 }] }; // a.test's site, carved out by its rule
   world = await startWorld(zone, ['127.0.0.2'], Object.values(SITES));
   await world.addSink(SITES['conc.test']!, { patience: { maxSessions: 2, dataDelayMs: 50 } });
   await world.addSink(SITES['perconn.test']!, { patience: { messagesPerConnection: 3 } });
@@ -198,6 +200,17 @@ t.test('one slow path never holds back the others', async (t) => {
   const window = (times.at(-1)! - times[0]!) / 1000;
   t.ok(40 / window <= 2.6, `the slow path kept to its rate: ${(40 / window).toFixed(2)} messages a second`);
   t.same(countedRetries(slow), [], 'waiting in the queue used up no attempt');
+});
+
+t.test('a domain taking two recipients a message gets five as three transactions, each recipient delivered once', async (t) => {
+  const rcpts = ['s1@split.test', 's2@split.test', 's3@split.test', 's4@split.test', 's5@split.test'];
+  t.match(await sendMail(tern.smtpPort, 'news@campaign.test', rcpts, message({ to: rcpts[0] })), /^250 /);
+  await allDelivered(rcpts);
+  const got = sink('a.test').received.filter((m) => m.rcptTo.some((r) => r.endsWith('@split.test')));
+  t.same(got.map((m) => m.rcptTo.length).sort(), [1, 2, 2]);
+  t.same(got.flatMap((m) => m.rcptTo).sort(), rcpts);
+  t.match((await siteView('mx1.a.test')).paths.find((p: { domain: string | null }) => p.domain === 'split.test'),
+    { path: 'default|mx1.a.test|split.test', limits: { max_recipients_per_message: { value: 2, rule: 'domain:split.test' } } });
 });
 
 t.test('SIGHUP reloads the MX rules; a broken file keeps the rules in force', async (t) => {
