@@ -128,13 +128,9 @@ export class PathPool {
   #held(): AttemptOutcome | undefined {
     const hold = this.path.hold();
     if (!hold) return undefined;
-    const outcome = holdOutcome(hold, this.#route());
+    const outcome = holdOutcome(hold, this.#pathRoute);
     for (const p of this.#waiting.splice(0)) p.resolve(outcome);
     return outcome;
-  }
-
-  #route(): Route {
-    return this.#pathRoute;
   }
 
   /**
@@ -167,7 +163,7 @@ export class PathPool {
     const drain = rate > 0 ? (excess / rate) * 1000 : HOLD_MAX_MS;
     const wait = Math.min(HOLD_MAX_MS, Math.max(HOLD_MIN_MS, drain)) * (0.8 + 0.4 * this.#random());
     const reply = localReply(451, '4.4.5', `path busy: ${this.#waiting.length} messages already waiting for ${this.path.site}`, 'QUEUE');
-    return { kind: 'held', route: this.#route(), reply, until: Math.round(this.#clock.now() + wait), reason: 'ready-queue-full', ...(rate > 0 ? { drainPerSecond: rate } : {}) };
+    return { kind: 'held', route: this.#pathRoute, reply, until: Math.round(this.#clock.now() + wait), reason: 'ready-queue-full', ...(rate > 0 ? { drainPerSecond: rate } : {}) };
   }
 
   /**
@@ -271,7 +267,7 @@ export class PathPool {
    * dead hosts.
    */
   #connectFailed(first: Pending, opened: Extract<Opened, { kind: 'failed' }>, startedAt: number): void {
-    const outcome: AttemptOutcome = { kind: 'site-unreachable', route: { ...opened.route, ...this.#route() }, reply: opened.reply };
+    const outcome: AttemptOutcome = { kind: 'site-unreachable', route: { ...opened.route, ...this.#pathRoute }, reply: opened.reply };
     if (this.#workers <= 1 && this.#peak.maxSince(startedAt, this.#clock.now()) === 0) {
       first.resolve(outcome);
       for (const p of this.#waiting.splice(0)) p.resolve(outcome);

@@ -66,8 +66,6 @@ export interface QueueSnapshot {
   readonly recipients: number;
 }
 
-/** A message whose pending recipients last went one path is known by it, for per-path counts and actions. */
-
 export interface Queue {
   /** A message just made durable by ingress. */
   enqueue(envelope: Envelope): void;
@@ -208,7 +206,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         const attempt = state.attempts + 1;
         const reply = replies[k] as SmtpReply;
         const verdict = unattempted ?? decide(options.retry, { reply, attempt, now, expiresAt: envelope.expiresAt, random: random(), siblingAccepted, classify: ports.classify });
-        const counted = !(verdict.kind === 'retry' && !verdict.counts) && !(unattempted && verdict.kind === 'failed');
+        const counted = !unattempted && (verdict.kind !== 'retry' || verdict.counts);
         decisions.set(index, { attempt: counted ? attempt : state.attempts, route: outcome.route, verdict });
       });
     }));

@@ -324,7 +324,8 @@ export class AdaptiveState {
       state.effects.set(rule.id, effect);
       return { ...base, change: rule.action.kind, until: effect.expiresAt };
     }
-    const current = this.#effective(ctx, state);
+    const stat = ctx.base();
+    const current = this.#effective(stat, state);
     for (const [key, change] of rule.action.changes) {
       const now_ = current(key);
       const level = Math.min(now_, this.#level(key, state, levels, now_, now));
@@ -332,8 +333,8 @@ export class AdaptiveState {
       const value = RATE_KEYS.has(key) ? Math.max(FLOOR_RATE, Math.min(target, now_)) : Math.max(FLOOR_COUNT, Math.floor(Math.min(target, now_)));
       effect.values.set(key, value);
       if (!effect.ceilings.has(key)) {
-        const stat = limitValue(ctx.base(), key);
-        effect.ceilings.set(key, Number.isFinite(stat) ? stat : Math.max(level, value) * UNLIMITED_CEILING);
+        const ceiling = limitValue(stat, key);
+        effect.ceilings.set(key, Number.isFinite(ceiling) ? ceiling : Math.max(level, value) * UNLIMITED_CEILING);
       }
     }
     const settle = [...rule.action.changes.keys()].some((k) => RATE_KEYS.has(k)) ? RATE_SETTLE_MS : Math.min(SETTLE_MS, effect.recover.every);
@@ -355,8 +356,7 @@ export class AdaptiveState {
   }
 
   /** A limit as it stands with every effect applied. */
-  #effective(ctx: PathContext, state: PathState): (key: LimitKey) => number {
-    const base = ctx.base();
+  #effective(base: PathSettings, state: PathState): (key: LimitKey) => number {
     return (key) => {
       let value = limitValue(base, key);
       for (const e of state.effects.values()) value = Math.min(value, e.values.get(key) ?? Infinity);

@@ -208,9 +208,10 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
 
   function view(key: string, now: number): PathView {
     const id = identityOf(key);
-    const handle = handles.get(key)?.handle ?? makeHandle(id);
-    const { settings, from } = resolve(id).resolved;
-    const hold = handle.hold();
+    // Resolved afresh, not through a handle: a path only looked at gets no limiter slot.
+    const resolved = resolve(id);
+    const { settings, from } = resolved.resolved;
+    const hold = resolved.hold && resolved.hold.until > now ? resolved.hold : undefined;
     const holdView = hold ? { rule: hold.rule, until: new Date(hold.until).toISOString(), remaining_s: Math.ceil((hold.until - now) / 1000), reply: formatReply(hold.reply) } : null;
     return {
       path: key,
