@@ -38,8 +38,11 @@ export interface WebhookSender {
 interface Lane {
   readonly index: number;
   queue: StoredEvent[];
-  /** The batch being sent or retried: the same events, body and batch id until acknowledged. */
-  batch?: { events: StoredEvent[]; id: string; body: string };
+  /**
+   * The batch being sent or retried: the same events, body and batch id until acknowledged.
+   * `posted`: the endpoint took it, only its acknowledgement is still to be written.
+   */
+  batch?: { events: StoredEvent[]; id: string; body: string; posted?: boolean };
   busy: boolean;
   failures: number;
   timer?: Timer;
@@ -121,6 +124,7 @@ export function createWebhookSender(options: WebhookOptions, deps: WebhookDeps):
     const batch = lane.batch;
     if (!batch) return;
     lane.busy = true;
+    if (batch.posted) return recordAck(lane, batch);
     const started = clock.now();
     const outcome = await post(batch);
     if (!running && outcome.result !== 'ok') {
@@ -130,17 +134,8 @@ export function createWebhookSender(options: WebhookOptions, deps: WebhookDeps):
     }
     deps.onResult?.(outcome.result, batch.events.length, clock.now() - started);
     if (outcome.result === 'ok') {
-      try {
-        await deps.ack(batch.events);
-        lane.batch = undefined;
-        lane.failures = 0;
-      } catch (err) {
-        log.error({ err }, 'feedback: cannot record an acknowledgement; the batch will be sent again');
-      }
-      lane.busy = false;
-      void fill();
-      consider(lane);
-      return;
+      batch.posted = true;
+      return recordAck(lane, batch);
     }
     lane.failures += 1;
     const delay = backoff(lane.failures, outcome.result === 'refused');
@@ -149,6 +144,31 @@ export function createWebhookSender(options: WebhookOptions, deps: WebhookDeps):
       outcome.result === 'refused'
         ? `feedback: the webhook refused a batch with ${outcome.status}; it is kept and retried slowly — fix the endpoint`
         : 'feedback: webhook delivery failed; the batch is kept and retried');
+    retryLater(lane, delay);
+  }
+
+  /**
+   * The endpoint has the batch: only the acknowledgement is left. One that cannot be written (a
+   * full disk) is retried with the POST's back-off and never re-sent: a full disk must not turn
+   * into a webhook storm of the same batch.
+   */
+  async function recordAck(lane: Lane, batch: NonNullable<Lane['batch']>): Promise<void> {
+    try {
+      await deps.ack(batch.events);
+    } catch (err) {
+      lane.failures += 1;
+      const delay = backoff(lane.failures, false);
+      if (lane.failures % 10 === 1) log.error({ err, batch_id: batch.id, attempt: lane.failures, retry_in_ms: delay }, 'feedback: the webhook took a batch but its acknowledgement cannot be recorded; retrying the write, not the POST');
+      return retryLater(lane, delay);
+    }
+    lane.batch = undefined;
+    lane.failures = 0;
+    lane.busy = false;
+    void fill();
+    consider(lane);
+  }
+
+  function retryLater(lane: Lane, delay: number): void {
     lane.busy = false;
     lane.timer = clock.at(clock.now() + delay, () => {
       lane.timer = undefined;

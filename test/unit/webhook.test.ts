@@ -13,7 +13,7 @@ const event = (q: number, r: number, type: FeedbackEvent['type'] = 'relayed'): F
   id: `Q${q}.${r}.${type}`, type, status: 'taken_into_account', time: new Date().toISOString(), queue_id: `Q${q}`, message_id: '<m@x>', sender: 's@x.test', recipient: `r${r}@y.test`, meta: {},
 });
 
-async function rig(t: { teardown(fn: () => Promise<void>): void }, options: Partial<WebhookOptions> = {}) {
+async function rig(t: { teardown(fn: () => Promise<void>): void }, options: Partial<WebhookOptions> = {}, ackFault?: () => Error | undefined) {
   const receiver = new WebhookReceiver(SECRET);
   const url = await receiver.start();
   const dir = tempDir();
@@ -27,7 +27,10 @@ async function rig(t: { teardown(fn: () => Promise<void>): void }, options: Part
       clock: systemClock,
       log: pino({ level: 'warn' }, { write: (l: string) => logs.push(JSON.parse(l) as Record<string, unknown>) }),
       take: (max) => outbox.take(max),
-      ack: (events) => outbox.ack(events),
+      ack: (events) => {
+        const fault = ackFault?.();
+        return fault ? Promise.reject(fault) : outbox.ack(events);
+      },
       onResult: (result) => results.push(result),
     },
   );
@@ -90,4 +93,19 @@ t.test('a 4xx other than 408/429 is logged loudly and retried, not dropped', asy
   const refusal = logs.find((l) => /refused a batch with 400/.test(String(l.msg)));
   t.match(refusal, { level: 50, status: 400 });
   t.ok((refusal?.retry_in_ms as number) >= 48_000, 'retried no faster than about once a minute');
+});
+
+t.test('an acknowledgement that cannot be written (disk full) is retried with back-off; the batch is not posted again', async (t) => {
+  const ackTimes: number[] = [];
+  const { receiver, outbox, append, logs } = await rig(t, { concurrency: 1, backoffBaseMs: 50, backoffMaxMs: 200 }, () => {
+    ackTimes.push(Date.now());
+    return ackTimes.length <= 5 ? Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }) : undefined;
+  });
+  await append([event(1, 0), event(2, 0)]);
+  await until(() => outbox.stats().pending === 0, 5_000, 'the acknowledgement written once space returned');
+  t.equal(receiver.batches.length, 1, 'one POST for the batch, whatever the disk did');
+  t.equal(ackTimes.length, 6, 'five failed writes, then one that worked');
+  const gaps = ackTimes.slice(1).map((at, i) => at - (ackTimes[i] as number));
+  t.ok(gaps.every((g) => g >= 35), `the write is retried with back-off, not in a loop (gaps ${gaps.join(', ')} ms)`);
+  t.equal(logs.filter((l) => /acknowledgement cannot be recorded/.test(String(l.msg))).length, 1, 'logged once for the run of failures, not once each');
 });
