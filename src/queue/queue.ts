@@ -8,6 +8,7 @@ import type { RouteAnswer } from '../model/route.ts';
 import type { BounceClassification } from '../model/bounce.ts';
 import type { AttemptOutcome, Route } from '../model/outcome.ts';
 import { formatReply, localReply, type SmtpReply } from '../model/reply.ts';
+import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { decide, expiredReply, outcomeReplies, verdictWithoutAttempt, type Verdict } from './decide.ts';
 import { MinHeap } from './heap.ts';
 import type { RetryPolicy } from './retry.ts';
@@ -89,6 +90,24 @@ const WATCHDOG_MS = 30_000;
 /** The longest a path's full pool puts mail back behind what waits for the path. */
 const MAX_BEHIND_MS = 300_000;
 const RETRY_AFTER_FAULT_MS = 60_000;
+/** Decisions that could not be written (a full disk) are written again this often. */
+const REWRITE_AFTER_MS = 5_000;
+/** A run of identical queue faults is logged once per this interval, with a count. */
+const FAULT_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * An activation's decisions not yet on disk: the events still to report, the journal records
+ * still to write. They stay in memory (with the recipients' states) until written, and the
+ * message's next activation writes them instead of attempting anyone again: a recipient that got
+ * its 250 is never sent to twice because its journal or event could not be written yet.
+ */
+interface Unwritten {
+  readonly envelope: Envelope;
+  readonly states: RecipientState[];
+  outcomes: readonly RecipientOutcome[];
+  records: readonly JournalRecord[];
+  readonly journalled: boolean;
+}
 
 export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { clock: Clock; log: Logger; random?: () => number }): Queue {
   const { clock, log } = deps;
@@ -102,6 +121,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   let watchdog: Timer | undefined;
   let running = false;
   const idleWaiters: (() => void)[] = [];
+  const unwritten = new Map<QueueId, Unwritten>();
+  const faults = new RepeatedLog(log, clock, FAULT_LOG_INTERVAL_MS);
 
   function schedule(id: QueueId, due: number, pending: number, path?: string): void {
     heap.push(due, { id, pending, path });
@@ -157,8 +178,14 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
           await ports.quarantine(id).catch((e: unknown) => log.error({ err: e, queue_id: id }, 'quarantine failed'));
           return;
         }
+        const held = unwritten.get(id);
+        if (held) {
+          faults.error(`write:${errorKind(err)}`, { err, queue_id: id, retry_in_ms: REWRITE_AFTER_MS }, 'queue: cannot record delivery outcomes yet (disk full?); they are kept and the write is retried, the delivery is not');
+          schedule(id, clock.now() + REWRITE_AFTER_MS, held.states.filter((s) => !s.final).length);
+          return;
+        }
         // Any other fault (disk, bug) must not strand the message: try again later.
-        log.error({ err, queue_id: id }, 'queue fault; message rescheduled');
+        faults.error(errorKind(err), { err, queue_id: id }, 'queue fault; message rescheduled');
         schedule(id, clock.now() + RETRY_AFTER_FAULT_MS, entry.pending);
       })
       .finally(() => {
@@ -172,6 +199,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   }
 
   async function run(id: QueueId, entry: Active, fresh: { envelope: Envelope; states: RecipientState[] } | undefined, expedited: boolean): Promise<void> {
+    const held = unwritten.get(id);
+    if (held) return write(id, held);
     const { envelope, states } = fresh ?? (await ports.load(id));
     const now = clock.now();
     const due = states.flatMap((s, i) => (!s.final && (expedited || s.nextAt <= now) ? [i] : []));
@@ -266,16 +295,32 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       ports.observe?.(outcome);
       outcomes.push(outcome);
     }
-    await ports.report?.(outcomes);
     const pending = states.filter((s) => !s.final);
     queuedRecipients -= entry.pending - pending.length;
+    const decided: Unwritten = { envelope, states, outcomes, records, journalled };
+    unwritten.set(id, decided);
+    await write(id, decided);
+  }
+
+  /** Report, then journal or remove; each step forgotten once done, so a retry does only the rest. */
+  async function write(id: QueueId, w: Unwritten): Promise<void> {
+    if (w.outcomes.length > 0) {
+      await ports.report?.(w.outcomes);
+      w.outcomes = [];
+    }
+    const pending = w.states.filter((s) => !s.final);
     if (pending.length === 0) {
-      await ports.remove(id, journalled);
+      await ports.remove(id, w.journalled);
+      unwritten.delete(id);
       return;
     }
-    if (records.length > 0) await ports.journal(id, records);
+    if (w.records.length > 0) {
+      await ports.journal(id, w.records);
+      w.records = [];
+    }
+    unwritten.delete(id);
     const nextDue = Math.min(...pending.map((s) => s.nextAt));
-    schedule(id, Math.min(nextDue, envelope.expiresAt), pending.length, pathOf(pending));
+    schedule(id, Math.min(nextDue, w.envelope.expiresAt), pending.length, pathOf(pending));
   }
 
   function logAttempt(envelope: Envelope, index: number, d: Decision): void {

@@ -58,7 +58,7 @@ function harness(clock: FakeClock, deliver: (job: QueueJob) => Promise<AttemptOu
     { clock, log: pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line) as Record<string, unknown>) }), random: () => 0.5 },
   );
   const store = (e: Envelope) => disk.set(e.id, { envelope: e, journal: [] });
-  return { queue, disk, outcomes, store, quarantined, logs };
+  return { queue, disk, outcomes, store, quarantined, logs, ports };
 }
 
 const accepted = (job: QueueJob): AttemptOutcome => ({ kind: 'transaction', route: { mx: 'mx' }, replies: job.envelope.recipients.map(() => parseReply('250 ok')) });
@@ -271,4 +271,45 @@ t.test('after a restart, waiting mail is known by the path it last went', async 
   again.disk.set(e.id, h.disk.get(e.id)!);
   await again.queue.recover([e.id]);
   t.same([...again.queue.queuedByPath()], [['default|mx.x.test', 2]]);
+});
+
+t.test('outcomes that cannot be written (disk full) are written again later; a recipient that got 250 is never sent to again', async (t) => {
+  const clock = new FakeClock();
+  const sent: string[] = [];
+  // a@ is accepted, b@ deferred: the message needs a journal record, and the disk is full.
+  const h = harness(clock, async (job) => {
+    sent.push(...job.envelope.recipients);
+    return { kind: 'transaction', route: { mx: 'mx' }, replies: job.envelope.recipients.map((r) => parseReply(r.startsWith('a@') ? '250 ok' : '450 4.2.0 later')) };
+  });
+  const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  let full = true;
+  let journalWrites = 0;
+  let reports = 0;
+  const realJournal = h.ports.journal;
+  h.ports.journal = async (id, records) => {
+    journalWrites++;
+    if (full) throw enospc;
+    return realJournal(id, records);
+  };
+  h.ports.report = async () => {
+    reports++;
+    if (full && reports === 1) throw enospc;
+  };
+  h.queue.start();
+  const e = envelope(clock, ['a@x.test', 'b@x.test']);
+  h.store(e);
+  h.queue.enqueue(e);
+  await settle();
+  t.same(sent, ['a@x.test', 'b@x.test'], 'one attempt');
+  for (let i = 0; i < 10; i++) await clock.advance(5_000);
+  t.same(sent, ['a@x.test', 'b@x.test'], 'fifty seconds of a full disk: written again, never sent again');
+  t.equal(reports, 2, 'the events, once written, are not reported again');
+  t.ok(journalWrites >= 9, `the journal write is retried every 5 s (${journalWrites} tries)`);
+  t.equal(h.logs.filter((l) => /cannot record delivery outcomes/.test(String(l.msg))).length, 1, 'one log line for the run of failures');
+  full = false;
+  await clock.advance(5_000);
+  t.same(h.disk.get(e.id)?.journal.map((r) => [r.t, r.r]), [['final', 0], ['retry', 1]], 'once space returns the journal holds both');
+  await clock.advance(20 * MIN);
+  t.same(sent, ['a@x.test', 'b@x.test', 'b@x.test'], 'only the deferred recipient is tried again, on its own schedule');
+  await h.queue.stop(0);
 });
