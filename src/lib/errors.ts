@@ -2,6 +2,8 @@
 export type TernErrorCode =
   | 'TERN_CONFIG_INVALID'
   | 'TERN_SPOOL_WRITE'
+  /** A message would take free space below spool.min_free, the reserve for journals and events. */
+  | 'TERN_SPOOL_FULL'
   | 'TERN_SPOOL_CORRUPT'
   | 'TERN_DNS_TIMEOUT'
   | 'TERN_OUTBOX_WRITE'

@@ -64,6 +64,45 @@ export interface Spool {
 const HEALTH_CACHE_MS = 2_000;
 
 /**
+ * Free space as the spool sees it between two statfs calls (which cost a system call and are
+ * cached): what statfs said, less what was written since, less what sessions in flight hold
+ * for their messages. Counting what is written and promised is what stops a burst accepted
+ * inside the cache's two seconds from eating the reserve below `min_free` (ten 2 MB messages
+ * left 864 KB of an 8 MB reserve before). The reserve belongs to journals, the event outbox and
+ * acknowledgements, which are never refused for space (docs/operations.md, disk full).
+ */
+class SpaceBook {
+  #free = Infinity;
+  #writtenSince = 0;
+  #promised = 0;
+  readonly #minFree: number;
+
+  constructor(minFree: number) {
+    this.#minFree = minFree;
+  }
+
+  /** A statfs answer; `writtenDuring` bytes were committed while it ran and may be counted in it. */
+  measured(free: number, writtenDuring: number): void {
+    this.#free = free;
+    this.#writtenSince = writtenDuring;
+  }
+
+  get written(): number { return this.#writtenSince; }
+
+  /** Room above the reserve for `more` bytes, after everything written and promised. */
+  fits(more = 0): boolean {
+    return this.#free - this.#writtenSince - this.#promised - more >= this.#minFree;
+  }
+
+  promise(bytes: number): void { this.#promised += bytes; }
+  /** A message's promise ends: `stored` true when its bytes went to disk (committed). */
+  settle(bytes: number, stored: boolean): void {
+    this.#promised -= bytes;
+    if (stored) this.#writtenSince += bytes;
+  }
+}
+
+/**
  * Two stores behind one interface (ADR 0006). Fresh messages up to `inline_max` are buffered while
  * they arrive and appended to the segment log, one fdatasync per batch of concurrent commits.
  * Large messages stream into a file of their own. A message that needs a journal (some recipient
@@ -75,7 +114,8 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
   const files = openFileStore(options.dir);
   const segments = openSegmentLog({ dir: options.dir, segmentBytes: options.segment_size, setAside: files.setAside });
   const bodies = new LRUCache<QueueId, Buffer>({ maxSize: Math.max(1, options.body_cache), sizeCalculation: (b) => Math.max(1, b.length) });
-  let health = { at: -Infinity, ok: true };
+  let measuredAt = -Infinity;
+  const space = new SpaceBook(options.min_free);
 
   async function begin(id: QueueId): Promise<MessageWriter> {
     /** In memory until the message passes inline_max; after that, waiting for the file. */
@@ -85,6 +125,11 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
     let file: FileWriter | undefined;
     let spilling: Promise<void> | undefined;
     let failed: Error | undefined;
+    let promised = 0;
+    const release = (stored: boolean): void => {
+      space.settle(promised, stored);
+      promised = 0;
+    };
 
     /** Writes whatever is held to the file, until nothing is; one loop at a time. */
     async function spill(): Promise<void> {
@@ -109,6 +154,14 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
     return {
       write(piece) {
         if (failed) return Promise.reject(failed);
+        if (!space.fits(piece.length)) {
+          failed = new TernError('TERN_SPOOL_FULL', `spool: ${id} would take the free space below spool.min_free (kept for journals and events)`);
+          chunks = [];
+          held = 0;
+          return Promise.reject(failed);
+        }
+        space.promise(piece.length);
+        promised += piece.length;
         size += piece.length;
         held += piece.length;
         chunks.push(piece);
@@ -123,14 +176,22 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
       },
       async commit(envelope) {
         await spilling?.catch(() => undefined);
-        if (failed) throw new TernError('TERN_SPOOL_WRITE', `cannot store message ${id}: ${failed.message}`, { cause: failed });
+        if (failed) {
+          release(false);
+          throw failed instanceof TernError && failed.code === 'TERN_SPOOL_FULL' ? failed : new TernError('TERN_SPOOL_WRITE', `cannot store message ${id}: ${failed.message}`, { cause: failed });
+        }
         const json = Buffer.from(JSON.stringify(envelope));
-        if (file) return file.commit(json, envelope.bodySize);
-        const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-        await segments.append(id, json, body);
-        bodies.set(id, body);
+        try {
+          if (file) return await file.commit(json, envelope.bodySize);
+          const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+          await segments.append(id, json, body);
+          bodies.set(id, body);
+        } finally {
+          release(true);
+        }
       },
       async abort() {
+        release(false);
         await spilling?.catch(() => undefined);
         chunks = [];
         await file?.abort();
@@ -202,14 +263,17 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
 
   async function healthy(): Promise<boolean> {
     const now = clock.now();
-    if (now - health.at < HEALTH_CACHE_MS) return health.ok;
-    try {
-      const stats = await statfs(options.dir);
-      health = { at: now, ok: stats.bavail * stats.bsize >= options.min_free };
-    } catch {
-      health = { at: now, ok: false };
+    if (now - measuredAt >= HEALTH_CACHE_MS) {
+      measuredAt = now;
+      const writtenBefore = space.written;
+      try {
+        const stats = await statfs(options.dir);
+        space.measured(stats.bavail * stats.bsize, space.written - writtenBefore);
+      } catch {
+        space.measured(0, 0);
+      }
     }
-    return health.ok;
+    return space.fits();
   }
 
   return { begin, load, openBody, journal, remove, quarantine, recover, healthy, settle: segments.settle, close: segments.close };

@@ -1,4 +1,5 @@
 import { readdirSync, writeFileSync, appendFileSync, truncateSync, statSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import t from 'tap';
@@ -89,6 +90,38 @@ t.test('health follows free space', async (t) => {
   t.teardown(() => dir.remove());
   t.equal(await spoolAt(dir.path, { min_free: 1 }).healthy(), true);
   t.equal(await spoolAt(dir.path, { min_free: Number.MAX_SAFE_INTEGER }).healthy(), false);
+});
+
+t.test('a burst inside the free-space cache cannot eat the reserve: bytes written and in flight count', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const stats = await statfs(dir.path);
+  // Leave room for 5 MiB above the reserve (the disk may move a little under us: 1 MiB slack).
+  const spool = spoolAt(dir.path, { min_free: stats.bavail * stats.bsize - 5 * MiB, inline_max: 256 * 1024 });
+  t.equal(await spool.healthy(), true, 'room before the burst');
+  const writers = await Promise.all(Array.from({ length: 10 }, () => spool.begin(newQueueId(Date.now()))));
+  let held = 0;
+  const results = await Promise.all(writers.map(async (w) => {
+    try {
+      for (let i = 0; i < 4; i++) {
+        await w.write(Buffer.alloc(256 * 1024, 0x61));
+        held += 256 * 1024;
+      }
+      return 'taken';
+    } catch (err) {
+      return (err as { code?: string }).code ?? String(err);
+    }
+  }));
+  t.ok(held <= 5 * MiB && held >= 4 * MiB, `${(held / MiB).toFixed(2)} MiB taken by ten concurrent 1 MiB messages with 5 MiB above the reserve`);
+  t.ok(results.every((r) => r === 'taken' || r === 'TERN_SPOOL_FULL'), 'the rest are refused as a full spool (ingress answers 452)');
+  const late = await spool.begin(newQueueId(Date.now()));
+  await t.rejects(Promise.resolve(late.write(Buffer.alloc(MiB))), { code: 'TERN_SPOOL_FULL' }, 'what sessions in flight hold counts against the next message');
+  writers.push(late);
+  await Promise.all(writers.map((w) => w.abort()));
+  t.equal(await spool.healthy(), true, 'aborted messages give their room back');
+  await store(spool, 'x'.repeat(3 * MiB));
+  t.equal(await spool.healthy(), true, 'a committed 3 MiB message leaves room above the reserve');
+  await t.rejects(store(spool, 'y'.repeat(3 * MiB)), { code: 'TERN_SPOOL_FULL' }, 'another would not: refused before the reserve is crossed');
 });
 
 t.test('small messages share a segment; a restart recovers them and reads bodies back from disk', async (t) => {
