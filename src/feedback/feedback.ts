@@ -157,8 +157,9 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
     async stop() {
       saveTimer?.cancel();
       await Promise.all(endpoints.map((e) => e.sender.stop()));
-      await kpis.save();
-      await outbox.sweep();
+      // A snapshot that cannot be written (disk full) is not lost: the outbox keeps every event
+      // it would cover, and the next start replays them. Stopping must still close the files.
+      await kpis.save().then(() => outbox.sweep(), (err: unknown) => log.error({ err }, 'feedback: cannot save KPIs at stop; they will be rebuilt from the outbox at the next start'));
       await outbox.close();
       for (const e of extras) await e.outbox.close();
       await eventLog?.close();

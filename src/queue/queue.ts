@@ -200,10 +200,14 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
 
   async function run(id: QueueId, entry: Active, fresh: { envelope: Envelope; states: RecipientState[] } | undefined, expedited: boolean): Promise<void> {
     const held = unwritten.get(id);
-    if (held) return write(id, held);
-    const { envelope, states } = fresh ?? (await ports.load(id));
+    const stuck = held ? await write(id, held).then(() => undefined, (err: unknown) => err ?? new Error('write failed')) : undefined;
+    if (held && stuck === undefined) return;
+    // Outcomes that cannot be written yet do not stop the recipients still due: they are tried
+    // from the states in memory, which say who is done.
+    const { envelope, states } = held ?? fresh ?? (await ports.load(id));
     const now = clock.now();
     const due = states.flatMap((s, i) => (!s.final && (expedited || s.nextAt <= now) ? [i] : []));
+    if (stuck !== undefined && due.length === 0) throw stuck;
     const decisions = now >= envelope.expiresAt ? expireAll(states) : await attemptDue(envelope, states, due);
     if (entry.abandoned) return;
     await settle(id, entry, envelope, states, decisions);
@@ -297,7 +301,10 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     }
     const pending = states.filter((s) => !s.final);
     queuedRecipients -= entry.pending - pending.length;
-    const decided: Unwritten = { envelope, states, outcomes, records, journalled };
+    const prior = unwritten.get(id);
+    const decided: Unwritten = prior
+      ? { envelope, states, outcomes: [...prior.outcomes, ...outcomes], records: [...prior.records, ...records], journalled: prior.journalled }
+      : { envelope, states, outcomes, records, journalled };
     unwritten.set(id, decided);
     await write(id, decided);
   }
