@@ -22,6 +22,10 @@ adaptive:
   - { id: yahoo-deferred, match: '\\[(?:tss?0[14]|ipts0[14])\\]', action: { lower: { max_message_rate: "-10%" } }, duration: 30s, recover: { every: 1m, step: 10% } }
 `;
 
+// A minute's behaviour, measured: about 130 s alone, and up to 200 s beside the rest of the suite
+// on two cores, past .taprc's 180 s for a file.
+t.setTimeout(360_000);
+
 let world: World;
 let tern: RunningTern;
 let sink: Sink;
