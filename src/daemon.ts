@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { createAdmin } from './admin/index.ts';
 import { REASON_TABLE, classifyReplies, createClassifier, defaultRules, loadRulesFile, type Rule } from './bounce/index.ts';
 import type { Config } from './config/index.ts';
-import { createDelivery } from './delivery/index.ts';
+import { createDelivery, loadTrust } from './delivery/index.ts';
 import { createSigner, loadKeys } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
 import { createIngress } from './ingress/index.ts';
@@ -105,9 +105,15 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     },
   );
   const delivery = createDelivery(
-    { port: config.delivery.port, localName: config.hostname, timeouts: { command: config.delivery.timeouts.command, data: config.delivery.timeouts.data } },
+    {
+      port: config.delivery.port, localName: config.hostname, timeouts: { command: config.delivery.timeouts.command, data: config.delivery.timeouts.data },
+      ...(config.delivery.tls_ca_file ? { tlsTrust: loadTrust(config.delivery.tls_ca_file) } : {}),
+    },
     { path: shaper.path, acquire: shaper.acquire, release: shaper.release, observe: shaper.observe },
-    { clock, log: log.child({ stage: 'delivery' }) },
+    {
+      clock, log: log.child({ stage: 'delivery' }),
+      onConnection: ({ level, tls }) => metrics.deliveryTls.labels({ level, version: tls?.version ?? 'none', verified: String(tls?.verified ?? false) }).inc(),
+    },
   );
   const { timeouts } = config.delivery;
   const queue = createQueue(

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { parseDuration, parseRate, parseSize, type Rate } from '../lib/units.ts';
 import { parseCidr, parseHostPort } from '../lib/net.ts';
+import { TLS_ALIASES, TLS_LEVELS, tlsLevel } from '../model/path.ts';
 
 export const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
@@ -44,3 +45,6 @@ export const cidr = z.string().refine((s) => parseCidr(s) !== undefined, {
 export const hostname = z.string().regex(/^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i, {
   message: 'must be a host name such as mta.example.com',
 });
+
+/** An outbound TLS level (docs/tls.md); the old names (opportunistic, required, disabled) are read as may, encrypt, none. */
+export const tlsPolicy = z.enum([...TLS_LEVELS, ...(Object.keys(TLS_ALIASES) as (keyof typeof TLS_ALIASES)[])]).transform(tlsLevel);

@@ -1,5 +1,24 @@
 import { z } from 'zod';
-import { cidr, duration, hostPort, hostname, rate, size } from './fields.ts';
+import { cidr, duration, hostPort, hostname, rate, size, tlsPolicy } from './fields.ts';
+
+/** Listener limits (src/ingress/smtp/limits.ts); each default follows the Postfix smtpd parameter named. */
+const smtpLimits = z.strictObject({
+  error_limit: z.number().int().min(1).default(20), // smtpd_hard_error_limit
+  junk_command_limit: z.number().int().min(0).default(100), // smtpd_junk_command_limit
+  recipient_overshoot_limit: z.number().int().min(0).default(1000), // smtpd_recipient_overshoot_limit
+  client_connection_limit: z.number().int().min(0).default(50), // smtpd_client_connection_count_limit
+  client_connection_rate: z.number().int().min(0).default(0), // smtpd_client_connection_rate_limit
+  auth_failure_limit: z.number().int().min(0).default(10), // (smtpd_client_auth_rate_limit counts every AUTH)
+  auth_failure_window: duration.default(900_000),
+  session_deadline: duration.default(1_800_000),
+  data_deadline: duration.default(600_000),
+  line_length: z.number().int().min(78).default(998), // RFC 5322 2.1.1 (Postfix's line_length_limit folds at 2048)
+  header_size: size.default(1_048_576), // header_size_limit
+});
+
+/** "$scrypt$ln=15,r=8,p=1$<base64 salt>$<base64 hash>" (tern auth hash), or a plaintext password. */
+const SCRYPT_HASH = /^\$scrypt\$ln=\d{1,2},r=\d{1,2},p=\d{1,2}\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}$/;
+const authPassword = z.string().min(1).refine((p) => !p.startsWith('$scrypt$') || SCRYPT_HASH.test(p), 'a "$scrypt$" password must be a hash from `tern auth hash`');
 
 const smtp = z.strictObject({
   listen: z.array(hostPort).min(1).default(['127.0.0.1:2525']),
@@ -9,13 +28,14 @@ const smtp = z.strictObject({
   allow_networks: z.array(cidr).default(['127.0.0.0/8', '::1/128']),
   auth: z
     .strictObject({
-      users: z.array(z.strictObject({ username: z.string().min(1), password: z.string().min(1) })).default([]),
+      users: z.array(z.strictObject({ username: z.string().min(1), password: authPassword })).default([]),
       allow_insecure: z.boolean().default(false),
     })
     .default({ users: [], allow_insecure: false }),
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   timeout: duration.default(300_000),
   banner: z.string().default('Tern'),
+  limits: smtpLimits.default(() => smtpLimits.parse({})),
 });
 
 const admin = z.strictObject({
@@ -66,8 +86,10 @@ const delivery = z.strictObject({
   max_active: z.number().int().min(1).default(10_000),
   /** Recipients of those messages loaded at once (a message larger than this still goes alone). */
   max_active_recipients: z.number().int().min(1).default(50_000),
-  /** The TLS policy of every path no MX rule names (shaping.defaults.tls overrides it). */
-  tls: z.enum(['opportunistic', 'required', 'disabled']).default('opportunistic'),
+  /** The TLS level of every path no MX rule names (shaping.defaults.tls overrides it): none, may, encrypt, verify (docs/tls.md). */
+  tls: tlsPolicy.default('may'),
+  /** PEM CA certificates that level verify trusts instead of the system's; unset: the system CAs. */
+  tls_ca_file: z.string().min(1).optional(),
 });
 
 const dkimKey = z.strictObject({
@@ -94,8 +116,8 @@ export const pathSettingFields = {
   connect_timeout: positiveDuration.optional(),
   greeting_timeout: positiveDuration.optional(),
   idle_timeout: positiveDuration.optional(),
-  /** required: no STARTTLS, or a failed handshake, means no delivery (never plaintext). */
-  tls: z.enum(['opportunistic', 'required', 'disabled']).optional(),
+  /** encrypt, verify: no STARTTLS, a failed handshake (or, for verify, certificate) means no delivery, never plaintext (docs/tls.md). */
+  tls: tlsPolicy.optional(),
 };
 
 const shaping = z.strictObject({

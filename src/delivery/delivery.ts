@@ -1,9 +1,7 @@
-import type { Logger } from 'pino';
-import type { Clock } from '../lib/clock.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome } from '../model/outcome.ts';
 import type { PathHandle } from '../model/path.ts';
-import { PathPool, type DeliveryJob, type PathPorts, type PoolSettings } from './pool.ts';
+import { PathPool, type DeliveryJob, type PathPorts, type PoolDeps, type PoolSettings } from './pool.ts';
 
 export interface DeliveryPorts extends PathPorts {
   /** The path a domain's mail takes to a site (shaping decides; the same handle while in use). */
@@ -28,7 +26,7 @@ export interface Delivery {
 // Pools of paths with no traffic are dropped after this long, so a million domains do not pin memory.
 const POOL_SWEEP_MS = 60_000;
 
-export function createDelivery(settings: PoolSettings, ports: DeliveryPorts, deps: { clock: Clock; log: Logger }): Delivery {
+export function createDelivery(settings: PoolSettings, ports: DeliveryPorts, deps: PoolDeps): Delivery {
   const pools = new Map<string, PathPool>();
   let sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   let stopped = false;

@@ -5,4 +5,5 @@
  * retries, spool or events.
  */
 export { createDelivery, type Delivery, type DeliveryPorts, type PoolView } from './delivery.ts';
-export type { DeliveryJob, DeliveryHost, PoolSettings, PathPorts } from './pool.ts';
+export { loadTrust } from './smtp-client.ts';
+export type { ConnectionReport, DeliveryJob, DeliveryHost, PoolDeps, PoolSettings, PathPorts } from './pool.ts';

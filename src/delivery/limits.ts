@@ -33,3 +33,20 @@ export const TARPIT_MIN_MS = 5_000;
 export const TARPIT_FACTOR = 20;
 /** How far back "connections the receiver took" looks when one is refused. */
 export const PEAK_WINDOW_MS = 60_000;
+
+/*
+ * The SMTP client's bounds on what a receiver may send it (docs/tls.md, "Outbound client
+ * limits"). A receiver is a stranger: without these, one that never ends a reply, or sends it a
+ * byte at a time, would hold memory or a connection slot for as long as it liked.
+ */
+/**
+ * Longest reply line. RFC 5321 §4.5.3.1.5 allows 512 octets; Postfix reads up to its
+ * line_length_limit (2048). Eight times the RFC leaves room for verbose receivers.
+ */
+export const MAX_REPLY_LINE = 4 * 1024;
+/** Lines in one reply: the longest real EHLO answers have about 20; a reply past this never ends. */
+export const MAX_REPLY_LINES = 100;
+/** Bytes in one reply, all its lines together. */
+export const MAX_REPLY_BYTES = 64 * 1024;
+/** How long a server that has answered QUIT may keep the connection open before we cut it. */
+export const QUIT_GRACE_MS = 5_000;

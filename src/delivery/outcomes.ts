@@ -13,8 +13,11 @@ export function holdOutcome(hold: PathHold, route: Route): AttemptOutcome {
 /** A job with more recipients than the path takes per message, as jobs that each fit. */
 export function splitJob(job: DeliveryJob, size: number): DeliveryJob[] {
   const parts: DeliveryJob[] = [];
-  const { recipients } = job.envelope;
-  for (let i = 0; i < recipients.length; i += size) parts.push({ ...job, envelope: { ...job.envelope, recipients: recipients.slice(i, i + size) } });
+  const { recipients, recipientDsn } = job.envelope;
+  for (let i = 0; i < recipients.length; i += size) {
+    const dsn = recipientDsn ? { recipientDsn: recipientDsn.slice(i, i + size) } : {};
+    parts.push({ ...job, envelope: { ...job.envelope, recipients: recipients.slice(i, i + size), ...dsn } });
+  }
   return parts;
 }
 

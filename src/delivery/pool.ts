@@ -1,10 +1,11 @@
 import type { Readable } from 'node:stream';
+import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../lib/clock.ts';
 import { PeakMeter } from '../lib/rate-meter.ts';
 import type { SiteName } from '../model/ids.ts';
-import type { AttemptOutcome, Route } from '../model/outcome.ts';
-import type { Grant, GrantRequest, PathHandle, PathLevels, PathObservation, PathSettings, TlsPolicy } from '../model/path.ts';
+import type { AttemptOutcome, Route, TlsInfo } from '../model/outcome.ts';
+import { tlsLevel, type Grant, type GrantRequest, type PathHandle, type PathLevels, type PathObservation, type PathSettings, type TlsLevel } from '../model/path.ts';
 import { isSuccess, localReply, type SmtpReply } from '../model/reply.ts';
 import { holdOutcome, mergeOutcomes, observationsOf, splitJob } from './outcomes.ts';
 import {
@@ -36,6 +37,19 @@ export interface PoolSettings {
   readonly port: number;
   readonly localName: string;
   readonly timeouts: { readonly command: number; readonly data: number };
+  /** The CAs TLS level verify trusts (from delivery.tls_ca_file), built once; absent: Node's default store. */
+  readonly tlsTrust?: SecureContext;
+}
+
+/** One connection opened: the path's TLS level, and the session it got (undefined: plaintext). */
+export interface ConnectionReport { readonly level: TlsLevel; readonly tls: TlsInfo | undefined }
+
+export interface PoolDeps {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly random?: () => number;
+  /** Told of every connection opened, once (the TLS metric). */
+  readonly onConnection?: (report: ConnectionReport) => void;
 }
 
 interface Pending {
@@ -61,6 +75,7 @@ export class PathPool {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #random: () => number;
+  readonly #onConnection: ((report: ConnectionReport) => void) | undefined;
   readonly #waiting: Pending[] = [];
   readonly #idle: ((p: Pending | undefined) => void)[] = [];
   readonly #open = new Set<ClientConnection>();
@@ -83,13 +98,14 @@ export class PathPool {
   readonly #pathRoute: Route;
   #stopping = false;
 
-  constructor(path: PathHandle, settings: PoolSettings, ports: PathPorts, deps: { clock: Clock; log: Logger; random?: () => number }) {
+  constructor(path: PathHandle, settings: PoolSettings, ports: PathPorts, deps: PoolDeps) {
     this.path = path;
     this.#settings = settings;
     this.#ports = ports;
     this.#clock = deps.clock;
     this.#log = deps.log;
     this.#random = deps.random ?? Math.random;
+    this.#onConnection = deps.onConnection;
     this.#pathRoute = { path: path.key, ...(path.provider ? { provider: path.provider } : {}) };
   }
 
@@ -292,7 +308,7 @@ export class PathPool {
     if (!this.#messageGranted()) await this.#waitForMessageGrant();
     const { job } = pending;
     const deadline = this.#settings.timeouts.data + this.#settings.timeouts.command;
-    // Watchdog: socket timeouts cover inactivity; this bounds a peer that trickles bytes forever.
+    // Watchdog: each reply has its own deadline; this bounds the whole transaction (a thousand RCPT replies, a stalled body).
     const started = this.#clock.now();
     const timer = this.#clock.at(started + deadline, () => conn.close());
     const result = await conn.send(job.envelope, job.openBody()).finally(() => timer.cancel());
@@ -378,7 +394,7 @@ export class PathPool {
       for (const address of host.addresses) {
         if (tried++ >= MAX_ADDRESSES_PER_ATTEMPT) break;
         const route: Route = { mx: host.name, remoteIp: address };
-        const result = await this.#connectOne(host.name, address, settings, settings.tls, startedAt);
+        const result = await this.#connectOne(host.name, address, settings, tlsLevel(settings.tls), startedAt);
         if (result.kind === 'open') return result;
         this.#log.info({ site: this.path.site, path: this.path.key, mx: host.name, remote_ip: address, reply: result.reply.text }, 'connection failed, trying next MX');
         last = { ...result, route };
@@ -387,22 +403,32 @@ export class PathPool {
     return last ?? { kind: 'failed', route: {}, reply: localReply(451, '4.4.4', 'no MX host address to try', 'CONNECT') };
   }
 
-  async #connectOne(mx: string, address: string, settings: PathSettings, tls: TlsPolicy, startedAt: number): Promise<Opened> {
+  /**
+   * `level` is the path's; `tls` what this attempt asks for: the same, or none for the plaintext
+   * retry that level may allows after a failed handshake.
+   */
+  async #connectOne(mx: string, address: string, settings: PathSettings, level: TlsLevel, startedAt: number, tls: TlsLevel = level): Promise<Opened> {
     const options: ConnectOptions = {
       host: address,
       servername: mx,
       port: this.#settings.port,
       localName: this.#settings.localName,
       tls,
+      ...(this.#settings.tlsTrust ? { trust: this.#settings.tlsTrust } : {}),
       timeouts: { connect: settings.connect_timeout, greeting: settings.greeting_timeout, command: this.#settings.timeouts.command, data: this.#settings.timeouts.data },
     };
     const watch = this.#watchForTarpit();
     try {
       const conn = await connectClient({ ...options, giveUpGreeting: watch.signal });
-      return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), tls: conn.secure, ...this.#pathRoute } };
+      this.#onConnection?.({ level, tls: conn.tls });
+      return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...this.#pathRoute } };
     } catch (err) {
-      // Opportunistic TLS: a failed handshake falls back to plaintext, as Postfix does at "may".
-      if (err instanceof ConnectError && err.code === 'ETLS' && tls === 'opportunistic') return this.#connectOne(mx, address, settings, 'disabled', startedAt);
+      // Level may only: a failed handshake falls back to plaintext, as Postfix does at "may"
+      // (the server offered STARTTLS and could not do it). encrypt and verify never do.
+      if (err instanceof ConnectError && err.code === 'ETLS' && tls === 'may') {
+        this.#log.info({ site: this.path.site, path: this.path.key, mx, remote_ip: address, reply: err.reply.text }, 'TLS handshake failed at level may: retrying in plaintext');
+        return this.#connectOne(mx, address, settings, level, startedAt, 'none');
+      }
       this.#observeConnectFailure(err, startedAt);
       return { kind: 'failed', route: { mx, remoteIp: address }, reply: connectFailure(err) };
     } finally {

@@ -34,9 +34,11 @@ export function createMetrics() {
   const shapingActions = new Counter({ name: 'tern_shaping_actions_total', help: 'Changes made by adaptive rules, by rule and action (lower, relower, extend, pause, fail, raise, recovered, expired)', labelNames: ['rule', 'action'] as const, registers: [registry] });
   const pausedPaths = new Gauge({ name: 'tern_shaping_paused_paths', help: 'Delivery paths paused or failing by an adaptive rule, by provider', labelNames: ['provider'] as const, registers: [registry] });
   const deferrals = new Counter({ name: 'tern_deferrals_total', help: 'Recipients deferred, by provider and reason (a bounce reason, or paused / ready-queue-full when no attempt was made)', labelNames: ['provider', 'reason'] as const, registers: [registry] });
+  // level: the path's TLS level (4 values); version: what Node names the protocol, or "none" for plaintext (a handful).
+  const deliveryTls = new Counter({ name: 'tern_delivery_tls_connections_total', help: 'Outbound SMTP connections opened, by the path\'s TLS level, the TLS version negotiated (none: plaintext) and whether the certificate verified', labelNames: ['level', 'version', 'verified'] as const, registers: [registry] });
   return {
     registry, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
-    events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals,
+    events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, deliveryTls,
   };
 }
 

@@ -29,6 +29,8 @@ export interface FeedbackEvent {
   readonly mx?: string;
   readonly remote_ip?: string;
   readonly source_ip?: string;
+  /** The TLS session the attempt went over; absent when it went in plaintext. */
+  readonly tls?: { readonly version: string; readonly cipher: string; readonly verified: boolean };
   readonly response?: { readonly code: number; readonly enhanced?: string; readonly text: string };
   readonly bounce?: { readonly class: number; readonly reason: string; readonly category: string; readonly type: string };
   readonly cause?: FailureCause;
@@ -65,6 +67,7 @@ export function fateEvent(envelope: Envelope, index: number, attempt: number, fa
     ...(route.mx ? { mx: route.mx } : {}),
     ...(route.remoteIp ? { remote_ip: route.remoteIp } : {}),
     ...(route.sourceIp ? { source_ip: route.sourceIp } : {}),
+    ...(route.tls ? { tls: { version: route.tls.version, cipher: route.tls.cipher, verified: route.tls.verified } } : {}),
     response,
   };
   if (fate.kind === 'delivered') return { id: `${envelope.id}.${index}.f`, type: 'delivered', status: 'sent', ...base(envelope, index, time), ...where };

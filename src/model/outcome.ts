@@ -1,11 +1,19 @@
 import type { SmtpReply } from './reply.ts';
 
+/** The TLS session a connection negotiated: `verified` when the certificate chained to a trusted CA and named the MX host. */
+export interface TlsInfo {
+  readonly version: string;
+  readonly cipher: string;
+  readonly verified: boolean;
+}
+
 /** Where an attempt went, for logs and events. */
 export interface Route {
   readonly mx?: string;
   readonly remoteIp?: string;
   readonly sourceIp?: string;
-  readonly tls?: boolean;
+  /** Absent: the connection was plaintext (or none was made). */
+  readonly tls?: TlsInfo;
   /** The delivery path (source, site[, domain]) and its provider, for the queue's per-path counts and metrics. */
   readonly path?: string;
   readonly provider?: string;

@@ -7,7 +7,22 @@ import type { SmtpReply } from './reply.ts';
  * domain) when a domain has rules of its own. Shaping decides its settings; delivery obeys them
  * and reports back what receivers did. Shared here so neither stage imports the other.
  */
-export type TlsPolicy = 'opportunistic' | 'required' | 'disabled';
+/**
+ * Outbound TLS, named as Postfix's smtp_tls_security_level (docs/tls.md): none (never STARTTLS),
+ * may (STARTTLS when offered, certificate not checked, plaintext when it cannot be had), encrypt
+ * (TLS or no delivery, certificate not checked), verify (TLS with a certificate that chains to a
+ * trusted CA and names the MX host, or no delivery).
+ */
+export const TLS_LEVELS = ['none', 'may', 'encrypt', 'verify'] as const;
+export type TlsLevel = (typeof TLS_LEVELS)[number];
+/** Tern's first names for the levels, still accepted in configuration and rules files. */
+export const TLS_ALIASES = { opportunistic: 'may', required: 'encrypt', disabled: 'none' } as const satisfies Record<string, TlsLevel>;
+/** A level, or one of its old names (configuration turns those into levels; hand-built settings may not). */
+export type TlsPolicy = TlsLevel | keyof typeof TLS_ALIASES;
+
+export function tlsLevel(policy: TlsPolicy): TlsLevel {
+  return policy in TLS_ALIASES ? TLS_ALIASES[policy as keyof typeof TLS_ALIASES] : (policy as TlsLevel);
+}
 
 /** Everything delivery needs to know about one path, immutable. Rates: undefined means unlimited. */
 export interface PathSettings {

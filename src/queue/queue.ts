@@ -17,7 +17,16 @@ export interface QueueJob {
   readonly site: SiteName;
   readonly domain: string;
   readonly hosts: readonly { name: string; addresses: readonly string[] }[];
-  readonly envelope: { sender: string; recipients: readonly string[]; size: number; eightBit: boolean; envid?: string; ret?: string };
+  readonly envelope: {
+    sender: string;
+    recipients: readonly string[];
+    /** DSN parameters the upstream client gave per recipient (NOTIFY, ORCPT), relayed as given. */
+    recipientDsn?: readonly ({ notify?: readonly string[]; orcpt?: string } | undefined)[];
+    size: number;
+    eightBit: boolean;
+    envid?: string;
+    ret?: string;
+  };
   readonly openBody: () => Readable;
 }
 
@@ -268,6 +277,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       envelope: {
         sender: envelope.sender,
         recipients: indexes.map((i) => (envelope.recipients[i] as { address: string }).address),
+        ...recipientDsn(envelope, indexes),
         size: envelope.bodySize + Buffer.byteLength(envelope.prepend ?? ''),
         eightBit: envelope.eightBit,
         ...(envelope.envid ? { envid: envelope.envid } : {}),
@@ -436,6 +446,15 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       });
     },
   };
+}
+
+/** NOTIFY/ORCPT of the recipients attempted, when any of them has one. */
+function recipientDsn(envelope: Envelope, indexes: readonly number[]): Pick<QueueJob['envelope'], 'recipientDsn'> {
+  const dsn = indexes.map((i) => {
+    const r = envelope.recipients[i];
+    return r?.notify || r?.orcpt ? { ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) } : undefined;
+  });
+  return dsn.some(Boolean) ? { recipientDsn: dsn } : {};
 }
 
 /** The path all of a message's pending recipients last went, if they all went one. */

@@ -246,7 +246,7 @@ t.test('metrics: adaptive actions by rule, paused paths and deferrals by provide
 t.test('the sites API: every known site with its paths; an unknown site is a 404 that says what a site is', async (t) => {
   const all = await (await fetch(`http://127.0.0.1:${tern.adminPort}/api/v1/sites`)).json() as { sites: { site: string; paths: { path: string; limits: Record<string, { value: unknown; rule: string }> }[] }[] };
   const carved = all.sites.find((s) => s.site === 'mx.ratelimited.test');
-  t.match(carved?.paths[0], { path: 'default|mx.ratelimited.test|ratelimited.test', domain: 'ratelimited.test', limits: { max_message_rate: { value: '2/s', rule: 'domain:ratelimited.test' }, max_connections: { value: 1, rule: 'domain:ratelimited.test' }, tls: { value: 'opportunistic', rule: 'defaults' } } });
+  t.match(carved?.paths[0], { path: 'default|mx.ratelimited.test|ratelimited.test', domain: 'ratelimited.test', limits: { max_message_rate: { value: '2/s', rule: 'domain:ratelimited.test' }, max_connections: { value: 1, rule: 'domain:ratelimited.test' }, tls: { value: 'may', rule: 'defaults' } } });
   const missing = await fetch(`http://127.0.0.1:${tern.adminPort}/api/v1/sites/mx.nowhere.test`);
   t.equal(missing.status, 404);
   t.match(await missing.json(), { error: /no path to site "mx\.nowhere\.test" is known/ });

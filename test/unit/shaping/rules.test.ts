@@ -47,7 +47,7 @@ domains:
   const plain = identify(rules, 'default', site, hosts, 'other.test');
   t.same(plain, { key: 'default|mx1.big.example,mx2.big.example', source: 'default', site, domain: undefined, provider: 'big' });
   const r = resolveLayers(BASE, layersOf(rules, plain));
-  t.match(r.settings, { max_connections: 3, max_messages_per_connection: 50, tls: 'required', max_message_rate: undefined, idle_timeout: 5_000 });
+  t.match(r.settings, { max_connections: 3, max_messages_per_connection: 50, tls: 'encrypt', max_message_rate: undefined, idle_timeout: 5_000 }, 'tls: required is read as its level, encrypt');
   t.match(r.from, { max_connections: `site:${site}`, max_messages_per_connection: 'provider:big', tls: 'provider:big', idle_timeout: 'defaults' });
   const carved = identify(rules, 'default', site, hosts, 'special.test');
   t.equal(carved.key, `default|${site}|special.test`, 'a domain with rules of its own gets a path of its own');
