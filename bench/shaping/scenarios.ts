@@ -204,7 +204,7 @@ async function inject(domain: string, perSecond: number, port: number, done: () 
       const due = started + (i * 1000) / perSecond;
       if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
       const to = `u${first + i}@${domain}`;
-      const reply = await sendMail(port, 'news@campaign.bench', [to], message({ to, body: 'x'.repeat(2_000) }));
+      const reply = await sendMail(port, 'news@campaign.bench', [to], message({ to, body: `${'x'.repeat(76)}\r\n`.repeat(26) }));
       if (reply.startsWith('250')) sent++;
     }
   }));

@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { loadConfig, resolveConfigPath, type Loaded } from '../config/index.ts';
 import { checkFiles, createDaemon } from '../daemon.ts';
 import { systemClock } from '../lib/clock.ts';
+import { authCommand, plaintextPasswordWarnings } from './auth.ts';
 import { classifyCommand } from './classify.ts';
 import { check, keygen } from './dkim.ts';
 
@@ -23,6 +24,7 @@ commands:
   dkim keygen --domain D --selector S [--algorithm rsa-sha256|ed25519-sha256] [--bits N] [--out DIR]
                                  write a private key and print the DNS TXT record to publish
   dkim check [--config FILE]     check that each configured selector publishes its key
+  auth hash                      read a password on stdin, print its scrypt hash for smtp.auth.users
   classify [--rules FILE] [REPLY]
                                  classify one SMTP reply and print JSON (reason, class, category,
                                  type, retry); with no REPLY, one reply (or JSON object) per stdin
@@ -42,6 +44,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       return dkimCommand(rest, io);
     case 'classify':
       return classifyCommand(rest, io, io.stdin ?? process.stdin);
+    case 'auth':
+      return authCommand(rest, io, io.stdin ?? process.stdin);
     case undefined:
     case 'help':
     case '--help':
@@ -106,6 +110,7 @@ function checkConfig(args: readonly string[], io: Io): number {
     reportProblems(failed ?? (loaded as Extract<Loaded, { ok: false }>), io);
     return 1;
   }
+  for (const warning of plaintextPasswordWarnings(loaded.config)) io.err(`warning: ${warning}`);
   io.out(`${loaded.source}: configuration is valid`);
   return 0;
 }

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { SmtpConfig } from '../config/index.ts';
 import type { Clock } from '../lib/clock.ts';
@@ -10,7 +9,8 @@ import { checkMailbox } from './address.ts';
 import { parseMeta } from './meta.ts';
 import { receivedHeader } from './received.ts';
 import { MessageRewriter } from './rewrite.ts';
-import { LOCAL_ERROR, refusal, SmtpServer, type DataStream, type SmtpAddress, type SmtpHooks, type SmtpRefusal, type SmtpSession } from './smtp-server.ts';
+import { UNKNOWN_USER, verifyPassword } from './secrets.ts';
+import { LOCAL_ERROR, REPLIES, render, SmtpServer, type DataStream, type SmtpAddress, type SmtpHooks, type SmtpLimits, type SmtpRefusal, type SmtpSession } from './smtp-server.ts';
 
 /** What ingress needs from the spool; it never sees the queue, only `accept`. */
 export interface IngressPorts {
@@ -55,9 +55,7 @@ export interface Ingress {
   addresses(): { host: string; port: number }[];
 }
 
-const MAX_HEADER_BYTES = 1024 * 1024;
-
-const STORAGE_FULL = refusal(452, '4.3.1 Insufficient system storage, try again later');
+const STORAGE_FULL = render(REPLIES.storageFull);
 
 export function createIngress(options: IngressOptions, ports: IngressPorts, deps: { clock: Clock; log: Logger }): Ingress {
   const { clock, log } = deps;
@@ -71,26 +69,27 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
   const relayAllowed = (session: SmtpSession): boolean => session.user !== undefined || mayRelay(session.remoteAddress);
 
   const hooks: SmtpHooks = {
-    auth(username, password, session) {
+    async auth(username, password, session) {
       const user = authUsers.find((u) => u.username === username);
-      if (!user || !sameSecret(user.password, password)) {
+      const matches = await verifyPassword(user?.password ?? UNKNOWN_USER, password);
+      if (!user || !matches) {
         log.warn({ event: 'auth_failed', remote_ip: session.remoteAddress, username }, 'authentication failed');
-        return refusal(535, '5.7.8 Authentication credentials invalid');
+        return render(REPLIES.authInvalid);
       }
       return user.username;
     },
     mailFrom(address, session) {
-      if (!relayAllowed(session)) return refusal(530, '5.7.0 Authentication required');
+      if (!relayAllowed(session)) return render(REPLIES.authRequired);
       if (address.address !== '') {
         const check = checkMailbox(address.address);
-        if (!check.ok) return refusal(553, `5.1.7 Bad sender address <${address.address}>: ${check.problem}`);
+        if (!check.ok) return render(REPLIES.badSender, { address: address.address, problem: check.problem });
       }
       return ports.healthy().then((ok) => (ok ? undefined : STORAGE_FULL), () => STORAGE_FULL);
     },
     rcptTo(address, session) {
-      if (!relayAllowed(session)) return refusal(530, '5.7.0 Authentication required');
+      if (!relayAllowed(session)) return render(REPLIES.authRequired);
       const check = checkMailbox(address.address);
-      if (!check.ok) return refusal(553, `5.1.3 Bad recipient address <${address.address}>: ${check.problem}`);
+      if (!check.ok) return render(REPLIES.badRecipient, { address: address.address, problem: check.problem });
       return undefined;
     },
     data(stream, session) {
@@ -115,7 +114,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     const observer = ports.observeBody?.(now);
     const body = receiveBody(stream, writer, observer);
     const rewriter = new MessageRewriter({
-      maxHeaderBytes: MAX_HEADER_BYTES,
+      maxHeaderBytes: options.limits.header_size,
       prepend: (facts) =>
         receivedHeader({
           helo: session.hostNameAppearsAs || session.clientHostname,
@@ -135,18 +134,14 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       log.info({ queue_id: id, remote_ip: session.remoteAddress, why: stream.errored?.message }, 'client left during DATA; nothing stored');
       return LOCAL_ERROR;
     }
-    const refused = failure
-      ? STORAGE_FULL
-      : stream.sizeExceeded
-        ? refusal(552, `5.3.4 Message size exceeds the fixed maximum of ${options.max_message_size} bytes`)
-        : rewriter.problem
-          ? refusal(554, `5.6.0 Message refused: ${rewriter.problem}`)
-          : undefined;
+    const refused = failure ? STORAGE_FULL : contentRefusal(stream, rewriter);
     const meta = parseMeta(rewriter.facts.metaValues);
     if (refused || !meta.ok) {
       await writer.abort();
+      const answer = refused ?? render(REPLIES.badMeta, { problem: meta.ok ? '' : meta.problem });
       if (failure) log.error({ err: failure, queue_id: id }, 'spool write failed');
-      return refused ?? refusal(554, `5.6.0 ${meta.ok ? '' : meta.problem}`);
+      else log.info({ queue_id: id, remote_ip: session.remoteAddress, reply: `${answer.code} ${answer.text}` }, 'message refused');
+      return answer;
     }
     let prepend = '';
     try {
@@ -154,7 +149,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     } catch (err) {
       await writer.abort();
       log.error({ err, queue_id: id }, 'signing failed');
-      return refusal(451, '4.3.0 Local error in processing (signing), try again later');
+      return render(REPLIES.signingFailed);
     }
     const envelope: Envelope = {
       id,
@@ -189,7 +184,15 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       return LOCAL_ERROR;
     }
     log.info({ event: 'accepted', queue_id: id, sender: envelope.sender, rcpts: rcpts.length, size: envelope.bodySize, remote_ip: session.remoteAddress }, 'message accepted');
-    return `2.0.0 Ok: queued as ${id}`;
+    return render(REPLIES.queued, { id }).text;
+  }
+
+  /** What the listener withheld (size, NUL, long line) or the rewriter could not take (header size). */
+  function contentRefusal(stream: DataStream, rewriter: MessageRewriter): SmtpRefusal | undefined {
+    if (stream.sizeExceeded) return render(REPLIES.messageTooBig, { limit: options.max_message_size });
+    if (stream.refusal) return stream.refusal;
+    if (rewriter.problem) return render(REPLIES.messageRefused, { problem: rewriter.problem });
+    return undefined;
   }
 
   // AUTH is not even advertised before STARTTLS: "AUTH PLAIN <credentials>" in one line would
@@ -204,8 +207,10 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       maxRecipients: options.max_recipients,
       maxClients: options.max_clients,
       socketTimeout: options.timeout,
+      limits: listenerLimits(options.limits),
       ...(tls ? { tls } : {}),
       authOffered,
+      exemptFromClientLimits: mayRelay,
     }, hooks);
   }
 
@@ -280,8 +285,19 @@ function receiveBody(source: DataStream, writer: MessageWriter, observer?: BodyO
   };
 }
 
-function sameSecret(expected: string, given: string): boolean {
-  const a = Buffer.from(expected);
-  const b = Buffer.from(given);
-  return a.length === b.length && timingSafeEqual(a, b);
+/** smtp.limits (YAML's names) as the listener's. */
+function listenerLimits(limits: SmtpConfig['limits']): SmtpLimits {
+  return {
+    errorLimit: limits.error_limit,
+    junkCommandLimit: limits.junk_command_limit,
+    recipientOvershootLimit: limits.recipient_overshoot_limit,
+    clientConnectionLimit: limits.client_connection_limit,
+    clientConnectionRate: limits.client_connection_rate,
+    authFailureLimit: limits.auth_failure_limit,
+    authFailureWindow: limits.auth_failure_window,
+    sessionDeadline: limits.session_deadline,
+    dataDeadline: limits.data_deadline,
+    lineLength: limits.line_length,
+    headerSize: limits.header_size,
+  };
 }
