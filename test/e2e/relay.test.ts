@@ -115,7 +115,7 @@ t.test('STARTTLS is used when the receiver offers it', async (t) => {
   t.equal(receivedBy('127.0.0.5', 'gina@tls.test')[0]!.secure, true);
 });
 
-t.test('DSN ENVID given by the client is relayed', async (t) => {
+t.test('DSN ENVID, NOTIFY and ORCPT given by the client are relayed', async (t) => {
   const { RawSmtp } = await import('../support/smtp-client.ts');
   const { client } = await RawSmtp.open(tern.smtpPort);
   await client.command('EHLO client.test');
@@ -125,7 +125,9 @@ t.test('DSN ENVID given by the client is relayed', async (t) => {
   t.match(await client.data(`${message({ to: 'hank@a.test' })}.\r\n`), /^250 /);
   client.close();
   await until(() => receivedBy('127.0.0.2', 'hank@a.test').length);
-  t.equal(receivedBy('127.0.0.2', 'hank@a.test')[0]!.envid, 'env-123');
+  const got = receivedBy('127.0.0.2', 'hank@a.test')[0]!;
+  t.equal(got.envid, 'env-123');
+  t.same(got.rcptDsn, [{ notify: ['FAILURE'], orcpt: 'rfc822;hank@a.test' }], 'NOTIFY and ORCPT reach the receiver (they were dropped before)');
 });
 
 t.test('the spool is empty once every recipient is final', async (t) => {

@@ -7,6 +7,8 @@ export interface Received {
   readonly data: Buffer;
   readonly secure: boolean;
   readonly envid?: string;
+  /** NOTIFY/ORCPT per recipient, as the sink's RCPT parser (smtp-server) read them. */
+  readonly rcptDsn?: readonly ({ notify?: string[]; orcpt?: string } | undefined)[];
 }
 
 /**
@@ -168,6 +170,7 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
           data: Buffer.concat(chunks),
           secure: session.secure,
           ...(session.envelope.dsn?.envid ? { envid: session.envelope.dsn.envid } : {}),
+          rcptDsn: session.envelope.rcptTo.map((r) => (r as { dsn?: { notify?: string[]; orcpt?: string } }).dsn),
         });
         stats.acceptedAt.push(Date.now());
         done(null, 'OK: queued');
