@@ -40,7 +40,19 @@ export interface DaemonDeps {
 /** Problems in the files a valid config points at (DKIM keys, bounce and MX rules), reported like config problems. */
 export function checkFiles(config: Config): { path: string; problem: string }[] {
   const shaping = loadShapingRules(config);
-  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config).problems, ...(shaping.ok ? [] : shaping.problems)];
+  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config).problems, ...(shaping.ok ? [] : shaping.problems), ...checkTrust(config)];
+}
+
+/** delivery.tls_ca_file must hold readable certificates: Node would take a broken one silently, and verify would trust nothing. */
+function checkTrust(config: Config): { path: string; problem: string }[] {
+  const file = config.delivery.tls_ca_file;
+  if (!file) return [];
+  try {
+    loadTrust(file);
+    return [];
+  } catch (err) {
+    return [{ path: 'delivery.tls_ca_file', problem: (err as Error).message.replace(/^delivery\.tls_ca_file: /, '') }];
+  }
 }
 
 /** The operator's MX rules over Tern's; problems named by file and place. */

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectClient, connectFailure, loadTrust, type ClientConnection, type ConnectOptions } from '../../../src/delivery/smtp-client.ts';
 import type { TlsPolicy } from '../../../src/model/path.ts';
+import { run } from '../../../src/cli/index.ts';
 import { makeTestCerts, type KeyPair } from '../../support/tls-certs.ts';
 
 /**
@@ -139,4 +140,9 @@ t.test('tls_ca_file: a file of PEM certificates is the trust; a missing file, or
   t.throws(() => loadTrust(join(dir, 'missing.pem')), { code: 'TERN_CONFIG_INVALID', message: /^delivery\.tls_ca_file: cannot read/ });
   t.throws(() => loadTrust(file('empty.pem', 'not a certificate\n')), { code: 'TERN_CONFIG_INVALID', message: /no PEM certificate/ });
   t.throws(() => loadTrust(file('broken.pem', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')), { message: /certificate 1 in .* cannot be read/ });
+  const err: string[] = [];
+  const io = { out: () => undefined, err: (l: string) => err.push(l), env: {}, cwd: dir };
+  t.equal(await run(['check-config', '--config', file('ok.yaml', `delivery:\n  tls_ca_file: ${bundle}\n`)], io), 0, 'check-config takes a good bundle');
+  t.equal(await run(['check-config', '--config', file('bad.yaml', 'delivery:\n  tls_ca_file: empty.pem\n')], io), 1, 'and refuses a bad one before start would');
+  t.match(err.join('\n'), /delivery\.tls_ca_file.*no PEM certificate/);
 });
