@@ -113,6 +113,8 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
         metrics.shapingActions.labels({ rule: change.rule, action: change.change }).inc();
         // A rule that fails a path's mail fails what waits for it too, not only what comes next.
         if (change.change === 'fail') queue.expedite(path.key);
+        // Mail the path held back was placed behind the rest at the lowered pace; that pace is gone.
+        if (change.change === 'expired' || change.change === 'recovered') queue.release(path.key);
       },
     },
   );
@@ -125,6 +127,7 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
     {
       clock, log: log.child({ stage: 'delivery' }),
       onConnection: ({ level, tls }) => metrics.deliveryTls.labels({ level, version: tls?.version ?? 'none', verified: String(tls?.verified ?? false) }).inc(),
+      onRoom: (path, room) => queue.release(path, room),
     },
   );
   const { timeouts } = config.delivery;

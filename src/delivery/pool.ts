@@ -50,6 +50,11 @@ export interface PoolDeps {
   readonly random?: () => number;
   /** Told of every connection opened, once (the TLS metric). */
   readonly onConnection?: (report: ConnectionReport) => void;
+  /**
+   * The path's ready queue ran down to half after it sent mail back as ready-queue-full: up to
+   * `room` of the messages it held may come now. Returns how many will.
+   */
+  readonly onRoom?: (path: string, room: number) => number;
 }
 
 interface Pending {
@@ -76,7 +81,10 @@ export class PathPool {
   readonly #log: Logger;
   readonly #random: () => number;
   readonly #onConnection: ((report: ConnectionReport) => void) | undefined;
+  readonly #onRoom: ((path: string, room: number) => number) | undefined;
   readonly #waiting: Pending[] = [];
+  /** Jobs sent back as ready-queue-full and not yet asked for again. */
+  #heldBack = 0;
   readonly #idle: ((p: Pending | undefined) => void)[] = [];
   readonly #open = new Set<ClientConnection>();
   /** Connections open at once, per second: the level a refused connection is judged against. */
@@ -106,6 +114,7 @@ export class PathPool {
     this.#log = deps.log;
     this.#random = deps.random ?? Math.random;
     this.#onConnection = deps.onConnection;
+    this.#onRoom = deps.onRoom;
     this.#pathRoute = { path: path.key, ...(path.provider ? { provider: path.provider } : {}) };
   }
 
@@ -174,6 +183,7 @@ export class PathPool {
 
   /** Held back until about half the ready jobs have gone, so the pool is refilled before it runs dry. */
   #readyFull(settings: PathSettings): AttemptOutcome {
+    this.#heldBack++;
     const rate = this.#throughput(settings) ?? 0;
     const excess = this.#waiting.length - this.#readyCap(settings) / 2;
     const drain = rate > 0 ? (excess / rate) * 1000 : HOLD_MAX_MS;
@@ -231,7 +241,7 @@ export class PathPool {
   }
 
   async #work(): Promise<void> {
-    const first = this.#waiting.shift();
+    const first = this.#next();
     if (!first) return;
     const startedAt = this.#clock.now();
     this.#peak.note(startedAt, this.#open.size);
@@ -250,7 +260,7 @@ export class PathPool {
         const healthy = await this.#sendOne(conn, route, pending, sent);
         sent++;
         if (!healthy || !this.#mayContinue(sent)) break;
-        const ready = this.#waiting.shift();
+        const ready = this.#next();
         pending = ready ?? (await this.#waitIdle());
         if (pending && conn.closed) {
           // The server hung up: the job goes to another idle connection or a fresh one. Right
@@ -266,6 +276,21 @@ export class PathPool {
       // connection opened sooner would be one too many to a receiver counting sessions.
       await conn.quit();
     }
+  }
+
+  /**
+   * The next ready job. Held mail was placed behind the rest by the pace of the moment; once the
+   * ready queue is down to half, the path asks for it instead of running dry before it returns.
+   */
+  #next(): Pending | undefined {
+    const next = this.#waiting.shift();
+    if (this.#heldBack === 0 || !this.#onRoom) return next;
+    const cap = this.#readyCap(this.path.settings());
+    if (this.#waiting.length > cap / 2) return next;
+    const room = Math.min(this.#heldBack, cap - this.#waiting.length);
+    const coming = this.#onRoom(this.path.key, room);
+    this.#heldBack = coming < room ? 0 : this.#heldBack - room;
+    return next;
   }
 
   /** After each message: the connection's quota, the path's connection limit, a pause, a shutdown. */

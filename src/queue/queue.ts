@@ -7,10 +7,11 @@ import type { JournalRecord } from '../model/journal.ts';
 import type { RouteAnswer } from '../model/route.ts';
 import type { BounceClassification } from '../model/bounce.ts';
 import type { AttemptOutcome, Route } from '../model/outcome.ts';
-import { formatReply, localReply, type SmtpReply } from '../model/reply.ts';
+import { formatReply, type SmtpReply } from '../model/reply.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { decide, expiredReply, outcomeReplies, verdictWithoutAttempt, type Verdict } from './decide.ts';
 import { MinHeap } from './heap.ts';
+import { dnsReply, groupByDomain, isHold, isUnreadable, pathOf, recipientDsn } from './recipients.ts';
 import type { RetryPolicy } from './retry.ts';
 
 export interface QueueJob {
@@ -86,13 +87,24 @@ export interface Queue {
   queuedByPath(): Map<string, number>;
   /** Make every waiting message of a path due now (an adaptive rule fails its mail); how many. */
   expedite(path: string): number;
+  /**
+   * Make due now messages a path sent back without trying them (paused, or its ready queue full),
+   * the earliest placed first, at most `max`: the path has room again (its ready queue ran low, or
+   * the adaptive effect that held them ended) sooner than the pace they were placed by said.
+   * Messages with a real deferral keep their back-off. How many.
+   */
+  release(path: string, max?: number): number;
   start(): void;
   /** Stop activating messages; resolves when active ones are done or `graceMs` passes. */
   stop(graceMs: number): Promise<void>;
 }
 
-/** `now`: made due by an action (expedite): every pending recipient is attempted, whatever its own time. */
-interface Scheduled { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean }
+/**
+ * `now`: made due by an action (expedite, release): every pending recipient is attempted, whatever
+ * its own time. `held`: every pending recipient was sent back untried (a hold), none deferred.
+ * `superseded`: released early; the heap entry stays until popped, and is skipped then.
+ */
+interface Scheduled { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean; superseded?: boolean }
 interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
 
 const WATCHDOG_MS = 30_000;
@@ -116,6 +128,8 @@ interface Unwritten {
   outcomes: readonly RecipientOutcome[];
   records: readonly JournalRecord[];
   readonly journalled: boolean;
+  /** Every pending recipient was sent back untried (see Scheduled.held). */
+  readonly held: boolean;
 }
 
 export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { clock: Clock; log: Logger; random?: () => number }): Queue {
@@ -131,12 +145,31 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   let running = false;
   const idleWaiters: (() => void)[] = [];
   const unwritten = new Map<QueueId, Unwritten>();
+  // Held messages per path in the order they were placed (about the order they fall due), so a
+  // path with room takes the next few without a pass over the whole heap.
+  const heldByPath = new Map<string, Scheduled[]>();
+  let superseded = 0;
   const faults = new RepeatedLog(log, clock, FAULT_LOG_INTERVAL_MS);
 
-  function schedule(id: QueueId, due: number, pending: number, path?: string): void {
-    heap.push(due, { id, pending, path });
+  function schedule(id: QueueId, due: number, pending: number, path?: string, flags: { held?: boolean; now?: boolean } = {}): void {
+    const value: Scheduled = { id, pending, path, ...(flags.held ? { held: true } : {}), ...(flags.now ? { now: true } : {}) };
+    heap.push(due, value);
     if (path) byPath.set(path, (byPath.get(path) ?? 0) + pending);
+    if (path && flags.held) {
+      const list = heldByPath.get(path);
+      if (list) list.push(value);
+      else heldByPath.set(path, [value]);
+    }
     arm();
+  }
+
+  /** A held entry popped on its own time leaves its path's list (usually at its head). */
+  function forgetHeld(entry: Scheduled): void {
+    const list = entry.held && entry.path ? heldByPath.get(entry.path) : undefined;
+    if (!list) return;
+    const at = list.indexOf(entry);
+    if (at >= 0) list.splice(at, 1);
+    if (list.length === 0) heldByPath.delete(entry.path as string);
   }
 
   function unscheduled(entry: Scheduled): void {
@@ -158,10 +191,16 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   function pump(): void {
     if (!running) return;
     const now = clock.now();
-    while (hasRoomFor(heap.peek()?.value.pending ?? 0)) {
+    for (;;) {
       const top = heap.peek();
-      if (!top || top.due > now) break;
+      if (top?.value.superseded) {
+        heap.pop();
+        superseded--;
+        continue;
+      }
+      if (!top || top.due > now || !hasRoomFor(top.value.pending)) break;
       heap.pop();
+      forgetHeld(top.value);
       unscheduled(top.value);
       activate(top.value.id, top.value.pending, undefined, top.value.now);
     }
@@ -311,10 +350,11 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     }
     const pending = states.filter((s) => !s.final);
     queuedRecipients -= entry.pending - pending.length;
+    const held = pending.length > 0 && states.every((s, i) => s.final || isHold(decisions.get(i)));
     const prior = unwritten.get(id);
     const decided: Unwritten = prior
-      ? { envelope, states, outcomes: [...prior.outcomes, ...outcomes], records: [...prior.records, ...records], journalled: prior.journalled }
-      : { envelope, states, outcomes, records, journalled };
+      ? { envelope, states, outcomes: [...prior.outcomes, ...outcomes], records: [...prior.records, ...records], journalled: prior.journalled, held }
+      : { envelope, states, outcomes, records, journalled, held };
     unwritten.set(id, decided);
     await write(id, decided);
   }
@@ -337,7 +377,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     }
     unwritten.delete(id);
     const nextDue = Math.min(...pending.map((s) => s.nextAt));
-    schedule(id, Math.min(nextDue, w.envelope.expiresAt), pending.length, pathOf(pending));
+    schedule(id, Math.min(nextDue, w.envelope.expiresAt), pending.length, pathOf(pending), { held: w.held });
   }
 
   function logAttempt(envelope: Envelope, index: number, d: Decision): void {
@@ -356,6 +396,13 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       ...(v.kind === 'delivered' ? {} : { bounce: { reason: v.bounce.reason, class: v.bounce.class, category: v.bounce.category, type: v.bounce.type, rule: v.bounce.rule } }),
       ...(v.kind !== 'delivered' && v.bounce.mismatch ? { bounce_note: v.bounce.mismatch } : {}),
     }, `${v.kind} ${envelope.recipients[index]?.address}`);
+  }
+
+  /** After entries were made due now: the timer may be set for later than that. */
+  function rearm(): void {
+    timer?.handle.cancel();
+    timer = undefined;
+    arm();
   }
 
   function runWatchdog(): void {
@@ -413,18 +460,28 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       await Promise.all(Array.from({ length: 32 }, worker));
       log.info({ messages: ids.length, recipients: queuedRecipients }, 'queue recovered');
     },
-    snapshot: () => ({ scheduled: heap.size, active: active.size, recipients: queuedRecipients }),
+    snapshot: () => ({ scheduled: heap.size - superseded, active: active.size, recipients: queuedRecipients }),
     queuedByPath: () => new Map(byPath),
     expedite(path) {
-      const now = clock.now();
-      const moved = heap.updateWhere((v) => v.path === path, now, (v) => ({ ...v, now: true }));
-      if (moved > 0) {
-        log.info({ path, messages: moved }, 'queue: messages of a path made due now');
-        timer?.handle.cancel();
-        timer = undefined;
-        arm();
-      }
+      heldByPath.delete(path);
+      const moved = heap.updateWhere((v) => v.path === path && !v.superseded, clock.now(), (v) => ({ ...v, now: true }));
+      if (moved > 0) log.info({ path, messages: moved }, 'queue: messages of a path made due now');
+      rearm();
       return moved;
+    },
+    release(path, max = Infinity) {
+      const list = heldByPath.get(path);
+      if (!list) return 0;
+      const taken = list.splice(0, Math.min(max, list.length));
+      if (list.length === 0) heldByPath.delete(path);
+      for (const entry of taken) {
+        entry.superseded = true;
+        superseded++;
+        unscheduled(entry);
+        schedule(entry.id, clock.now(), entry.pending, entry.path, { now: true });
+      }
+      if (taken.length > 0) log.debug({ path, messages: taken.length }, 'queue: messages the path held back made due now (it has room)');
+      return taken.length;
     },
     start() {
       running = true;
@@ -446,51 +503,4 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       });
     },
   };
-}
-
-/** NOTIFY/ORCPT of the recipients attempted, when any of them has one. */
-function recipientDsn(envelope: Envelope, indexes: readonly number[]): Pick<QueueJob['envelope'], 'recipientDsn'> {
-  const dsn = indexes.map((i) => {
-    const r = envelope.recipients[i];
-    return r?.notify || r?.orcpt ? { ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) } : undefined;
-  });
-  return dsn.some(Boolean) ? { recipientDsn: dsn } : {};
-}
-
-/** The path all of a message's pending recipients last went, if they all went one. */
-function pathOf(pending: readonly RecipientState[]): string | undefined {
-  const path = pending[0]?.path;
-  return path && pending.every((s) => s.path === path) ? path : undefined;
-}
-
-function isUnreadable(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'TERN_SPOOL_CORRUPT' || err instanceof SyntaxError;
-}
-
-function groupByDomain(envelope: Envelope, due: readonly number[]): { domain: string; indexes: number[] }[] {
-  const byDomain = new Map<string, number[]>();
-  for (const i of due) {
-    const address = (envelope.recipients[i] as { address: string }).address;
-    const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-    const list = byDomain.get(domain) ?? [];
-    list.push(i);
-    byDomain.set(domain, list);
-  }
-  // Delivery splits a group into transactions of its path's max_recipients_per_message.
-  return [...byDomain].map(([domain, indexes]) => ({ domain, indexes }));
-}
-
-/** DNS answers as replies: NXDOMAIN and null MX are permanent; the rest wait. */
-function dnsReply(domain: string, route: Exclude<RouteAnswer, { kind: 'route' }>): SmtpReply {
-  switch (route.kind) {
-    case 'nxdomain':
-      return localReply(550, '5.1.2', `Host or domain name not found: ${domain} (NXDOMAIN)`, 'DNS');
-    case 'null-mx':
-      return localReply(556, '5.1.10', `Domain ${domain} does not accept mail (null MX)`, 'DNS');
-    case 'no-address':
-      return localReply(451, '4.4.4', `Cannot reach ${domain}: ${route.detail}`, 'DNS');
-    case 'temporary':
-      return localReply(451, '4.4.3', `DNS lookup for ${domain} failed: ${route.detail}`, 'DNS');
-  }
 }

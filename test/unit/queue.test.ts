@@ -258,6 +258,63 @@ t.test('a path an adaptive rule fails: its mail fails with cause "adaptive", and
   await h.queue.stop(0);
 });
 
+t.test('when a path\'s limits are lifted, mail it held back comes forward; mail it deferred keeps its back-off', async (t) => {
+  const clock = new FakeClock();
+  const tried: string[] = [];
+  let phase: 'hold' | 'accept' = 'hold';
+  const h = harness(clock, async (job) => {
+    const to = job.envelope.recipients[0] as string;
+    tried.push(to);
+    if (to.startsWith('deferred')) return { kind: 'transaction', route: ROUTE, replies: [parseReply('451 4.7.0 [TSS04] try later')] };
+    return phase === 'hold' ? held(clock.now() + 4 * MIN) : accepted(job);
+  });
+  h.queue.start();
+  const heldBack = envelope(clock, ['held@x.test']);
+  const deferredOne = envelope(clock, ['deferred@x.test']);
+  for (const e of [heldBack, deferredOne]) {
+    h.store(e);
+    h.queue.enqueue(e);
+  }
+  await settle();
+  t.same(tried.sort(), ['deferred@x.test', 'held@x.test']);
+  phase = 'accept';
+  t.equal(h.queue.release('default|other'), 0, 'another path: nothing');
+  t.equal(h.queue.release('default|mx.x.test'), 1, 'only the message that was held, not the one deferred');
+  await clock.advance(0);
+  t.match(h.outcomes.find((o) => o.envelope.id === heldBack.id && o.verdict.kind === 'delivered'), { attempt: 1 }, 'delivered now, not in 4 minutes');
+  t.equal(tried.filter((r) => r === 'deferred@x.test').length, 1, 'the deferred recipient waits out its back-off');
+  await h.queue.stop(0);
+});
+
+t.test('a path with room takes the mail it held, the earliest placed first and no more than asked; none comes twice', async (t) => {
+  const clock = new FakeClock();
+  const tries = new Map<string, number>();
+  let holding = true;
+  const h = harness(clock, async (job) => {
+    const to = job.envelope.recipients[0] as string;
+    tries.set(to, (tries.get(to) ?? 0) + 1);
+    return holding ? held(clock.now() + 10 * MIN + tries.size * 1000) : accepted(job);
+  });
+  h.queue.start();
+  const names = ['m0', 'm1', 'm2', 'm3', 'm4'];
+  for (const n of names) {
+    const e = envelope(clock, [`${n}@x.test`]);
+    h.store(e);
+    h.queue.enqueue(e);
+    await settle();
+  }
+  holding = false;
+  t.equal(h.queue.release('default|mx.x.test', 2), 2);
+  await clock.advance(0);
+  t.same(names.map((n) => tries.get(`${n}@x.test`)), [2, 2, 1, 1, 1], 'the two placed first went now');
+  t.equal(h.queue.snapshot().scheduled, 3, 'three still wait');
+  await clock.advance(11 * MIN);
+  t.same(names.map((n) => tries.get(`${n}@x.test`)), [2, 2, 2, 2, 2], 'the rest at their own time, the released ones not again');
+  t.equal(h.queue.snapshot().scheduled, 0);
+  t.equal(h.queue.release('default|mx.x.test', 2), 0, 'nothing left to release');
+  await h.queue.stop(0);
+});
+
 t.test('after a restart, waiting mail is known by the path it last went', async (t) => {
   const clock = new FakeClock();
   const h = harness(clock, async () => held(clock.now() + 60 * MIN));

@@ -1,0 +1,59 @@
+import type { Envelope, RecipientState } from '../model/envelope.ts';
+import type { RouteAnswer } from '../model/route.ts';
+import { localReply, type SmtpReply } from '../model/reply.ts';
+import type { Verdict } from './decide.ts';
+import type { QueueJob } from './queue.ts';
+
+/** Pure helpers of the queue's activation: grouping, routing answers as replies, what a state says. */
+
+/** NOTIFY/ORCPT of the recipients attempted, when any of them has one. */
+export function recipientDsn(envelope: Envelope, indexes: readonly number[]): Pick<QueueJob['envelope'], 'recipientDsn'> {
+  const dsn = indexes.map((i) => {
+    const r = envelope.recipients[i];
+    return r?.notify || r?.orcpt ? { ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) } : undefined;
+  });
+  return dsn.some(Boolean) ? { recipientDsn: dsn } : {};
+}
+
+/** A decision that sent the recipient back untried (a hold), not a deferral. */
+export function isHold(d: { readonly verdict: Verdict } | undefined): boolean {
+  return d?.verdict.kind === 'retry' && d.verdict.held !== undefined;
+}
+
+/** The path all of a message's pending recipients last went, if they all went one. */
+export function pathOf(pending: readonly RecipientState[]): string | undefined {
+  const path = pending[0]?.path;
+  return path && pending.every((s) => s.path === path) ? path : undefined;
+}
+
+export function isUnreadable(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'TERN_SPOOL_CORRUPT' || err instanceof SyntaxError;
+}
+
+export function groupByDomain(envelope: Envelope, due: readonly number[]): { domain: string; indexes: number[] }[] {
+  const byDomain = new Map<string, number[]>();
+  for (const i of due) {
+    const address = (envelope.recipients[i] as { address: string }).address;
+    const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+    const list = byDomain.get(domain) ?? [];
+    list.push(i);
+    byDomain.set(domain, list);
+  }
+  // Delivery splits a group into transactions of its path's max_recipients_per_message.
+  return [...byDomain].map(([domain, indexes]) => ({ domain, indexes }));
+}
+
+/** DNS answers as replies: NXDOMAIN and null MX are permanent; the rest wait. */
+export function dnsReply(domain: string, route: Exclude<RouteAnswer, { kind: 'route' }>): SmtpReply {
+  switch (route.kind) {
+    case 'nxdomain':
+      return localReply(550, '5.1.2', `Host or domain name not found: ${domain} (NXDOMAIN)`, 'DNS');
+    case 'null-mx':
+      return localReply(556, '5.1.10', `Domain ${domain} does not accept mail (null MX)`, 'DNS');
+    case 'no-address':
+      return localReply(451, '4.4.4', `Cannot reach ${domain}: ${route.detail}`, 'DNS');
+    case 'temporary':
+      return localReply(451, '4.4.3', `DNS lookup for ${domain} failed: ${route.detail}`, 'DNS');
+  }
+}
