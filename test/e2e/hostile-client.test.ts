@@ -7,32 +7,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { run } from '../../src/cli/index.ts';
-import { startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
+import { tempDir } from '../support/daemon.ts';
 import { message, RawSmtp, sendMail, until } from '../support/smtp-client.ts';
-import { startWorld, type World } from '../support/world.ts';
+import { ternsInWorld } from '../support/terns.ts';
 
-let world: World;
-const dirs: { remove(): void }[] = [];
-const terns: RunningTern[] = [];
+const setup = ternsInWorld(t);
+const tern = setup.tern;
 
-t.before(async () => {
-  world = await startWorld();
-});
-t.teardown(async () => {
-  for (const tern of terns) await tern.stop();
-  await world.close();
-  for (const d of dirs) d.remove();
-});
-
-async function tern(extra: Record<string, unknown> = {}): Promise<RunningTern> {
-  const spool = tempDir();
-  dirs.push(spool);
-  const running = await startTern(testConfig({ dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path, ...extra }));
-  terns.push(running);
-  return running;
-}
-
-const relayedTo = (rcpt: string) => world.sinks.get('127.0.0.2')!.received.filter((m) => m.rcptTo.includes(rcpt));
+const relayedTo = (rcpt: string) => setup.world.sinks.get('127.0.0.2')!.received.filter((m) => m.rcptTo.includes(rcpt));
 
 /** One transaction with the body sent exactly as given (no stuffing, no CRLF fixing). */
 async function sendRaw(port: number, rcpt: string, raw: string): Promise<string> {
@@ -114,7 +96,7 @@ t.test('tern auth hash → smtp.auth.users[].password → AUTH works; check-conf
   t.match(await login('legacy', 'plain'), /^235 /, 'plaintext still accepted');
 
   const dir = tempDir();
-  dirs.push(dir);
+  setup.keep(dir);
   const config = join(dir.path, 'tern.yaml');
   writeFileSync(config, `smtp:\n  auth:\n    users:\n      - { username: campaign, password: "${hash}" }\n      - { username: legacy, password: plain }\n`);
   err.length = 0;

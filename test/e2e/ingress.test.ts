@@ -4,33 +4,15 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import t from 'tap';
-import { startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
+import { tempDir } from '../support/daemon.ts';
 import { message, RawSmtp, sendMail, until } from '../support/smtp-client.ts';
-import { startWorld, type World } from '../support/world.ts';
+import { ternsInWorld } from '../support/terns.ts';
 
-let world: World;
-const dirs: { remove(): void }[] = [];
-const terns: RunningTern[] = [];
-
-t.before(async () => {
-  world = await startWorld();
-});
-t.teardown(async () => {
-  for (const tern of terns) await tern.stop();
-  await world.close();
-  for (const d of dirs) d.remove();
-});
-
-async function tern(extra: Record<string, unknown> = {}): Promise<RunningTern> {
-  const spool = tempDir();
-  dirs.push(spool);
-  const running = await startTern(testConfig({ dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path, ...extra }));
-  terns.push(running);
-  return running;
-}
+const setup = ternsInWorld(t);
+const tern = setup.tern;
 
 function receivedBy(rcpt: string) {
-  const found = world.sinks.get('127.0.0.2')!.received.filter((m) => m.rcptTo.includes(rcpt));
+  const found = setup.world.sinks.get('127.0.0.2')!.received.filter((m) => m.rcptTo.includes(rcpt));
   return found.length > 0 && found;
 }
 
@@ -48,7 +30,7 @@ t.test('SIZE is advertised and enforced', async (t) => {
   client.close();
   const big = message({ body: `${'x'.repeat(998)}\r\n`.repeat(120) });
   t.match(await sendMail(d.smtpPort, 'a@campaign.test', ['big@a.test'], big), /^552 5\.3\.4 Message size exceeds/);
-  t.equal(world.sinks.get('127.0.0.2')!.received.filter((m) => m.rcptTo.includes('big@a.test')).length, 0);
+  t.equal(setup.world.sinks.get('127.0.0.2')!.received.filter((m) => m.rcptTo.includes('big@a.test')).length, 0);
 });
 
 t.test('max_recipients answers 452 4.5.3 past the limit', async (t) => {
@@ -116,7 +98,7 @@ t.test('clients outside allow_networks must authenticate: no open relay', async 
 
 t.test('AUTH is offered only after STARTTLS and then allows relaying', async (t) => {
   const keys = tempDir('tern-tls-');
-  dirs.push(keys);
+  setup.keep(keys);
   const key = join(keys.path, 'tls.key');
   const cert = join(keys.path, 'tls.crt');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=tern.test'], { stdio: 'ignore' });
