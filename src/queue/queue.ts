@@ -11,6 +11,7 @@ import { formatReply, type SmtpReply } from '../model/reply.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { decide, expiredReply, outcomeReplies, verdictWithoutAttempt, type Verdict } from './decide.ts';
 import { MinHeap } from './heap.ts';
+import { HeldLists, type HeldEntry } from './held.ts';
 import { dnsReply, groupByDomain, isHold, isUnreadable, pathOf, recipientDsn } from './recipients.ts';
 import type { RetryPolicy } from './retry.ts';
 
@@ -103,8 +104,9 @@ export interface Queue {
  * `now`: made due by an action (expedite, release): every pending recipient is attempted, whatever
  * its own time. `held`: every pending recipient was sent back untried (a hold), none deferred.
  * `superseded`: released early; the heap entry stays until popped, and is skipped then.
+ * `gone`: popped on its own time; its place in the path's held list is skipped.
  */
-interface Scheduled { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean; superseded?: boolean }
+interface Scheduled extends HeldEntry { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean; superseded?: boolean }
 interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
 
 const WATCHDOG_MS = 30_000;
@@ -147,7 +149,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   const unwritten = new Map<QueueId, Unwritten>();
   // Held messages per path in the order they were placed (about the order they fall due), so a
   // path with room takes the next few without a pass over the whole heap.
-  const heldByPath = new Map<string, Scheduled[]>();
+  const heldByPath = new HeldLists<Scheduled>();
   let superseded = 0;
   const faults = new RepeatedLog(log, clock, FAULT_LOG_INTERVAL_MS);
 
@@ -155,21 +157,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     const value: Scheduled = { id, pending, path, ...(flags.held ? { held: true } : {}), ...(flags.now ? { now: true } : {}) };
     heap.push(due, value);
     if (path) byPath.set(path, (byPath.get(path) ?? 0) + pending);
-    if (path && flags.held) {
-      const list = heldByPath.get(path);
-      if (list) list.push(value);
-      else heldByPath.set(path, [value]);
-    }
+    if (path && flags.held) heldByPath.add(path, value);
     arm();
-  }
-
-  /** A held entry popped on its own time leaves its path's list (usually at its head). */
-  function forgetHeld(entry: Scheduled): void {
-    const list = entry.held && entry.path ? heldByPath.get(entry.path) : undefined;
-    if (!list) return;
-    const at = list.indexOf(entry);
-    if (at >= 0) list.splice(at, 1);
-    if (list.length === 0) heldByPath.delete(entry.path as string);
   }
 
   function unscheduled(entry: Scheduled): void {
@@ -200,7 +189,10 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       }
       if (!top || top.due > now || !hasRoomFor(top.value.pending)) break;
       heap.pop();
-      forgetHeld(top.value);
+      if (top.value.held && top.value.path) {
+        top.value.gone = true;
+        heldByPath.trim(top.value.path);
+      }
       unscheduled(top.value);
       activate(top.value.id, top.value.pending, undefined, top.value.now);
     }
@@ -463,17 +455,14 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     snapshot: () => ({ scheduled: heap.size - superseded, active: active.size, recipients: queuedRecipients }),
     queuedByPath: () => new Map(byPath),
     expedite(path) {
-      heldByPath.delete(path);
+      heldByPath.clear(path);
       const moved = heap.updateWhere((v) => v.path === path && !v.superseded, clock.now(), (v) => ({ ...v, now: true }));
       if (moved > 0) log.info({ path, messages: moved }, 'queue: messages of a path made due now');
       rearm();
       return moved;
     },
     release(path, max = Infinity) {
-      const list = heldByPath.get(path);
-      if (!list) return 0;
-      const taken = list.splice(0, Math.min(max, list.length));
-      if (list.length === 0) heldByPath.delete(path);
+      const taken = heldByPath.take(path, max);
       for (const entry of taken) {
         entry.superseded = true;
         superseded++;
