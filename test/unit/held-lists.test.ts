@@ -3,7 +3,7 @@ import { HeldLists } from '../../src/queue/held.ts';
 
 t.test('held lists: earliest placed first, at most what is asked, entries that left on their own skipped', async (t) => {
   const lists = new HeldLists<{ n: number; gone?: boolean }>();
-  const entries = Array.from({ length: 5000 }, (_, n) => ({ n }));
+  const entries: { n: number; gone?: boolean }[] = Array.from({ length: 5000 }, (_, n) => ({ n }));
   for (const e of entries) lists.add('p', e);
   t.same(lists.take('other', 3), []);
   t.same(lists.take('p', 3).map((e) => e.n), [0, 1, 2]);
