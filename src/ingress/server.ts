@@ -4,7 +4,7 @@ import type { SmtpConfig } from '../config/index.ts';
 import type { Clock } from '../lib/clock.ts';
 import { createNetworkList, parseHostPort } from '../lib/net.ts';
 import type { Envelope } from '../model/envelope.ts';
-import { newQueueId, type QueueId } from '../model/ids.ts';
+import { queueIdSource, type QueueId } from '../model/ids.ts';
 import { checkMailbox } from './address.ts';
 import { parseMeta } from './meta.ts';
 import { receivedHeader } from './received.ts';
@@ -59,6 +59,7 @@ const STORAGE_FULL = render(REPLIES.storageFull);
 
 export function createIngress(options: IngressOptions, ports: IngressPorts, deps: { clock: Clock; log: Logger }): Ingress {
   const { clock, log } = deps;
+  const newId = queueIdSource();
   const mayRelay = createNetworkList(options.allow_networks);
   const servers: SmtpServer[] = [];
   const bound: { host: string; port: number }[] = [];
@@ -102,7 +103,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
 
   async function receive(stream: DataStream, session: SmtpSession): Promise<string | SmtpRefusal> {
     const now = clock.now();
-    const id = newQueueId(now);
+    const id = newId(now);
     const rcpts = session.envelope.rcptTo;
     let writer: MessageWriter;
     try {

@@ -11,16 +11,37 @@ const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 
 export function newQueueId(nowMs: number): QueueId {
+  return queueIdOf(nowMs, crypto.getRandomValues(new Uint8Array(16)), 0);
+}
+
+/** Random bytes drawn for this many ids at once: one getRandomValues per 256 ids, not per id. */
+const IDS_PER_DRAW = 256;
+
+/**
+ * A source of queue ids for a hot path (ingress): the random tail comes from a buffer refilled
+ * every IDS_PER_DRAW ids. getRandomValues cost ~15 µs per call on the relay bench, per message.
+ */
+export function queueIdSource(): (nowMs: number) => QueueId {
+  const pool = new Uint8Array(16 * IDS_PER_DRAW);
+  let next = IDS_PER_DRAW;
+  return (nowMs) => {
+    if (next === IDS_PER_DRAW) {
+      crypto.getRandomValues(pool);
+      next = 0;
+    }
+    return queueIdOf(nowMs, pool, 16 * next++);
+  };
+}
+
+function queueIdOf(nowMs: number, random: Uint8Array, offset: number): QueueId {
   let time = '';
   let t = nowMs;
   for (let i = 0; i < 10; i++) {
     time = ALPHABET[t % 32] + time;
     t = Math.floor(t / 32);
   }
-  // A small typed array lives on the V8 heap; randomBytes() would malloc a Buffer per id.
-  const random = crypto.getRandomValues(new Uint8Array(16));
   let tail = '';
-  for (const byte of random) tail += ALPHABET[byte % 32];
+  for (let i = offset; i < offset + 16; i++) tail += ALPHABET[(random[i] as number) % 32];
   return (time + tail) as QueueId;
 }
 
