@@ -21,7 +21,8 @@
  * Environment: BENCH_MESSAGES (5000), BENCH_LATENCY_MESSAGES (2000), BENCH_WARMUP (5000),
  * BENCH_WEBHOOK (1: Tern sends feedback events to an in-process HTTP receiver; the summary reports them),
  * BENCH_TERN_NODE_ARGS (extra node flags for Tern, e.g. --cpu-prof), BENCH_STALL_S (60: give up waiting once the sink has counted nothing new for this long),
- * BENCH_MTAS ("tern,postfix"), BENCH_TERN_LOG (warn), BENCH_REUSE_CONNECTIONS=1 (smtp-source -d: one
+ * BENCH_MTAS ("tern,postfix,load-tools"; load-tools is smtp-source straight into smtp-sink, the ceiling of the
+ * load itself, plain run only), BENCH_SOURCES (1: smtp-source processes in parallel), BENCH_TERN_LOG (warn), BENCH_REUSE_CONNECTIONS=1 (smtp-source -d: one
  * connection per injecting session instead of one per message), BENCH_DKIM (1; 0 skips the DKIM
  * run), BENCH_DKIM_MESSAGES (5000: throughput-pass messages per MTA in the DKIM run),
  * BENCH_MILTER_SOCKET (unix: OpenDKIM on a Unix socket, as Debian packages it; inet: on 127.0.0.1:PORT).
@@ -51,8 +52,10 @@ const MESSAGES = intEnv('BENCH_MESSAGES', 5000);
 const LATENCY_MESSAGES = intEnv('BENCH_LATENCY_MESSAGES', 2000);
 // Long enough for V8 to finish tiering Tern's hot code up (docs/performance.md, "Warm-up").
 const WARMUP = intEnv('BENCH_WARMUP', 5000);
+/** smtp-source processes injecting in parallel (the sessions shared among them). */
+const SOURCES = intEnv('BENCH_SOURCES', 1);
 const STALL_MS = intEnv('BENCH_STALL_S', 60) * 1000;
-const MTAS = (process.env.BENCH_MTAS ?? 'tern,postfix').split(',').map((s) => s.trim()).filter(Boolean);
+const MTAS = (process.env.BENCH_MTAS ?? 'tern,postfix,load-tools').split(',').map((s) => s.trim()).filter(Boolean);
 const TERN_LOG = process.env.BENCH_TERN_LOG ?? 'warn';
 /** Extra node flags for the Tern process, e.g. "--cpu-prof --cpu-prof-dir=scratch/prof" (not allowed in NODE_OPTIONS). */
 const TERN_NODE_ARGS = (process.env.BENCH_TERN_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -264,12 +267,27 @@ function banner(host: string, port: number): Promise<boolean> {
 }
 
 interface Injection {
+  /** Every smtp-source done: the first failure's code and stderr, else 0. */
   readonly done: Promise<{ code: number | null; stderr: string }>;
-  readonly child: ChildProcess;
+  readonly children: readonly ChildProcess[];
 }
 
-function smtpSource(port: number, messages: number): Injection {
-  const child = launch('/usr/sbin/smtp-source', [...(REUSE ? ['-d'] : []), '-s', String(SESSIONS), '-m', String(messages), '-l', String(SIZE), '-f', FROM, '-t', TO, `127.0.0.1:${port}`]);
+/**
+ * SOURCES smtp-source processes in parallel, the messages and sessions shared among them: one
+ * smtp-source tops out near 7,800 msg/s (../shared/devbench), below what a many-core MTA may take.
+ */
+function smtpSource(port: number, messages: number, host: string): Injection {
+  const parts = Array.from({ length: Math.min(SOURCES, messages) }, (_, i) => ({
+    messages: Math.floor(messages / SOURCES) + (i < messages % SOURCES ? 1 : 0),
+    sessions: Math.max(1, Math.floor(SESSIONS / SOURCES) + (i < SESSIONS % SOURCES ? 1 : 0)),
+  }));
+  const runs = parts.map((p) => oneSmtpSource(host, port, p.messages, p.sessions));
+  const done = Promise.all(runs.map((r) => r.done)).then((results) => results.find((r) => r.code !== 0) ?? { code: 0, stderr: '' });
+  return { done, children: runs.map((r) => r.child) };
+}
+
+function oneSmtpSource(host: string, port: number, messages: number, sessions: number): { done: Promise<{ code: number | null; stderr: string }>; child: ChildProcess } {
+  const child = launch('/usr/sbin/smtp-source', [...(REUSE ? ['-d'] : []), '-s', String(sessions), '-m', String(messages), '-l', String(SIZE), '-f', FROM, '-t', TO, `${host}:${port}`]);
   let stderr = '';
   child.stdout?.resume();
   child.stderr?.setEncoding('utf8');
@@ -321,8 +339,8 @@ class Session {
     socket.on('close', () => fail(new Error('connection closed')));
   }
 
-  static async open(port: number): Promise<Session> {
-    const socket = connect({ host: '127.0.0.1', port });
+  static async open(port: number, host: string): Promise<Session> {
+    const socket = connect({ host, port });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
@@ -382,14 +400,14 @@ function makeMessage(n: number): Buffer {
   return Buffer.from(body, 'latin1');
 }
 
-async function latencyPass(port: number, messages: number): Promise<{ latencies: number[]; errors: string[] }> {
+async function latencyPass(port: number, messages: number, host: string): Promise<{ latencies: number[]; errors: string[] }> {
   const latencies: number[] = [];
   const errors: string[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
     let session: Session | undefined;
     try {
-      session = await Session.open(port);
+      session = await Session.open(port, host);
       const ehlo = await session.command('EHLO latency.bench.test\r\n');
       if (!ehlo.text.startsWith('250')) throw new Error(`EHLO: ${ehlo.text}`);
       while (next < messages) {
@@ -506,10 +524,10 @@ async function delivered(sink: Sink, target: number): Promise<{ complete: boolea
   return result;
 }
 
-async function inject(sink: Sink, port: number, messages: number, problems: string[], what: string): Promise<{ complete: boolean; start: number; end: number; injected: number }> {
+async function inject(sink: Sink, port: number, messages: number, problems: string[], what: string, host: string): Promise<{ complete: boolean; start: number; end: number; injected: number }> {
   const base = sink.count();
   const start = now();
-  const injection = smtpSource(port, messages);
+  const injection = smtpSource(port, messages, host);
   let injected = 0;
   void injection.done.then((r) => {
     injected = now();
@@ -518,23 +536,24 @@ async function inject(sink: Sink, port: number, messages: number, problems: stri
   const outcome = await delivered(sink, base + messages);
   if (!outcome.complete) {
     problems.push(`${what}: sink counted ${sink.count() - base}/${messages} messages; nothing new for ${STALL_MS / 1000}s`);
-    await stopChild(injection.child, 1000);
+    await Promise.all(injection.children.map((c) => stopChild(c, 1000)));
   }
   await injection.done;
   return { complete: outcome.complete, start, end: outcome.at, injected: injected || now() };
 }
 
-async function measure(name: string, port: number, sink: Sink, messages: number, drained?: () => Promise<string | undefined>, pid?: number): Promise<Measured> {
+/** `host`: where the load goes (the MTA on 127.0.0.1; the sink itself for the load tools' ceiling). */
+async function measure(name: string, port: number, sink: Sink, messages: number, drained?: () => Promise<string | undefined>, pid?: number, host = '127.0.0.1'): Promise<Measured> {
   const problems: string[] = [];
   if (WARMUP > 0) {
     progress(`${name}: warm-up, ${WARMUP} messages`);
-    await inject(sink, port, WARMUP, problems, 'warm-up');
+    await inject(sink, port, WARMUP, problems, 'warm-up', host);
   }
 
   progress(`${name}: throughput pass, ${messages} messages × ${SIZE} bytes over ${SESSIONS} sessions`);
   const base = sink.count();
   const cpuStart = { machine: machineTicks(), ...(pid !== undefined ? { threads: threadTicks(pid) } : {}) };
-  const t = await inject(sink, port, messages, problems, 'throughput');
+  const t = await inject(sink, port, messages, problems, 'throughput', host);
   const got = Math.min(messages, sink.count() - base);
   const cpu = cpuSince(cpuStart, pid, got);
   const seconds = (t.end - t.start) / 1000;
@@ -545,7 +564,7 @@ async function measure(name: string, port: number, sink: Sink, messages: number,
   progress(`${name}: latency pass, ${LATENCY_MESSAGES} messages over ${SESSIONS} persistent sessions`);
   const latencyBase = sink.count();
   const latencyStart = now();
-  const lat = await latencyPass(port, LATENCY_MESSAGES);
+  const lat = await latencyPass(port, LATENCY_MESSAGES, host);
   const latencySeconds = (now() - latencyStart) / 1000;
   if (lat.errors.length > 0) problems.push(`latency pass: ${lat.errors.length} errors, first: ${lat.errors[0]}`);
   const latOutcome = await delivered(sink, latencyBase + lat.latencies.length);
@@ -1206,7 +1225,7 @@ function summary(title: string, results: ReadonlyMap<string, Outcome>): void {
 }
 
 async function main(): Promise<void> {
-  for (const mta of MTAS) if (mta !== 'tern' && mta !== 'postfix') throw new Error(`BENCH_MTAS: unknown MTA "${mta}"`);
+  for (const mta of MTAS) if (!['tern', 'postfix', 'load-tools'].includes(mta)) throw new Error(`BENCH_MTAS: unknown MTA "${mta}"`);
   if (MESSAGES < 1) throw new Error('BENCH_MESSAGES must be at least 1');
   if (DKIM && DKIM_MESSAGES < 1) throw new Error('BENCH_DKIM_MESSAGES must be at least 1');
   if (MILTER_SOCKET !== 'unix' && MILTER_SOCKET !== 'inet') throw new Error(`BENCH_MILTER_SOCKET must be unix or inet, got "${MILTER_SOCKET}"`);
@@ -1221,7 +1240,9 @@ async function main(): Promise<void> {
   // Plain relay.
   const plain = new Map<string, Outcome>();
   for (const mta of MTAS) {
-    plain.set(mta, mta === 'tern' ? await runTern('tern', sink, work, MESSAGES) : await runPostfix('postfix', sink, work, MESSAGES));
+    if (mta === 'tern') plain.set(mta, await runTern('tern', sink, work, MESSAGES));
+    else if (mta === 'postfix') plain.set(mta, await runPostfix('postfix', sink, work, MESSAGES));
+    else plain.set(mta, { measured: await measure(mta, sink.port, sink, MESSAGES, undefined, undefined, SINK_HOST), notes: ['smtp-source straight into smtp-sink: no MTA; the most this load can show'] });
   }
 
   // DKIM: same load, fewer messages, a sink that keeps what it receives so the signatures can be checked.
@@ -1236,7 +1257,7 @@ async function main(): Promise<void> {
         const outcome = await runTern('tern-dkim', dkimSink, work, DKIM_MESSAGES, { dkimKeyFile: key.keyFile });
         outcome.signatures = await checkSignatures(dumpDir, key);
         dkim.set('tern', outcome);
-      } else {
+      } else if (mta === 'postfix') {
         const opendkim = await startOpendkim(work, key.keyFile);
         progress(`opendkim ready: milter ${opendkim.milter}`);
         const outcome = await runPostfix('postfix+opendkim', dkimSink, work, DKIM_MESSAGES, {
@@ -1263,6 +1284,8 @@ async function main(): Promise<void> {
   const ratio = ratioOf(tern, postfix);
   if (tern) console.log(jsonLine('relay', 'tern', tern.measured, postfix ? { peer: 'postfix', ratio } : {}));
   if (postfix) console.log(jsonLine('relay', 'postfix', postfix.measured, {}));
+  const loadTools = plain.get('load-tools');
+  if (loadTools) console.log(jsonLine('relay', 'load-tools', loadTools.measured, {}));
   const ternDkim = dkim.get('tern');
   const postfixDkim = dkim.get('postfix+opendkim');
   const dkimRatio = ratioOf(ternDkim, postfixDkim);
@@ -1273,6 +1296,7 @@ async function main(): Promise<void> {
   console.log('');
   summary(`relay bench: ${MESSAGES} messages × ${load}`, plain);
   if (ratio !== null) console.log(`  tern/postfix throughput ratio: ${ratio.toFixed(2)}`);
+  if (loadTools && tern) console.log(`  tern at ${((100 * tern.measured.msgPerS) / Math.max(1, loadTools.measured.msgPerS)).toFixed(0)} % of what the load tools alone reach (${SOURCES} smtp-source → one smtp-sink)`);
   if (DKIM) {
     summary(`relay-dkim bench (RSA-2048, relaxed/relaxed; OpenDKIM on a${MILTER_SOCKET === 'unix' ? ' Unix' : 'n inet'} socket): ${DKIM_MESSAGES} messages × ${load}`, dkim);
     if (dkimRatio !== null) {
