@@ -4,8 +4,11 @@ import type { PathHandle } from '../model/path.ts';
 import { PathPool, type DeliveryJob, type PathPorts, type PoolDeps, type PoolSettings } from './pool.ts';
 
 export interface DeliveryPorts extends PathPorts {
-  /** The path a domain's mail takes to a site (shaping decides; the same handle while in use). */
-  path(site: SiteName, mxHosts: readonly string[], domain: string): PathHandle;
+  /**
+   * The path a domain's mail takes to a site (shaping decides; the same handle while in use).
+   * A promise when shaping is in another thread and has not seen the path yet (ADR 0010).
+   */
+  path(site: SiteName, mxHosts: readonly string[], domain: string): PathHandle | Promise<PathHandle>;
 }
 
 /** One path's pool as the admin API shows it. */
@@ -36,8 +39,7 @@ export function createDelivery(settings: PoolSettings, ports: DeliveryPorts, dep
     if (!stopped) sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   }
 
-  function poolFor(job: DeliveryJob): PathPool {
-    const path = ports.path(job.site, job.hosts.map((h) => h.name), job.domain);
+  function poolFor(path: PathHandle): PathPool {
     let pool = pools.get(path.key);
     // A reload can give the key a new handle (a provider or domain rule changed): use the new one.
     if (!pool || (pool.path !== path && !pool.busy)) {
@@ -48,7 +50,10 @@ export function createDelivery(settings: PoolSettings, ports: DeliveryPorts, dep
   }
 
   return {
-    deliver: (job) => poolFor(job).submit(job),
+    deliver(job) {
+      const path = ports.path(job.site, job.hosts.map((h) => h.name), job.domain);
+      return path instanceof Promise ? path.then((p) => poolFor(p).submit(job)) : poolFor(path).submit(job);
+    },
     stop() {
       stopped = true;
       sweeper.cancel();

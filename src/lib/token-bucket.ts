@@ -31,6 +31,12 @@ export class TokenBucket {
     return { taken, wait: Math.ceil((1 - this.#tokens) / this.#perMs) };
   }
 
+  /** Tokens taken and not used (a shard's unused credit) go back, up to the burst. */
+  giveBack(n: number, now: number): void {
+    this.#refill(now);
+    this.#tokens = Math.min(this.#capacity, this.#tokens + n);
+  }
+
   /** A new rate from now on; tokens saved up beyond the new burst are forfeit. */
   setRate(rate: Rate, now: number): void {
     this.#refill(now);

@@ -11,6 +11,7 @@ export { createShaper, type Shaper, type ShaperOptions, type ShaperDeps, type Pa
 export { parseShapingRules, loadShapingRulesFile, defaultShapingRules, combineRules, type RuleSet, type AdaptiveRule, type LoadedRuleSet, type RuleProblem } from './rules.ts';
 export type { Change } from './adaptive.ts';
 export type { PathIdentity } from './paths.ts';
+export { RemoteShaping, serveShard, type Channel, type ShardLink } from './remote.ts';
 export { LIMIT_KEYS, SETTING_KEYS, baseSettings, formatRate } from './settings.ts';
 
 /** The rules in force: the operator's file (if any) over Tern's shipped defaults (unless switched off). */

@@ -53,6 +53,11 @@ export class Limiter {
     if (slot) slot.leases = Math.max(0, slot.leases - connections);
   }
 
+  /** Message grants handed out and not used (a delivery shard's unused credit) go back. */
+  refund(path: string, messages: number): void {
+    this.#slots.get(path)?.messages?.giveBack(messages, this.#now());
+  }
+
   leases(path: string): number {
     return this.#slots.get(path)?.leases ?? 0;
   }

@@ -48,6 +48,8 @@ export interface Shaper {
   path(site: SiteName, mxHosts: readonly string[], domain: string): PathHandle;
   acquire(requests: readonly GrantRequest[]): Grant[];
   release(path: string, connections: number): void;
+  /** Message grants a delivery shard took and did not use (src/shaping/remote.ts). */
+  refund(path: string, messages: number): void;
   observe(path: PathHandle, observation: PathObservation, levels: PathLevels): void;
   /** New rules (SIGHUP): paths pick up their new settings at their next question; effects stay. */
   setRules(rules: RuleSet): void;
@@ -251,6 +253,7 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
       return grants;
     },
     release: (path, connections) => limiter.release(path, connections),
+    refund: (path, messages) => limiter.refund(path, messages),
     observe(path, observation, levels) {
       dirty = true;
       // The common case, a delivery, costs two counters: no rule is tried, nothing is allocated.

@@ -1,0 +1,265 @@
+import type { Clock, Timer } from '../lib/clock.ts';
+import type { SiteName } from '../model/ids.ts';
+import type { Grant, GrantRequest, PathHandle, PathHold, PathLevels, PathObservation, PathSettings } from '../model/path.ts';
+import type { Shaper } from './shaper.ts';
+
+/**
+ * The shaper across threads (ADR 0010): one coordinator owns the rules, the adaptive effects and
+ * the limiter; each delivery shard holds a `RemoteShaping` that looks like the shaper to its
+ * pools. Paths are resolved once per (site, domain) and their settings pushed to the shards on
+ * every change, so `settings()` stays a synchronous read. Grants come from credit the shard
+ * asked for in advance; asking is a message, never a wait, so a pool told "not yet" asks again a
+ * moment later and finds the answer. Credit a shard does not use goes back, so the limits hold
+ * exactly across shards: leases in use plus leases held as credit never exceed max_connections,
+ * and message grants all come out of the coordinator's one bucket.
+ */
+
+/** The one method of a MessagePort the protocol uses on each side. */
+export interface Channel {
+  postMessage(message: unknown): void;
+  on(event: 'message', listener: (message: unknown) => void): unknown;
+  off?(event: 'message', listener: (message: unknown) => void): unknown;
+}
+
+interface Identity { readonly key: string; readonly site: SiteName; readonly source: string; readonly domain: string | undefined; readonly provider: string | undefined }
+interface Snapshot { readonly settings: PathSettings; readonly hold: PathHold | undefined }
+
+type ToCoordinator =
+  | { readonly t: 'path'; readonly id: number; readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string }
+  | { readonly t: 'acquire'; readonly path: string; readonly kind: GrantRequest['kind']; readonly count: number }
+  | { readonly t: 'release'; readonly path: string; readonly connections: number }
+  | { readonly t: 'refund'; readonly path: string; readonly messages: number }
+  | { readonly t: 'observe'; readonly path: string; readonly observation: PathObservation; readonly levels: PathLevels };
+
+type ToShard =
+  | { readonly t: 'path'; readonly id: number; readonly identity: Identity; readonly snapshot: Snapshot }
+  | { readonly t: 'settings'; readonly path: string; readonly snapshot: Snapshot }
+  | { readonly t: 'grant'; readonly path: string; readonly kind: GrantRequest['kind']; readonly grant: Grant };
+
+/** A pool told "not yet" while its shard's request is on its way asks again this soon. */
+export const ASK_AGAIN_MS = 5;
+/** A path whose connections are all leased (perhaps by other shards) is asked about this often. */
+export const FULL_RETRY_MS = 50;
+/** Credit unused this long goes back to the coordinator. */
+export const CREDIT_IDLE_MS = 200;
+
+/** The coordinator's end of one shard's channel. `changed` and `reloaded` push settings to it. */
+export interface ShardLink {
+  /** An adaptive change (or its end) on a path: the shard gets the path's new settings. */
+  changed(path: string): void;
+  /** New rules: every path the shard knows gets its settings afresh. */
+  reloaded(): void;
+  close(): void;
+}
+
+export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>): ShardLink {
+  // The question each path was first asked with: asked again on use, so the shaper keeps the path
+  // (it forgets paths nobody asks about) and a reload's new handle is picked up.
+  const known = new Map<string, { readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string; handle: PathHandle }>();
+  const snapshotOf = (h: PathHandle): Snapshot => ({ settings: h.settings(), hold: h.hold() });
+  const send = (m: ToShard): void => channel.postMessage(m);
+  const touch = (key: string): PathHandle | undefined => {
+    const entry = known.get(key);
+    if (!entry) return undefined;
+    const h = shaper.path(entry.site, entry.mx, entry.domain);
+    if (h.key === key) entry.handle = h;
+    return entry.handle;
+  };
+  const listener = (raw: unknown): void => {
+    const m = raw as ToCoordinator;
+    switch (m.t) {
+      case 'path': {
+        const h = shaper.path(m.site, m.mx, m.domain);
+        known.set(h.key, { site: m.site, mx: m.mx, domain: m.domain, handle: h });
+        send({ t: 'path', id: m.id, identity: { key: h.key, site: h.site, source: h.source, domain: h.domain, provider: h.provider }, snapshot: snapshotOf(h) });
+        return;
+      }
+      case 'acquire': {
+        touch(m.path);
+        const [grant] = shaper.acquire([{ path: m.path, kind: m.kind, count: m.count }]);
+        send({ t: 'grant', path: m.path, kind: m.kind, grant: grant ?? { granted: 0 } });
+        return;
+      }
+      case 'release':
+        return shaper.release(m.path, m.connections);
+      case 'refund':
+        return shaper.refund(m.path, m.messages);
+      case 'observe': {
+        const h = known.get(m.path)?.handle;
+        if (h) shaper.observe(h, m.observation, m.levels);
+        return;
+      }
+    }
+  };
+  channel.on('message', listener);
+  const push = (h: PathHandle): void => send({ t: 'settings', path: h.key, snapshot: snapshotOf(h) });
+  return {
+    changed(path) {
+      const h = known.get(path)?.handle;
+      if (h) push(h);
+    },
+    reloaded() {
+      for (const key of known.keys()) push(touch(key) as PathHandle);
+    },
+    close: () => channel.off?.('message', listener),
+  };
+}
+
+interface Credit {
+  /** Granted by the coordinator, not yet handed to a pool. */
+  held: number;
+  /** Asked of the coordinator, answer not yet here (0: not asking). */
+  asking: number;
+  /** When to tell a pool to ask again, from the coordinator's last answer. */
+  retryAt: number | undefined;
+  idle: Timer | undefined;
+}
+
+interface RemotePath { readonly handle: PathHandle; snapshot: Snapshot }
+
+/** A delivery shard's view of the shaper: what its pools call instead of the shaper itself. */
+export class RemoteShaping {
+  readonly #channel: Channel;
+  readonly #clock: Clock;
+  readonly #paths = new Map<string, RemotePath>();
+  /** (site, domain) → the path key the coordinator chose, or the answer on its way. */
+  readonly #routes = new Map<string, PathHandle | Promise<PathHandle>>();
+  readonly #waiting = new Map<number, (m: Extract<ToShard, { t: 'path' }>) => void>();
+  readonly #credit = new Map<string, Credit>();
+  #nextId = 0;
+
+  constructor(channel: Channel, clock: Clock) {
+    this.#channel = channel;
+    this.#clock = clock;
+    channel.on('message', (raw) => this.#receive(raw as ToShard));
+  }
+
+  /** The path a domain's mail takes; a round trip to the coordinator the first time only. */
+  path(site: SiteName, mxHosts: readonly string[], domain: string): PathHandle | Promise<PathHandle> {
+    const route = `${site}|${domain}`;
+    const known = this.#routes.get(route);
+    if (known) return known;
+    const id = this.#nextId++;
+    const answer = new Promise<PathHandle>((resolve) => {
+      this.#waiting.set(id, (m) => {
+        const handle = this.#adopt(m.identity, m.snapshot);
+        this.#routes.set(route, handle);
+        resolve(handle);
+      });
+    });
+    this.#routes.set(route, answer);
+    this.#send({ t: 'path', id, site, mx: mxHosts, domain });
+    return answer;
+  }
+
+  acquire(requests: readonly GrantRequest[]): Grant[] {
+    return requests.map((r) => this.#grant(r));
+  }
+
+  release(path: string, connections: number): void {
+    this.#send({ t: 'release', path, connections });
+  }
+
+  observe(handle: PathHandle, observation: PathObservation, levels: PathLevels): void {
+    this.#send({ t: 'observe', path: handle.key, observation, levels });
+  }
+
+  /** Give back all credit (the shard stops). */
+  close(): void {
+    for (const [key, credit] of this.#credit) this.#giveBack(key, credit);
+  }
+
+  #grant(r: GrantRequest): Grant {
+    const key = creditKey(r.path, r.kind);
+    const credit = this.#credit.get(key) ?? { held: 0, asking: 0, retryAt: undefined, idle: undefined };
+    this.#credit.set(key, credit);
+    const granted = Math.min(credit.held, r.count);
+    credit.held -= granted;
+    const short = r.count - granted;
+    const now = this.#clock.now();
+    if (short === 0) return { granted };
+    if (credit.asking > 0) return { granted, retryAt: now + ASK_AGAIN_MS };
+    // The coordinator said when more would come: asking sooner would only be refused.
+    if (credit.retryAt !== undefined && credit.retryAt > now) return { granted, retryAt: credit.retryAt };
+    credit.asking = short;
+    this.#send({ t: 'acquire', path: r.path, kind: r.kind, count: short });
+    return { granted, retryAt: now + ASK_AGAIN_MS };
+  }
+
+  #receive(m: ToShard): void {
+    switch (m.t) {
+      case 'path':
+        this.#waiting.get(m.id)?.(m);
+        this.#waiting.delete(m.id);
+        return;
+      case 'settings': {
+        const known = this.#paths.get(m.path);
+        if (known) known.snapshot = m.snapshot;
+        return;
+      }
+      case 'grant': {
+        const key = creditKey(m.path, m.kind);
+        const credit = this.#credit.get(key);
+        if (!credit) return this.#giveBack(key, { held: m.grant.granted, asking: 0, retryAt: undefined, idle: undefined });
+        const asked = credit.asking;
+        credit.asking = 0;
+        credit.held += m.grant.granted;
+        // Short of what was asked: ask again when the coordinator says, or — every lease out,
+        // perhaps in other shards, so no release here will tell — poll.
+        credit.retryAt = m.grant.granted >= asked ? undefined : (m.grant.retryAt ?? this.#clock.now() + FULL_RETRY_MS);
+        this.#armIdle(key, credit);
+        return;
+      }
+    }
+  }
+
+  /** Credit not taken within CREDIT_IDLE_MS goes back: another shard may need it. */
+  #armIdle(key: string, credit: Credit): void {
+    credit.idle?.cancel();
+    if (credit.held === 0) return;
+    credit.idle = this.#clock.at(this.#clock.now() + CREDIT_IDLE_MS, () => this.#giveBack(key, credit));
+  }
+
+  #giveBack(key: string, credit: Credit): void {
+    credit.idle?.cancel();
+    credit.idle = undefined;
+    if (credit.held === 0) return;
+    const [path, kind] = splitCreditKey(key);
+    if (kind === 'connection') this.#send({ t: 'release', path, connections: credit.held });
+    else this.#send({ t: 'refund', path, messages: credit.held });
+    credit.held = 0;
+  }
+
+  #adopt(identity: Identity, snapshot: Snapshot): PathHandle {
+    const known = this.#paths.get(identity.key);
+    if (known) {
+      known.snapshot = snapshot;
+      return known.handle;
+    }
+    const clock = this.#clock;
+    const entry: RemotePath = {
+      snapshot,
+      handle: {
+        ...identity,
+        settings: () => entry.snapshot.settings,
+        hold: () => {
+          const hold = entry.snapshot.hold;
+          return hold && hold.until > clock.now() ? hold : undefined;
+        },
+      },
+    };
+    this.#paths.set(identity.key, entry);
+    return entry.handle;
+  }
+
+  #send(m: ToCoordinator): void {
+    this.#channel.postMessage(m);
+  }
+}
+
+const creditKey = (path: string, kind: GrantRequest['kind']): string => `${kind}\u0000${path}`;
+
+function splitCreditKey(key: string): [string, GrantRequest['kind']] {
+  const at = key.indexOf('\u0000');
+  return [key.slice(at + 1), key.slice(0, at) as GrantRequest['kind']];
+}

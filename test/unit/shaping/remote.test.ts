@@ -1,0 +1,148 @@
+/**
+ * ADR 0010: one coordinator's shaper, two delivery shards asking it over real MessagePorts. The
+ * limits must hold across the shards exactly as they hold for one loop.
+ */
+import { Readable } from 'node:stream';
+import { MessageChannel } from 'node:worker_threads';
+import { pino } from 'pino';
+import { createDelivery } from '../../../src/delivery/index.ts';
+import { systemClock } from '../../../src/lib/clock.ts';
+import t from 'tap';
+import type { SiteName } from '../../../src/model/ids.ts';
+import type { Grant, PathHandle, PathSettings } from '../../../src/model/path.ts';
+import { createShaper, parseShapingRules, RemoteShaping, serveShard, type ShardLink } from '../../../src/shaping/index.ts';
+import { CREDIT_IDLE_MS, FULL_RETRY_MS } from '../../../src/shaping/remote.ts';
+import { FakeClock, settle } from '../../support/fake-clock.ts';
+import { tempDir } from '../../support/daemon.ts';
+import { freePort } from '../../support/ports.ts';
+import { startSink } from '../../support/sink.ts';
+
+const BASE: PathSettings = {
+  max_connections: 10, max_messages_per_connection: 100, max_message_rate: undefined, max_connection_rate: undefined,
+  max_recipients_per_message: 100, connect_timeout: 30_000, greeting_timeout: 60_000, idle_timeout: 5_000, tls: 'may',
+};
+const RULES = `
+sites:
+  - { site: mx.big.test, max_connections: 3, max_message_rate: 10/s }
+adaptive:
+  - { id: conns, match: too many connections, action: { lower: { max_connections: observed } }, duration: 10m, recover: { every: 1m, step: 10% } }
+`;
+const SITE = 'mx.big.test' as SiteName;
+
+function setup(t: { teardown(fn: () => unknown): void }, clock: FakeClock | typeof systemClock = new FakeClock()) {
+  const dir = tempDir();
+  const loaded = parseShapingRules(RULES, { reasons: [] });
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+  const links: ShardLink[] = [];
+  const shaper = createShaper(
+    { base: BASE, rules: loaded.rules, stateDir: dir.path },
+    { clock, log: pino({ level: 'silent' }), classify: () => ({ reason: 'toomanyconn' }), onChange: (_c, path) => { for (const l of links) l.changed(path.key); } },
+  );
+  const shards = [0, 1].map(() => {
+    const { port1, port2 } = new MessageChannel();
+    links.push(serveShard(port1, shaper));
+    t.teardown(() => { port1.close(); port2.close(); });
+    return new RemoteShaping(port2, clock);
+  });
+  t.teardown(async () => { await shaper.stop(); dir.remove(); });
+  return { clock: clock as FakeClock, shaper, shards };
+}
+
+async function pathOf(shard: RemoteShaping): Promise<PathHandle> {
+  return shard.path(SITE, ['mx.big.test'], 'big.test');
+}
+
+/** Ask until the shard's answer holds still: what a pool asking again at retryAt would end up with. */
+async function acquireAll(clock: FakeClock, shard: RemoteShaping, path: string, kind: 'connection' | 'message', want: number, rounds = 5): Promise<number> {
+  let got = 0;
+  for (let i = 0; i < rounds && got < want; i++) {
+    const [grant] = shard.acquire([{ path, kind, count: want - got }]) as [Grant];
+    got += grant.granted;
+    await settle();
+    await clock.advance(Math.max(0, (grant.retryAt ?? clock.now()) - clock.now()));
+  }
+  return got;
+}
+
+t.test('connection leases: never more than max_connections across the shards; a release lets the other shard in', async (t) => {
+  const { clock, shards } = setup(t);
+  const [a, b] = shards as [RemoteShaping, RemoteShaping];
+  const path = (await pathOf(a)).key;
+  t.equal((await pathOf(b)).key, path, 'both shards resolve the same path');
+  t.equal((await pathOf(a)).settings().max_connections, 3);
+  const gotA = await acquireAll(clock, a, path, 'connection', 2);
+  const gotB = await acquireAll(clock, b, path, 'connection', 3);
+  t.equal(gotA, 2);
+  t.equal(gotB, 1, 'the second shard gets only what is left');
+  const [refused] = b.acquire([{ path, kind: 'connection', count: 1 }]) as [Grant];
+  t.equal(refused.granted, 0);
+  t.ok(refused.retryAt !== undefined && refused.retryAt <= clock.now() + FULL_RETRY_MS, 'told to ask again soon: a release in another shard would not reach its pool');
+  a.release(path, 1);
+  await settle();
+  t.equal(await acquireAll(clock, b, path, 'connection', 1, 20), 1, 'the lease the first shard gave back');
+});
+
+t.test('message grants come from one bucket: two shards together stay within the rate; unused credit goes back', async (t) => {
+  const { clock, shaper, shards } = setup(t);
+  const [a, b] = shards as [RemoteShaping, RemoteShaping];
+  const path = (await pathOf(a)).key;
+  await pathOf(b);
+  let total = 0;
+  // Ten seconds of both shards asking for as much as they can: 10/s with a burst of 10.
+  for (let s = 0; s < 100; s++) {
+    for (const shard of [a, b]) {
+      const [g] = shard.acquire([{ path, kind: 'message', count: 5 }]) as [Grant];
+      total += g.granted;
+    }
+    await settle();
+    await clock.advance(100);
+  }
+  t.ok(total <= 10 + 10 * 10 + 1, `${total} messages granted in 10 s at 10/s (burst 10)`);
+  t.ok(total >= 80, `and the rate is used: ${total}`);
+  // Credit a shard asked for and did not use goes back after a while.
+  await clock.advance(2_000);
+  const [asked] = a.acquire([{ path, kind: 'message', count: 8 }]) as [Grant];
+  await settle();
+  t.equal(asked.granted, 0, 'first the shard asks the coordinator');
+  await clock.advance(CREDIT_IDLE_MS + 1);
+  const [direct] = shaper.acquire([{ path, kind: 'message', count: 10 }]);
+  t.equal(direct?.granted, 10, 'the eight held as credit went back to the bucket');
+});
+
+t.test('an adaptive change made in the coordinator reaches the shards\' handles', async (t) => {
+  const { shaper, shards } = setup(t);
+  const [a, b] = shards as [RemoteShaping, RemoteShaping];
+  const handleA = await pathOf(a);
+  const handleB = await pathOf(b);
+  a.observe(handleA, { kind: 'reply', recipients: 0, reply: { code: 421, text: 'Too many connections', origin: 'remote' } }, { connections: 2, sentOnConnection: 0 });
+  await settle();
+  t.equal(shaper.views().find((v) => v.path === handleA.key)?.limits.max_connections.value, 2, 'the coordinator lowered the limit');
+  t.equal(handleB.settings().max_connections, 2, 'and the other shard, which saw nothing, holds to it');
+  t.equal(handleA.settings().max_connections, 2);
+});
+
+t.test('two delivery shards with real pools against a receiver counting sessions: never more sessions or messages a second than the site allows, all delivered', async (t) => {
+  const port = await freePort();
+  const sink = await startSink({ host: '127.0.0.1', port, patience: { maxSessions: 3, dataDelayMs: 20 } });
+  t.teardown(() => sink.close());
+  const { shards } = setup(t, systemClock);
+  const deliveries = shards.map((shard) => createDelivery(
+    { port, localName: 'tern.test', timeouts: { command: 5_000, data: 5_000 } },
+    { path: (site, mx, domain) => shard.path(site, mx, domain), acquire: (r) => shard.acquire(r), release: (p, n) => shard.release(p, n), observe: (h, o, l) => shard.observe(h, o, l) },
+    { clock: systemClock, log: pino({ level: 'silent' }) },
+  ));
+  t.teardown(() => { for (const d of deliveries) d.abort(); });
+  const jobs = Array.from({ length: 60 }, (_, i) => deliveries[i % 2]!.deliver({
+    site: SITE, domain: 'big.test', hosts: [{ name: 'mx.big.test', addresses: ['127.0.0.1'] }],
+    envelope: { sender: 'a@example.com', recipients: [`r${i}@big.test`], size: 10, eightBit: false },
+    openBody: () => Readable.from([Buffer.from('Subject: x\r\n\r\nx\r\n')]),
+  }));
+  const outcomes = await Promise.all(jobs);
+  t.equal(outcomes.filter((o) => o.kind === 'transaction' && o.replies.every((r) => r.code === 250)).length, 60, 'every message delivered');
+  t.ok(sink.stats.peakSessions <= 3, `the receiver saw at most ${sink.stats.peakSessions} sessions at once (limit 3, across two shards)`);
+  t.equal(sink.stats.refused, 0, 'and refused none');
+  // The site's 10 messages a second hold across the shards too: a burst of 10, then the rate.
+  const span = (sink.stats.acceptedAt.at(-1)! - sink.stats.acceptedAt[0]!) / 1000;
+  t.ok((60 - 10) / span <= 10.5, `${((60 - 10) / span).toFixed(1)} messages a second past the burst, at most 10 allowed`);
+  for (const d of deliveries) d.stop();
+});
