@@ -72,19 +72,19 @@ export class MessageRewriter {
   #take(chunk: Buffer): void {
     if (chunk.length === 0) return;
     if (this.#inBody) return this.#emit(chunk);
-    const probe = Buffer.concat([this.#tail, chunk]);
-    const found = probe.indexOf(CRLF_CRLF);
+    const found = blankLineIn(this.#tail, chunk);
     const before = this.#headerBytes;
     this.#header.push(chunk);
     this.#headerBytes += chunk.length;
-    // `found` is relative to the probe, which starts tail.length bytes before this chunk.
-    const at = found === -1 ? -1 : before - this.#tail.length + found;
-    if ((found === -1 ? this.#headerBytes : at + 2) > this.#options.maxHeaderBytes) return this.#tooLarge();
-    if (found === -1) {
-      this.#tail = Buffer.from(probe.subarray(Math.max(0, probe.length - 3)));
+    // `found` is relative to this chunk: negative when the CRLFCRLF began in the bytes before it.
+    const at = found === undefined ? -1 : before + found;
+    if ((found === undefined ? this.#headerBytes : at + 2) > this.#options.maxHeaderBytes) return this.#tooLarge();
+    if (found === undefined) {
+      this.#tail = lastBytes(this.#tail, chunk, 3);
       return;
     }
-    const joined = Buffer.concat(this.#header);
+    // Most messages arrive in one chunk: no copy of it just to cut it in two.
+    const joined = this.#header.length === 1 ? chunk : Buffer.concat(this.#header);
     this.#finishHeader(joined.subarray(0, Math.max(0, at + 2)), joined.subarray(at + 4));
   }
 
@@ -130,4 +130,26 @@ function trailingNewlineLength(buf: Buffer): number {
 
 function unfold(value: string): string {
   return value.replace(/\r?\n(?=[ \t])/g, '').trim();
+}
+
+/**
+ * Where the header's blank line (CRLFCRLF) starts, relative to `chunk`; negative when it began
+ * in `tail` (the last bytes before the chunk); undefined when there is none yet. Only the few
+ * bytes around the seam are copied, never the chunk.
+ */
+function blankLineIn(tail: Buffer, chunk: Buffer): number | undefined {
+  if (tail.length > 0) {
+    const seam = Buffer.concat([tail, chunk.subarray(0, 3)]);
+    const inSeam = seam.indexOf(CRLF_CRLF);
+    if (inSeam !== -1 && inSeam < tail.length) return inSeam - tail.length;
+  }
+  const inChunk = chunk.indexOf(CRLF_CRLF);
+  return inChunk === -1 ? undefined : inChunk;
+}
+
+/** The last `n` bytes of tail followed by chunk, copied (the chunk is not kept alive by them). */
+function lastBytes(tail: Buffer, chunk: Buffer, n: number): Buffer {
+  if (chunk.length >= n) return Buffer.from(chunk.subarray(chunk.length - n));
+  const both = Buffer.concat([tail, chunk]);
+  return Buffer.from(both.subarray(Math.max(0, both.length - n)));
 }
