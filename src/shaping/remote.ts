@@ -42,6 +42,8 @@ export const ASK_AGAIN_MS = 5;
 export const FULL_RETRY_MS = 50;
 /** Credit unused this long goes back to the coordinator. */
 export const CREDIT_IDLE_MS = 200;
+/** A (site, domain) nobody has sent to for this long is forgotten, as the shaper forgets paths. */
+export const ROUTE_IDLE_MS = 600_000;
 
 /** The coordinator's end of one shard's channel. `changed` and `reloaded` push settings to it. */
 export interface ShardLink {
@@ -123,7 +125,8 @@ export class RemoteShaping {
   readonly #clock: Clock;
   readonly #paths = new Map<string, RemotePath>();
   /** (site, domain) → the path key the coordinator chose, or the answer on its way. */
-  readonly #routes = new Map<string, PathHandle | Promise<PathHandle>>();
+  readonly #routes = new Map<string, { answer: PathHandle | Promise<PathHandle>; usedAt: number }>();
+  #sweptAt: number;
   readonly #waiting = new Map<number, (m: Extract<ToShard, { t: 'path' }>) => void>();
   readonly #credit = new Map<string, Credit>();
   #nextId = 0;
@@ -131,23 +134,30 @@ export class RemoteShaping {
   constructor(channel: Channel, clock: Clock) {
     this.#channel = channel;
     this.#clock = clock;
+    this.#sweptAt = clock.now();
     channel.on('message', (raw) => this.#receive(raw as ToShard));
   }
 
   /** The path a domain's mail takes; a round trip to the coordinator the first time only. */
   path(site: SiteName, mxHosts: readonly string[], domain: string): PathHandle | Promise<PathHandle> {
     const route = `${site}|${domain}`;
+    const now = this.#clock.now();
+    if (now - this.#sweptAt > ROUTE_IDLE_MS) this.#sweep(now);
     const known = this.#routes.get(route);
-    if (known) return known;
+    if (known) {
+      known.usedAt = now;
+      return known.answer;
+    }
     const id = this.#nextId++;
     const answer = new Promise<PathHandle>((resolve) => {
       this.#waiting.set(id, (m) => {
         const handle = this.#adopt(m.identity, m.snapshot);
-        this.#routes.set(route, handle);
+        const entry = this.#routes.get(route);
+        if (entry) entry.answer = handle;
         resolve(handle);
       });
     });
-    this.#routes.set(route, answer);
+    this.#routes.set(route, { answer, usedAt: now });
     this.#send({ t: 'path', id, site, mx: mxHosts, domain });
     return answer;
   }
@@ -167,6 +177,18 @@ export class RemoteShaping {
   /** Give back all credit (the shard stops). */
   close(): void {
     for (const [key, credit] of this.#credit) this.#giveBack(key, credit);
+  }
+
+  /** Forget routes unused for ROUTE_IDLE_MS, the paths no route leads to any more, and idle credit. */
+  #sweep(now: number): void {
+    this.#sweptAt = now;
+    const inUse = new Set<string>();
+    for (const [route, entry] of this.#routes) {
+      if (now - entry.usedAt > ROUTE_IDLE_MS && !(entry.answer instanceof Promise)) this.#routes.delete(route);
+      else if (!(entry.answer instanceof Promise)) inUse.add(entry.answer.key);
+    }
+    for (const key of this.#paths.keys()) if (!inUse.has(key)) this.#paths.delete(key);
+    for (const [key, credit] of this.#credit) if (credit.held === 0 && credit.asking === 0) this.#credit.delete(key);
   }
 
   #grant(r: GrantRequest): Grant {

@@ -11,7 +11,7 @@ import t from 'tap';
 import type { SiteName } from '../../../src/model/ids.ts';
 import type { Grant, PathHandle, PathSettings } from '../../../src/model/path.ts';
 import { createShaper, parseShapingRules, RemoteShaping, serveShard, type ShardLink } from '../../../src/shaping/index.ts';
-import { CREDIT_IDLE_MS, FULL_RETRY_MS } from '../../../src/shaping/remote.ts';
+import { CREDIT_IDLE_MS, FULL_RETRY_MS, ROUTE_IDLE_MS } from '../../../src/shaping/remote.ts';
 import { FakeClock, settle } from '../../support/fake-clock.ts';
 import { tempDir } from '../../support/daemon.ts';
 import { freePort } from '../../support/ports.ts';
@@ -119,6 +119,17 @@ t.test('an adaptive change made in the coordinator reaches the shards\' handles'
   t.equal(shaper.views().find((v) => v.path === handleA.key)?.limits.max_connections.value, 2, 'the coordinator lowered the limit');
   t.equal(handleB.settings().max_connections, 2, 'and the other shard, which saw nothing, holds to it');
   t.equal(handleA.settings().max_connections, 2);
+});
+
+t.test('a shard forgets routes nobody has used for ten minutes, as the shaper forgets paths', async (t) => {
+  const { clock, shards } = setup(t);
+  const [a] = shards as [RemoteShaping];
+  t.ok(a.path(SITE, ['mx.big.test'], 'big.test') instanceof Promise, 'new: asked of the coordinator');
+  await pathOf(a);
+  t.notOk(a.path(SITE, ['mx.big.test'], 'big.test') instanceof Promise, 'known: answered at once');
+  await clock.advance(ROUTE_IDLE_MS + 1);
+  await a.path(SITE, ['mx.big.test'], 'other.test');
+  t.ok(a.path(SITE, ['mx.big.test'], 'big.test') instanceof Promise, 'forgotten: asked of the coordinator again');
 });
 
 t.test('two delivery shards with real pools against a receiver counting sessions: never more sessions or messages a second than the site allows, all delivered', async (t) => {
