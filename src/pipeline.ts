@@ -1,0 +1,251 @@
+/**
+ * The per-message pipeline, wired: ingress → spool → queue → delivery → events. One of these is
+ * the whole of Tern with one event loop; with shards (ADR 0010) each thread runs one over its own
+ * partition. What must be one per process — the shaper, admin, metrics serving, signals — is
+ * passed in or left to the caller (src/daemon.ts), which also decides the order of start and stop.
+ */
+import type { Logger } from 'pino';
+import type { Classification } from './bounce/index.ts';
+import type { Config } from './config/index.ts';
+import { createDelivery, loadTrust, type Delivery, type DeliveryPorts } from './delivery/index.ts';
+import type { Signer } from './dkim/index.ts';
+import { createResolver } from './dns/index.ts';
+import { createFeedback, createRelayedRecorder, type Feedback, type FeedbackOptions, type Ledger } from './feedback/index.ts';
+import { createIngress } from './ingress/index.ts';
+import type { Clock } from './lib/clock.ts';
+import type { Metrics } from './metrics/index.ts';
+import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
+import type { QueueId } from './model/ids.ts';
+import type { JournalRecord } from './model/journal.ts';
+import type { SmtpReply } from './model/reply.ts';
+import { createQueue, type Queue, type RecipientOutcome } from './queue/index.ts';
+import type { Change } from './shaping/index.ts';
+import { openSpool, type LoadedMessage } from './spool/index.ts';
+
+export interface PipelineDeps {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly classify: (reply: SmtpReply) => Classification;
+  readonly signer: Signer;
+  /** The shaper, or a shard's view of it (src/shaping/remote.ts). */
+  readonly shaping: Pick<DeliveryPorts, 'path' | 'acquire' | 'release' | 'observe'>;
+}
+
+export interface Pipeline {
+  readonly queue: Queue;
+  readonly delivery: Delivery;
+  readonly feedback: Feedback;
+  /** Spool and outbox read back after a stop or a crash; nothing runs yet. */
+  recover(): Promise<void>;
+  /** Events and the queue run; resolves once every recovered message is scheduled. */
+  run(): Promise<void>;
+  /** SMTP in: the last step of a start. */
+  listen(): Promise<void>;
+  /** Stop accepting, finish in-flight deliveries within graceMs, close the rest of the way in. */
+  drain(graceMs: number): Promise<void>;
+  /** Events flushed, spool closed: the last step of a stop. */
+  close(): Promise<void>;
+  /** An adaptive change on a path: mail waiting for it may be due now. */
+  shapingChanged(change: Change, path: string): void;
+  smtpAddresses(): { host: string; port: number }[];
+}
+
+export function createPipeline(config: Config, { clock, log, metrics, classify, signer, shaping }: PipelineDeps): Pipeline {
+  const spool = openSpool(config.spool, clock, log.child({ stage: 'spool' }));
+  const feedback = createFeedback(feedbackOptions(config), {
+    clock,
+    log: log.child({ stage: 'feedback' }),
+    onEvents: (events) => {
+      for (const e of events) metrics.events.labels({ type: e.type }).inc();
+    },
+    onWebhook: (result, events) => {
+      metrics.webhookRequests.labels({ result }).inc();
+      if (result === 'ok') metrics.webhookEvents.inc(events);
+    },
+    onDrop: (count) => metrics.feedbackDropped.inc(count),
+  });
+  // What the outbox held at start: consulted once per recovered message, then dropped.
+  let ledger: Ledger | undefined;
+  // Recovered messages whose relayed events could not be recorded at their first load.
+  const relayedOwed = new Set<QueueId>();
+  const resolver = createResolver(config.dns, clock);
+  const delivery = createDelivery(
+    {
+      port: config.delivery.port, localName: config.hostname, timeouts: { command: config.delivery.timeouts.command, data: config.delivery.timeouts.data },
+      ...(config.delivery.tls_ca_file ? { tlsTrust: loadTrust(config.delivery.tls_ca_file) } : {}),
+    },
+    shaping,
+    {
+      clock, log: log.child({ stage: 'delivery' }),
+      onConnection: ({ level, tls }) => metrics.deliveryTls.labels({ level, version: tls?.version ?? 'none', verified: String(tls?.verified ?? false) }).inc(),
+      onRoom: (path, room) => queue.release(path, room),
+    },
+  );
+  const { timeouts } = config.delivery;
+  const queue = createQueue(
+    {
+      retry: config.delivery.retry,
+      maxActive: config.delivery.max_active,
+      maxActiveRecipients: config.delivery.max_active_recipients,
+      // Generous: DNS retries, five MX addresses, then a full transaction, before we call it stuck.
+      stallAfter: config.dns.timeout * config.dns.attempts * 4 + 5 * (timeouts.connect + timeouts.greeting) + timeouts.command + timeouts.data + 60_000,
+    },
+    {
+      load: async (id) => {
+        const loaded = await spool.load(id);
+        const known = ledger;
+        if (known) {
+          await reconcile(loaded, known, { record: feedback.record, journal: spool.journal, now: clock.now(), log }).catch((err: unknown) => {
+            // The queue loads it again later, when the ledger is gone: remember the debt till then.
+            if (!known.relayed.has(id)) relayedOwed.add(id);
+            throw err;
+          });
+        } else if (relayedOwed.has(id)) {
+          await feedback.record(relayedEvents(loaded.envelope, clock.now()));
+          relayedOwed.delete(id);
+        }
+        return loaded;
+      },
+      journal: spool.journal,
+      remove: spool.remove,
+      quarantine: spool.quarantine,
+      openBody: (envelope) => spool.openBody(envelope.id, envelope.bodySize, envelope.prepend),
+      route: resolver.route,
+      deliver: delivery.deliver,
+      classify,
+      report: (outcomes) => feedback.record(outcomes.flatMap((o) => eventOf(o, clock.now()))),
+      observe: (o: RecipientOutcome) => {
+        const v = o.verdict;
+        if (v.kind === 'retry' && v.held) {
+          metrics.deferrals.labels({ provider: o.route.provider ?? 'other', reason: v.held }).inc();
+          return;
+        }
+        metrics.attempts.labels({ verdict: v.kind }).inc();
+        if (v.kind === 'delivered') return;
+        metrics.bounces.labels({ reason: v.bounce.reason, category: v.bounce.category, type: v.bounce.type, retry: String(v.bounce.retry) }).inc();
+        if (v.kind === 'retry') metrics.deferrals.labels({ provider: o.route.provider ?? 'other', reason: v.bounce.reason }).inc();
+      },
+    },
+    { clock, log: log.child({ stage: 'queue' }) },
+  );
+  const relayed = createRelayedRecorder({ record: feedback.record, onRecorded: queue.enqueue, clock, log: log.child({ stage: 'feedback' }) });
+  const ingress = createIngress(
+    { ...config.smtp, hostname: config.hostname, validity: config.delivery.validity },
+    {
+      begin: spool.begin,
+      // An outbox that fails holds accepted mail (src/feedback/relayed.ts): take no more meanwhile.
+      healthy: () => (relayed.waiting() > 0 ? Promise.resolve(false) : spool.healthy()),
+      // DKIM: the body hash is computed as the message streams to disk; the signature (made in
+      // the thread pool) is stored with the envelope and sent on top of the stored bytes.
+      ...(config.dkim.keys.length > 0 ? { observeBody: (receivedAt: number) => signer.begin(receivedAt) } : {}),
+      accept: (envelope) => {
+        metrics.accepted.inc();
+        metrics.acceptedRecipients.inc(envelope.recipients.length);
+        relayed.accepted(envelope);
+      },
+    },
+    { clock, log: log.child({ stage: 'ingress' }) },
+  );
+  let ids: QueueId[] = [];
+
+  return {
+    queue,
+    delivery,
+    feedback,
+    async recover() {
+      ids = await spool.recover();
+      ledger = await feedback.recover();
+    },
+    run() {
+      feedback.start();
+      queue.start();
+      return queue.recover(ids).finally(() => {
+        ledger = undefined;
+        ids = [];
+      });
+    },
+    listen: () => ingress.start(),
+    async drain(graceMs) {
+      const closingIngress = ingress.stop();
+      // Messages whose 250 went out just now are queued while the queue still runs, so they
+      // are delivered within the grace period rather than after the next start.
+      await relayed.stop();
+      delivery.stop();
+      await queue.stop(graceMs);
+      delivery.abort();
+      await closingIngress;
+      await relayed.stop(); // again: transactions that finished while ingress closed
+    },
+    async close() {
+      await feedback.stop();
+      await spool.close();
+    },
+    shapingChanged(change, path) {
+      // A rule that fails a path's mail fails what waits for it too, not only what comes next.
+      if (change.change === 'fail') queue.expedite(path);
+      // Mail the path held back was placed behind the rest at the lowered pace; that pace is gone.
+      if (change.change === 'expired' || change.change === 'recovered') queue.release(path);
+    },
+    smtpAddresses: () => ingress.addresses(),
+  };
+}
+
+function feedbackOptions(config: Config): FeedbackOptions {
+  const { feedback } = config;
+  const endpoints = [...(feedback.webhook ? [feedback.webhook] : []), ...feedback.webhooks];
+  return {
+    dir: feedback.dir,
+    retentionMs: feedback.retention,
+    maxDiskBytes: feedback.max_disk,
+    webhooks: endpoints.map((w) => ({
+      url: w.url, secret: w.secret, maxBatch: w.max_batch, maxWaitMs: w.max_wait,
+      timeoutMs: w.timeout, concurrency: w.concurrency, backoffBaseMs: 1_000, backoffMaxMs: w.backoff_max,
+    })),
+    ...(feedback.log ? { log: { path: feedback.log.path, maxBytes: feedback.log.max_size, keep: feedback.log.keep } } : {}),
+  };
+}
+
+/** One outcome → its event; a "too many recipients" split retried at once is not a bounce. */
+function eventOf(o: RecipientOutcome, now: number): FeedbackEvent[] {
+  if (o.verdict.kind === 'retry' && !o.verdict.counts) return [];
+  return [fateEvent(o.envelope, o.index, o.attempt, o.verdict, o.route, now)];
+}
+
+/**
+ * After a crash, make a recovered message agree with the outbox: events already made durable are
+ * not made again, and events that never were are made now.
+ * - A message never attempted whose `relayed` events are not in the outbox was cut off between
+ *   its spool commit and its events: they are recorded now, before any attempt.
+ * - A recipient whose final event is in the outbox but not in the spool journal was cut off after
+ *   its event: the journal learns it, and the recipient is not attempted again.
+ */
+async function reconcile(
+  loaded: LoadedMessage,
+  ledger: Ledger,
+  deps: { record(events: readonly FeedbackEvent[]): Promise<void>; journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>; now: number; log: Logger },
+): Promise<void> {
+  const { envelope, states } = loaded;
+  const finals = ledger.finals.get(envelope.id);
+  const attempted = states.some((s) => s.attempts > 0 || s.final !== undefined);
+  if (!attempted && !finals && !ledger.relayed.has(envelope.id)) {
+    deps.log.info({ queue_id: envelope.id }, 'recovery: relayed events were not recorded before the crash; recording them now');
+    ledger.relayed.add(envelope.id); // before the await: a concurrent load of the same message must not record them too
+    await deps.record(relayedEvents(envelope, deps.now)).catch((err: unknown) => {
+      ledger.relayed.delete(envelope.id);
+      throw err;
+    });
+  }
+  if (!finals) return;
+  const records: JournalRecord[] = [];
+  for (const [index, event] of finals) {
+    const state = states[index];
+    if (!state || state.final) continue;
+    state.final = event.type === 'delivered' ? 'delivered' : 'failed';
+    state.attempts = event.attempt ?? state.attempts;
+    records.push({ t: 'final', r: index, n: state.attempts, v: state.final, ...(event.cause ? { cause: event.cause } : {}) });
+  }
+  if (records.length === 0) return;
+  deps.log.info({ queue_id: envelope.id, recipients: records.length }, 'recovery: final events were recorded before the crash; not attempting those recipients again');
+  await deps.journal(envelope.id, records);
+}
