@@ -59,6 +59,8 @@ const MTAS = (process.env.BENCH_MTAS ?? 'tern,postfix,load-tools').split(',').ma
 const TERN_LOG = process.env.BENCH_TERN_LOG ?? 'warn';
 /** Extra node flags for the Tern process, e.g. "--cpu-prof --cpu-prof-dir=scratch/prof" (not allowed in NODE_OPTIONS). */
 const TERN_NODE_ARGS = (process.env.BENCH_TERN_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** What runs Tern, before `--config FILE`: `bin/tern.js start`, or a prototype (bench/micro/threads/shards-prototype.ts). */
+const TERN_ENTRY = (process.env.BENCH_TERN_ENTRY ?? 'bin/tern.js start').split(' ').filter(Boolean);
 /** smtp-source -d: keep each injecting session open across messages instead of one connection per message. */
 const REUSE = process.env.BENCH_REUSE_CONNECTIONS === '1';
 /** The DKIM run: Tern signing vs Postfix + OpenDKIM, after the plain run. */
@@ -634,7 +636,7 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
     ].join('\n'),
   );
 
-  const child = launch(process.execPath, [...TERN_NODE_ARGS, 'bin/tern.js', 'start', '--config', configPath]);
+  const child = launch(process.execPath, [...TERN_NODE_ARGS, ...TERN_ENTRY, '--config', configPath]);
   const logFile = createWriteStream(join(work, `${name}.log`));
   let ready = false;
   let complaintCount = 0;

@@ -45,6 +45,8 @@ export interface BodyObserver {
 export interface IngressOptions extends SmtpConfig {
   readonly hostname: string;
   readonly validity: number;
+  /** Share each listening address with other threads of this process (ADR 0010; Linux, FreeBSD). */
+  readonly reusePort?: boolean;
 }
 
 export interface Ingress {
@@ -220,7 +222,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       for (const entry of options.listen) {
         const { host, port } = parseHostPort(entry) as { host: string; port: number };
         const server = buildServer();
-        await server.listen(port, host);
+        await server.listen(port, host, options.reusePort ?? false);
         const address = server.server.address();
         if (address && typeof address === 'object') bound.push({ host: address.address, port: address.port });
         servers.push(server);

@@ -286,3 +286,17 @@ t.test('a reader that starts late and throws on buffered data is cut off too', a
   });
   t.same(codes(await talk(port, [SESSION, 'x\r\n'.repeat(100), '.\r\nQUIT\r\n'])), ['220', '250', '250', '250', '354', '451', '221']);
 });
+
+t.test('reusePort: a second listener of this process may share the address (shards, ADR 0010); without it the address is taken', async (t) => {
+  const options = { name: 'mx.test', banner: 'Tern', size: 1000, maxRecipients: 3, maxClients: 5, socketTimeout: 2000, authOffered: () => true };
+  const hooks = { auth: () => 'x', mailFrom: async () => undefined, rcptTo: () => undefined, data: async () => '2.0.0 Ok' };
+  const first = new SmtpServer(options, hooks);
+  await first.listen(0, '127.0.0.1', true);
+  t.teardown(() => first.close());
+  const port = (first.server.address() as { port: number }).port;
+  const shared = new SmtpServer(options, hooks);
+  await shared.listen(port, '127.0.0.1', true);
+  t.teardown(() => shared.close());
+  t.equal((shared.server.address() as { port: number }).port, port, 'both listen on one port');
+  await t.rejects(new SmtpServer(options, hooks).listen(port, '127.0.0.1'), { code: 'EADDRINUSE' }, 'a listener that did not ask to share is refused');
+});

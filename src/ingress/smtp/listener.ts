@@ -32,10 +32,10 @@ export class SmtpServer {
 
   get server(): Server { return this.#server; }
 
-  listen(port: number, host: string): Promise<void> {
+  listen(port: number, host: string, reusePort = false): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
-      this.#server.listen(port, host, () => {
+      this.#server.listen({ port, host, ...(reusePort ? { reusePort } : {}) }, () => {
         this.#server.off('error', reject);
         resolve();
       });
