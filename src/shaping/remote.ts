@@ -14,7 +14,7 @@ import type { Shaper } from './shaper.ts';
  * and message grants all come out of the coordinator's one bucket.
  */
 
-/** The one method of a MessagePort the protocol uses on each side. */
+/** What the protocol uses of a MessagePort, on either side (a worker's parentPort, a MessageChannel's ports). */
 export interface Channel {
   postMessage(message: unknown): void;
   on(event: 'message', listener: (message: unknown) => void): unknown;
