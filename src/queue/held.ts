@@ -1,4 +1,4 @@
-/** An entry that can leave its list on its own (popped from the heap on its own time). */
+/** An entry that can leave its list by other means (popped from the heap on its own time). */
 export interface HeldEntry { gone?: boolean }
 
 interface List<T> { items: T[]; head: number }

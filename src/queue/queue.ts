@@ -103,10 +103,10 @@ export interface Queue {
 /**
  * `now`: made due by an action (expedite, release): every pending recipient is attempted, whatever
  * its own time. `held`: every pending recipient was sent back untried (a hold), none deferred.
- * `superseded`: released early; the heap entry stays until popped, and is skipped then.
- * `gone`: popped on its own time; its place in the path's held list is skipped.
+ * `gone`: no longer waiting here — popped on its own time (its place in the path's held list is
+ * skipped), or released early (its heap entry stays until popped, and is skipped then).
  */
-interface Scheduled extends HeldEntry { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean; superseded?: boolean }
+interface Scheduled extends HeldEntry { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean }
 interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
 
 const WATCHDOG_MS = 30_000;
@@ -150,7 +150,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   // Held messages per path in the order they were placed (about the order they fall due), so a
   // path with room takes the next few without a pass over the whole heap.
   const heldByPath = new HeldLists<Scheduled>();
-  let superseded = 0;
+  /** Heap entries of released messages, not yet popped: not counted as scheduled. */
+  let released = 0;
   const faults = new RepeatedLog(log, clock, FAULT_LOG_INTERVAL_MS);
 
   function schedule(id: QueueId, due: number, pending: number, path?: string, flags: { held?: boolean; now?: boolean } = {}): void {
@@ -182,9 +183,9 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     const now = clock.now();
     for (;;) {
       const top = heap.peek();
-      if (top?.value.superseded) {
+      if (top?.value.gone) {
         heap.pop();
-        superseded--;
+        released--;
         continue;
       }
       if (!top || top.due > now || !hasRoomFor(top.value.pending)) break;
@@ -452,11 +453,11 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       await Promise.all(Array.from({ length: 32 }, worker));
       log.info({ messages: ids.length, recipients: queuedRecipients }, 'queue recovered');
     },
-    snapshot: () => ({ scheduled: heap.size - superseded, active: active.size, recipients: queuedRecipients }),
+    snapshot: () => ({ scheduled: heap.size - released, active: active.size, recipients: queuedRecipients }),
     queuedByPath: () => new Map(byPath),
     expedite(path) {
       heldByPath.clear(path);
-      const moved = heap.updateWhere((v) => v.path === path && !v.superseded, clock.now(), (v) => ({ ...v, now: true }));
+      const moved = heap.updateWhere((v) => v.path === path && !v.gone, clock.now(), (v) => ({ ...v, now: true }));
       if (moved > 0) log.info({ path, messages: moved }, 'queue: messages of a path made due now');
       rearm();
       return moved;
@@ -464,8 +465,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     release(path, max = Infinity) {
       const taken = heldByPath.take(path, max);
       for (const entry of taken) {
-        entry.superseded = true;
-        superseded++;
+        entry.gone = true;
+        released++;
         unscheduled(entry);
         schedule(entry.id, clock.now(), entry.pending, entry.path, { now: true });
       }

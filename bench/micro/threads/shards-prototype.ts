@@ -10,7 +10,7 @@
  * Shard K's admin listens on the configured port + K (the bench reads shard 0's queue only).
  */
 import { join } from 'node:path';
-import { isMainThread, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../../src/config/index.ts';
 import { createDaemon } from '../../../src/daemon.ts';
@@ -46,6 +46,5 @@ if (isMainThread) {
   const daemon = createDaemon(config, { clock: systemClock, log });
   await daemon.start();
   log.info({ smtp: daemon.smtpAddresses() }, 'ready');
-  const { parentPort } = await import('node:worker_threads');
   parentPort?.once('message', () => void daemon.stop(5_000).then(() => process.exit(0)));
 }

@@ -107,6 +107,14 @@ t.test('message grants come from one bucket: two shards together stay within the
   await clock.advance(CREDIT_IDLE_MS + 1);
   const [direct] = shaper.acquire([{ path, kind: 'message', count: 10 }]);
   t.equal(direct?.granted, 10, 'the eight held as credit went back to the bucket');
+  // A shard that stops gives back what it holds at once.
+  await clock.advance(2_000);
+  b.acquire([{ path, kind: 'message', count: 8 }]);
+  await settle();
+  b.close();
+  await settle();
+  const [afterClose] = shaper.acquire([{ path, kind: 'message', count: 10 }]);
+  t.equal(afterClose?.granted, 10, 'a closing shard\'s credit is back in the bucket');
 });
 
 t.test('an adaptive change made in the coordinator reaches the shards\' handles', async (t) => {
