@@ -7,6 +7,7 @@ import { connect as tlsConnect } from 'node:tls';
 import t from 'tap';
 import { SmtpServer, type SmtpHooks, type SmtpServerOptions } from '../../src/ingress/smtp-server.ts';
 import { tempDir } from '../support/daemon.ts';
+import { until } from '../support/smtp-client.ts';
 
 /** What the data hook saw, per message. */
 interface Seen { body: string; sizeExceeded: boolean; from: string; to: string[]; ret?: string; envid?: string; orcpt?: string; notify?: readonly string[]; secure: boolean; user?: string }
@@ -194,12 +195,13 @@ t.test('STARTTLS: commands pipelined after it are discarded; the session restart
     plain += c.toString('latin1');
   };
   socket.on('data', onPlain);
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await until(() => plain.includes('220 mx.test'), 5_000, 'the greeting');
   socket.write('EHLO c.test\r\n');
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await until(() => /\r\n250 [^\r\n]*\r\n$/.test(plain), 5_000, 'the EHLO reply');
   t.match(plain, /250-STARTTLS/);
   socket.write('STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n');
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  await until(() => plain.includes('Ready to start TLS'), 5_000, 'the STARTTLS reply');
+  // A plaintext reply to the injected MAIL would follow the 220 and break the handshake below.
   t.match(plain, /220 2\.0\.0 Ready to start TLS\r\n$/, 'no reply to the injected command');
   socket.off('data', onPlain);
   const secure = tlsConnect({ socket, rejectUnauthorized: false });
@@ -207,13 +209,13 @@ t.test('STARTTLS: commands pipelined after it are discarded; the session restart
   let text = '';
   secure.on('data', (c) => (text += c.toString('latin1')));
   secure.write(`EHLO c.test\r\nRCPT TO:<r@d.test>\r\n`);
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await until(() => /503 /.test(text), 5_000, 'the reply to RCPT');
   t.match(text, /503 5\.5\.1 Error: need MAIL command/, 'the injected MAIL never happened');
   t.notMatch(text, /STARTTLS/, 'STARTTLS is not offered again');
   secure.write(`MAIL FROM:<a@b.test>\r\nRCPT TO:<r@d.test>\r\nDATA\r\n`);
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await until(() => text.includes('354 '), 5_000, 'the DATA go-ahead');
   secure.write('over tls\r\n.\r\n');
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await until(() => seen[0], 5_000, 'the message');
   t.match(seen[0], { body: 'over tls\r\n', secure: true, from: 'a@b.test' });
   secure.destroy();
 });
