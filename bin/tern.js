@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// Spool writes fsync in libuv's thread pool; the default of 4 threads caps concurrent commits.
-process.env.UV_THREADPOOL_SIZE ??= '16';
-
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+
+// Spool writes fsync in libuv's thread pool, which every shard shares (ADR 0010); the default of
+// 4 threads caps concurrent commits. Two a CPU serves the default tuning.threads ("auto").
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(16, 2 * availableParallelism()));
 
 // A checkout runs the TypeScript sources directly (Node >= 22.18 strips types); production
 // (NODE_ENV=production, or an install without src/) runs the compiled dist/ from `npm run build`.

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { createAdmin } from './admin/index.ts';
-import { REASON_TABLE, classifyReplies, createClassifier, defaultRules, loadRulesFile, type Rule } from './bounce/index.ts';
+import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules } from './bounce/index.ts';
 import type { Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
 import { createSigner, loadKeys } from './dkim/index.ts';
@@ -14,6 +14,7 @@ import { TernError } from './lib/errors.ts';
 import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createPipeline } from './pipeline.ts';
+import { localShards, resolveThreads, workerShards, type Shards } from './shards/index.ts';
 import { baseSettings, createShaper, loadRuleSet, type Change, type LoadedRuleSet, type PathIdentity } from './shaping/index.ts';
 
 export interface Daemon {
@@ -29,12 +30,16 @@ export interface Daemon {
 export interface DaemonDeps {
   readonly clock: Clock;
   readonly log: Logger;
+  /** With shards: where their log lines go (each shard writes its own to stdout without it). */
+  readonly logLine?: (line: string) => void;
+  /** With shards: one stopped (ADR 0010); the process should stop and be restarted. */
+  readonly onFailure?: (err: Error) => void;
 }
 
 /** Problems in the files a valid config points at (DKIM keys, bounce and MX rules), reported like config problems. */
 export function checkFiles(config: Config): { path: string; problem: string }[] {
   const shaping = loadShapingRules(config);
-  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config).problems, ...(shaping.ok ? [] : shaping.problems), ...checkTrust(config)];
+  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config.bounce.rules_file).problems, ...(shaping.ok ? [] : shaping.problems), ...checkTrust(config)];
 }
 
 /** delivery.tls_ca_file must hold readable certificates: Node would take a broken one silently, and verify would trust nothing. */
@@ -56,23 +61,14 @@ function loadShapingRules(config: Config): LoadedRuleSet {
   return { ok: false, problems: loaded.problems.map((p) => ({ path: `shaping.rules_file: ${p.path}`, problem: p.problem })) };
 }
 
-/** Operator rules first, then Tern's defaults. */
-function loadBounceRules(config: Config): { rules: readonly Rule[]; problems: { path: string; problem: string }[] } {
-  const file = config.bounce.rules_file;
-  if (!file) return { rules: defaultRules(), problems: [] };
-  const loaded = loadRulesFile(file);
-  if (!loaded.ok) return { rules: [], problems: loaded.problems.map((p) => ({ path: `bounce.rules_file: ${p.path}`, problem: p.problem })) };
-  return { rules: [...loaded.rules, ...defaultRules()], problems: [] };
-}
-
-export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon {
-  const metrics = createMetrics();
+export function createDaemon(config: Config, { clock, log, logLine, onFailure }: DaemonDeps): Daemon {
+  const threads = resolveThreads(config.tuning.threads);
+  const metrics = createMetrics(threads === 1 ? 'all' : 'coordinator');
   const loaded = loadKeys(config.dkim.keys);
   if (loaded.problems.length > 0) {
     throw new TernError('TERN_CONFIG_INVALID', loaded.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
   }
-  const signer = createSigner(loaded.keys);
-  const bounceRules = loadBounceRules(config);
+  const bounceRules = loadBounceRules(config.bounce.rules_file);
   if (bounceRules.problems.length > 0) {
     throw new TernError('TERN_CONFIG_INVALID', bounceRules.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
   }
@@ -87,54 +83,56 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       classify,
       onChange: (change: Change, path: PathIdentity) => {
         metrics.shapingActions.labels({ rule: change.rule, action: change.change }).inc();
-        pipeline.shapingChanged(change, path.key);
+        shards.shapingChanged(change, path.key);
       },
     },
   );
-  const pipeline = createPipeline(config, {
-    clock, log, metrics, classify, signer,
-    shaping: { path: shaper.path, acquire: shaper.acquire, release: shaper.release, observe: shaper.observe },
-  });
-  const { queue, delivery, feedback } = pipeline;
+  const shards: Shards = threads === 1
+    ? singleLoop()
+    : workerShards(config, threads, { log, shaper, ...(logLine ? { logLine } : {}), onFailure: onFailure ?? (() => undefined) });
+  function singleLoop(): Shards {
+    const signer = createSigner(loaded.keys);
+    const pipeline = createPipeline(config, {
+      clock, log, metrics, classify, signer,
+      shaping: { path: shaper.path, acquire: shaper.acquire, release: shaper.release, observe: shaper.observe },
+    });
+    return localShards(pipeline, () => signer.setKeys(loadKeys(config.dkim.keys).keys));
+  }
   const admin = createAdmin(
     config.admin,
     {
-      registry: metrics.registry,
-      refresh: () => {
-        const q = queue.snapshot();
-        metrics.queueRecipients.set(q.recipients);
-        metrics.queueMessages.labels({ state: 'scheduled' }).set(q.scheduled);
-        metrics.queueMessages.labels({ state: 'active' }).set(q.active);
-        metrics.connections.set(delivery.snapshot().connections);
+      metricsType: metrics.registry.contentType,
+      metrics: () => {
         metrics.pausedPaths.reset();
         for (const [provider, count] of shaper.holds()) metrics.pausedPaths.labels({ provider }).set(count);
-        const f = feedback.stats();
-        metrics.feedbackPending.set(f.pending);
-        metrics.feedbackBytes.set(f.bytes);
+        return shards.metrics(metrics.registry);
       },
-      queue: () => ({ ...queue.snapshot(), delivery: delivery.snapshot(), feedback: feedback.stats() }),
-      kpi: (scope, id) => feedback.kpi(scope, id),
-      sites: () => ({ paths: shaper.views(), pools: delivery.pools(), queued: queue.queuedByPath() }),
+      queue: () => shards.queue(),
+      kpi: (scope, id) => shards.kpi(scope, id),
+      sites: async () => ({ paths: shaper.views(), pools: await shards.pools(), queued: await shards.queued() }),
     },
     log.child({ stage: 'admin' }),
   );
 
   return {
     async start() {
-      await pipeline.recover();
-      // Recovery ran file work, so libuv's pool threads exist now.
-      await lowerHelpers(config.tuning, log);
+      if (threads > 1) log.info({ threads }, 'starting shards');
+      await shards.recover();
+      // Recovery ran file work, so libuv's pool threads exist now. Shards leave them alone: with
+      // N loops able to fill every core, helpers below them starve, and a loop waiting on one
+      // (an fsync before a 250, V8 joining its compile or GC jobs) waits for ever (ADR 0010).
+      if (threads === 1) await lowerHelpers(config.tuning, log);
       await shaper.start();
-      const recovered = pipeline.run();
+      const recovered = shards.run();
       await admin.start();
-      await pipeline.listen();
+      await shards.listen();
       await recovered;
     },
     async stop(graceMs = 30_000) {
       log.info('stopping: no new mail accepted, finishing in-flight deliveries');
-      await pipeline.drain(graceMs);
+      await shards.drain(graceMs);
       await shaper.stop();
-      await pipeline.close();
+      await shards.close();
       await admin.stop();
       log.info('stopped');
     },
@@ -144,14 +142,17 @@ export function createDaemon(config: Config, { clock, log }: DaemonDeps): Daemon
       const problems = [...keys.problems, ...(rules.ok ? [] : rules.problems)].map((p) => `${p.path}: ${p.problem}`);
       if (keys.problems.length > 0) log.error({ problems }, 'reload: DKIM keys not replaced; the previous keys stay in use');
       else {
-        signer.setKeys(keys.keys);
+        shards.reloadKeys();
         log.info({ keys: keys.keys.map((k) => `${k.selector}._domainkey.${k.domain}`) }, 'reload: DKIM keys re-read');
       }
       if (!rules.ok) log.error({ problems }, 'reload: MX rules not replaced; the previous rules stay in use');
-      else shaper.setRules(rules.rules);
+      else {
+        shaper.setRules(rules.rules);
+        shards.rulesChanged();
+      }
       return { ok: problems.length === 0, problems };
     },
-    smtpAddresses: () => pipeline.smtpAddresses(),
+    smtpAddresses: () => shards.smtpAddresses(),
     adminAddress: () => admin.address(),
   };
 }

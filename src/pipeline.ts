@@ -10,7 +10,7 @@ import type { Config } from './config/index.ts';
 import { createDelivery, loadTrust, type Delivery, type DeliveryPorts } from './delivery/index.ts';
 import type { Signer } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
-import { createFeedback, createRelayedRecorder, type Feedback, type FeedbackOptions, type Ledger } from './feedback/index.ts';
+import { createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackOptions, type Ledger } from './feedback/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { Metrics } from './metrics/index.ts';
@@ -20,7 +20,8 @@ import type { JournalRecord } from './model/journal.ts';
 import type { SmtpReply } from './model/reply.ts';
 import { createQueue, type Queue, type RecipientOutcome } from './queue/index.ts';
 import type { Change } from './shaping/index.ts';
-import { openSpool, type LoadedMessage } from './spool/index.ts';
+import { partitionDir, partitionsOf, presentPartitions } from './shards/partitions.ts';
+import { joinSpools, openSpool, type LoadedMessage } from './spool/index.ts';
 
 export interface PipelineDeps {
   readonly clock: Clock;
@@ -32,6 +33,14 @@ export interface PipelineDeps {
   readonly shaping: Pick<DeliveryPorts, 'path' | 'acquire' | 'release' | 'observe'>;
 }
 
+/** Which shard of how many this pipeline is (ADR 0010); a single loop is shard 0 of 1. */
+export interface PipelineLayout {
+  readonly shard: number;
+  readonly threads: number;
+  /** Where the event log goes when not to a file of this pipeline's own (shards share one). */
+  readonly eventLog?: EventLog;
+}
+
 export interface Pipeline {
   readonly queue: Queue;
   readonly delivery: Delivery;
@@ -40,8 +49,8 @@ export interface Pipeline {
   recover(): Promise<void>;
   /** Events and the queue run; resolves once every recovered message is scheduled. */
   run(): Promise<void>;
-  /** SMTP in: the last step of a start. */
-  listen(): Promise<void>;
+  /** SMTP in: the last step of a start; `addresses` as Ingress.start takes them. */
+  listen(addresses?: readonly { host: string; port: number }[]): Promise<void>;
   /** Stop accepting, finish in-flight deliveries within graceMs, close the rest of the way in. */
   drain(graceMs: number): Promise<void>;
   /** Events flushed, spool closed: the last step of a stop. */
@@ -49,22 +58,37 @@ export interface Pipeline {
   /** An adaptive change on a path: mail waiting for it may be due now. */
   shapingChanged(change: Change, path: string): void;
   smtpAddresses(): { host: string; port: number }[];
+  /** Set the queue, connection and outbox gauges from live state (before a scrape). */
+  refreshGauges(): void;
 }
 
-export function createPipeline(config: Config, { clock, log, metrics, classify, signer, shaping }: PipelineDeps): Pipeline {
-  const spool = openSpool(config.spool, clock, log.child({ stage: 'spool' }));
-  const feedback = createFeedback(feedbackOptions(config), {
+export function createPipeline(config: Config, { clock, log, metrics, classify, signer, shaping }: PipelineDeps, layout: PipelineLayout = { shard: 0, threads: 1 }): Pipeline {
+  const present = [...new Set([...presentPartitions(config.spool.dir), ...presentPartitions(config.feedback.dir)])];
+  const [own = layout.shard, ...adopted] = partitionsOf(layout.shard, layout.threads, present);
+  if (adopted.length > 0) log.info({ shard: layout.shard, adopted }, 'recovering the spool partitions of a run with more threads');
+  const spoolLog = log.child({ stage: 'spool' });
+  const spool = joinSpools(
+    openSpool({ ...config.spool, dir: partitionDir(config.spool.dir, own), space_share: 1 / layout.threads }, clock, spoolLog),
+    // Adopted partitions take no new mail: they need no cache of fresh bodies.
+    adopted.map((k) => openSpool({ ...config.spool, dir: partitionDir(config.spool.dir, k), body_cache: 0 }, clock, spoolLog)),
+  );
+  const feedbackDeps = {
     clock,
     log: log.child({ stage: 'feedback' }),
-    onEvents: (events) => {
+    onEvents: (events: readonly FeedbackEvent[]) => {
       for (const e of events) metrics.events.labels({ type: e.type }).inc();
     },
-    onWebhook: (result, events) => {
+    onWebhook: (result: 'ok' | 'refused' | 'failed', events: number) => {
       metrics.webhookRequests.labels({ result }).inc();
       if (result === 'ok') metrics.webhookEvents.inc(events);
     },
-    onDrop: (count) => metrics.feedbackDropped.inc(count),
-  });
+    onDrop: (count: number) => metrics.feedbackDropped.inc(count),
+  };
+  const options = feedbackOptions(config);
+  const feedback = joinFeedback(
+    createFeedback({ ...options, dir: partitionDir(options.dir, own), ...(layout.eventLog ? { eventLog: layout.eventLog } : {}) }, feedbackDeps),
+    adopted.map((k) => createFeedback({ ...withoutLog(options), dir: partitionDir(options.dir, k) }, feedbackDeps)),
+  );
   // What the outbox held at start: consulted once per recovered message, then dropped.
   let ledger: Ledger | undefined;
   // Recovered messages whose relayed events could not be recorded at their first load.
@@ -73,6 +97,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   const delivery = createDelivery(
     {
       port: config.delivery.port, localName: config.hostname, timeouts: { command: config.delivery.timeouts.command, data: config.delivery.timeouts.data },
+      shards: layout.threads,
       ...(config.delivery.tls_ca_file ? { tlsTrust: loadTrust(config.delivery.tls_ca_file) } : {}),
     },
     shaping,
@@ -131,7 +156,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   );
   const relayed = createRelayedRecorder({ record: feedback.record, onRecorded: queue.enqueue, clock, log: log.child({ stage: 'feedback' }) });
   const ingress = createIngress(
-    { ...config.smtp, hostname: config.hostname, validity: config.delivery.validity },
+    { ...config.smtp, hostname: config.hostname, validity: config.delivery.validity, reusePort: layout.threads > 1 },
     {
       begin: spool.begin,
       // An outbox that fails holds accepted mail (src/feedback/relayed.ts): take no more meanwhile.
@@ -165,7 +190,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
         ids = [];
       });
     },
-    listen: () => ingress.start(),
+    listen: (addresses) => ingress.start(addresses),
     async drain(graceMs) {
       const closingIngress = ingress.stop();
       // Messages whose 250 went out just now are queued while the queue still runs, so they
@@ -188,6 +213,16 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       if (change.change === 'expired' || change.change === 'recovered') queue.release(path);
     },
     smtpAddresses: () => ingress.addresses(),
+    refreshGauges() {
+      const q = queue.snapshot();
+      metrics.queueRecipients.set(q.recipients);
+      metrics.queueMessages.labels({ state: 'scheduled' }).set(q.scheduled);
+      metrics.queueMessages.labels({ state: 'active' }).set(q.active);
+      metrics.connections.set(delivery.snapshot().connections);
+      const f = feedback.stats();
+      metrics.feedbackPending.set(f.pending);
+      metrics.feedbackBytes.set(f.bytes);
+    },
   };
 }
 
@@ -204,6 +239,11 @@ function feedbackOptions(config: Config): FeedbackOptions {
     })),
     ...(feedback.log ? { log: { path: feedback.log.path, maxBytes: feedback.log.max_size, keep: feedback.log.keep } } : {}),
   };
+}
+
+/** An adopted partition's events are not copied to the event log again: they were when recorded. */
+function withoutLog({ log: _copied, ...rest }: FeedbackOptions): FeedbackOptions {
+  return rest;
 }
 
 /** One outcome → its event; a "too many recipients" split retried at once is not a bounce. */

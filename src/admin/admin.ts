@@ -1,18 +1,19 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import { parseHostPort } from '../lib/net.ts';
 import { sitesView, type PathFacts, type SitesInput } from './sites.ts';
 
+/** What admin shows; asynchronous, since with shards (ADR 0010) each answer is a merge of theirs. */
 export interface AdminPorts {
-  readonly registry: Registry;
-  /** Refresh gauges from live state just before a scrape. */
-  readonly refresh: () => void;
-  readonly queue: () => unknown;
+  /** The exposition format's content type. */
+  readonly metricsType: string;
+  /** Every metric as exposition text, gauges refreshed from live state. */
+  readonly metrics: () => Promise<string>;
+  readonly queue: () => Promise<unknown>;
   /** KPIs of one campaign (`meta.campaign`) or delivery (`meta.delivery`), or undefined. */
-  readonly kpi: (scope: 'campaign' | 'delivery', id: string) => unknown;
+  readonly kpi: (scope: 'campaign' | 'delivery', id: string) => Promise<unknown>;
   /** Every known delivery path, its pool and its waiting recipients. */
-  readonly sites: () => SitesInput<PathFacts>;
+  readonly sites: () => Promise<SitesInput<PathFacts>>;
 }
 
 export interface Admin {
@@ -28,22 +29,19 @@ export function createAdmin(options: { listen: string }, ports: AdminPorts, log:
 
   const handler = async (path: string): Promise<{ status: number; type: string; body: string }> => {
     if (path === '/healthz') return { status: 200, type: 'application/json', body: '{"status":"ok"}\n' };
-    if (path === '/metrics') {
-      ports.refresh();
-      return { status: 200, type: ports.registry.contentType, body: await ports.registry.metrics() };
-    }
-    if (path === '/api/v1/queue') return json(200, ports.queue());
-    if (path === '/api/v1/sites') return json(200, { sites: sitesView(ports.sites()) });
+    if (path === '/metrics') return { status: 200, type: ports.metricsType, body: await ports.metrics() };
+    if (path === '/api/v1/queue') return json(200, await ports.queue());
+    if (path === '/api/v1/sites') return json(200, { sites: sitesView(await ports.sites()) });
     const site = /^\/api\/v1\/sites\/([^/]+)$/.exec(path);
     if (site) {
       const name = decodeURIComponent(site[1] as string).toLowerCase();
-      const found = sitesView(ports.sites()).find((s) => s.site === name);
+      const found = sitesView(await ports.sites()).find((s) => s.site === name);
       return found ? json(200, found) : json(404, { error: `no path to site "${name}" is known (a site is its MX host names, sorted, joined by commas)` });
     }
     const kpi = /^\/api\/v1\/(campaigns|deliveries)\/([^/]+)$/.exec(path);
     if (kpi) {
       const id = decodeURIComponent(kpi[2] as string);
-      const view = ports.kpi(kpi[1] === 'campaigns' ? 'campaign' : 'delivery', id);
+      const view = await ports.kpi(kpi[1] === 'campaigns' ? 'campaign' : 'delivery', id);
       return view === undefined
         ? { status: 404, type: 'application/json', body: `${JSON.stringify({ error: `no events for ${kpi[1] === 'campaigns' ? 'campaign' : 'delivery'} "${id}"` })}\n` }
         : { status: 200, type: 'application/json', body: `${JSON.stringify(view)}\n` };

@@ -5,5 +5,5 @@
  */
 export { classifyReplies, createClassifier, type Classification, type Classifier, type ClassifyInput } from './classify.ts';
 export { normaliseReply, STAGES, type Stage, type ReplyInput } from './normalize.ts';
-export { defaultRules, loadRulesFile, parseRules, type Rule, type RuleProblem, type LoadedRules } from './rules.ts';
+export { defaultRules, loadBounceRules, loadRulesFile, parseRules, type Rule, type RuleProblem, type LoadedRules } from './rules.ts';
 export { CLASSES, REASONS, REASON_TABLE, type Category, type FailureType, type Reason } from './reasons.ts';

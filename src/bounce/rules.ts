@@ -97,3 +97,11 @@ export function defaultRules(): readonly Rule[] {
   if (!loaded.ok) throw new Error(`default bounce rules are invalid: ${loaded.problems.map((p) => `${p.path}: ${p.problem}`).join('; ')}`);
   return loaded.rules;
 }
+
+/** The operator's rules (`bounce.rules_file`) first, then Tern's; problems named by the config key. */
+export function loadBounceRules(file: string | undefined): { rules: readonly Rule[]; problems: RuleProblem[] } {
+  if (!file) return { rules: defaultRules(), problems: [] };
+  const loaded = loadRulesFile(file);
+  if (!loaded.ok) return { rules: [], problems: loaded.problems.map((p) => ({ path: `bounce.rules_file: ${p.path}`, problem: p.problem })) };
+  return { rules: [...loaded.rules, ...defaultRules()], problems: [] };
+}

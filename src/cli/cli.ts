@@ -125,7 +125,8 @@ async function start(args: readonly string[], io: Io): Promise<number> {
   }
   const log = pino({ level: loaded.config.log.level, base: { service: 'tern' }, timestamp: pino.stdTimeFunctions.isoTime });
   log.info({ config: loaded.source }, 'starting');
-  const daemon = createDaemon(loaded.config, { clock: systemClock, log });
+  let shardFailed: (() => void) | undefined;
+  const daemon = createDaemon(loaded.config, { clock: systemClock, log, onFailure: () => shardFailed?.() });
   try {
     await daemon.start();
   } catch (err) {
@@ -136,12 +137,12 @@ async function start(args: readonly string[], io: Io): Promise<number> {
   log.info({ smtp: daemon.smtpAddresses(), admin: daemon.adminAddress() }, 'ready');
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const shutdown = (signal: string): void => {
+    const shutdown = (signal: string, code = 0): void => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutdown requested');
       daemon.stop().then(
-        () => resolve(0),
+        () => resolve(code),
         (err: unknown) => {
           log.error({ err }, 'unclean shutdown');
           resolve(1);
@@ -154,5 +155,7 @@ async function start(args: readonly string[], io: Io): Promise<number> {
     });
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
+    // A shard that died holds its partition's mail until a restart: stop, exit 1, let the supervisor restart.
+    shardFailed = () => shutdown('shard failure', 1);
   });
 }

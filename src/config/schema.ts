@@ -182,6 +182,11 @@ const tuning = z.strictObject({
   pool_nice: z.number().int().min(0).max(19).default(19),
   /** Also run them SCHED_IDLE (Linux, util-linux's chrt): they never pre-empt the event loop. */
   pool_idle: z.boolean().default(true),
+  /**
+   * Shards: event loops (worker threads) that each run the whole pipeline over their own part of
+   * the spool (ADR 0010). 1 is a single loop in the main thread; "auto" is the CPUs available less one.
+   */
+  threads: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default('auto'),
 });
 
 const log = z.strictObject({
@@ -200,7 +205,7 @@ export const configSchema = z.strictObject({
   feedback: feedback.default(() => feedback.parse({})),
   bounce: bounce.default({}),
   log: log.default({ level: 'info' }),
-  tuning: tuning.default({ pool_nice: 19, pool_idle: true }),
+  tuning: tuning.default(() => tuning.parse({})),
 });
 
 export type Config = z.output<typeof configSchema>;

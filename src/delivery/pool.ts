@@ -39,6 +39,12 @@ export interface PoolSettings {
   readonly timeouts: { readonly command: number; readonly data: number };
   /** The CAs TLS level verify trusts (from delivery.tls_ca_file), built once; absent: Node's default store. */
   readonly tlsTrust?: SecureContext;
+  /**
+   * Shards whose pools share each path's limits (ADR 0010; 1 without). A pool counts on its share
+   * of a path's rate and connections when it sizes its ready queue, so N pools together hold what
+   * one would.
+   */
+  readonly shards?: number;
 }
 
 /** One connection opened: the path's TLS level, and the session it got (undefined: plaintext). */
@@ -105,6 +111,7 @@ export class PathPool {
   /** Every outcome's route names the path (and provider) it went by. */
   readonly #pathRoute: Route;
   #stopping = false;
+  #aborted = false;
 
   constructor(path: PathHandle, settings: PoolSettings, ports: PathPorts, deps: PoolDeps) {
     this.path = path;
@@ -136,16 +143,21 @@ export class PathPool {
     });
   }
 
-  /** Quit idle connections and refuse nothing: jobs in flight finish on their own. */
+  /**
+   * Quit idle connections and refuse nothing: jobs in flight finish on their own, those already
+   * waiting here included (a shard's first grant comes a moment after the job: ADR 0010), so a
+   * connection still takes what waits and new ones open for it; none stays to wait for more.
+   */
   stop(): void {
     this.#stopping = true;
-    this.#growTimer?.cancel();
     for (const wake of this.#idle.splice(0)) wake(undefined);
   }
 
-  /** Force-close every connection (shutdown deadline passed). */
+  /** Force-close every connection (shutdown deadline passed); nothing new opens. */
   abort(): void {
     this.stop();
+    this.#aborted = true;
+    this.#growTimer?.cancel();
     for (const conn of this.#open) conn.close();
   }
 
@@ -164,19 +176,20 @@ export class PathPool {
    * in the queue, so one slow path never fills the active window that every path shares.
    */
   #readyCap(settings: PathSettings): number {
-    const floor = Math.max(MIN_READY, 2 * settings.max_connections);
+    const share = 1 / (this.#settings.shards ?? 1);
+    const floor = Math.max(MIN_READY, 2 * settings.max_connections) * share;
     const rate = this.#throughput(settings);
-    if (rate === undefined) return MAX_READY;
-    return Math.min(MAX_READY, Math.max(floor, Math.ceil(rate * READY_SECONDS)));
+    if (rate === undefined) return Math.ceil(MAX_READY * share);
+    return Math.ceil(Math.min(MAX_READY * share, Math.max(floor, rate * READY_SECONDS)));
   }
 
   /**
-   * Messages a second the path can send now: its rate when it has one, else its open connections
-   * at the speed its transactions have been going; undefined before its first.
+   * Messages a second this pool can send now: its share of the path's rate when it has one, else
+   * its open connections at the speed its transactions have been going; undefined before its first.
    */
   #throughput(settings: PathSettings): number | undefined {
     const rate = settings.max_message_rate;
-    if (rate) return (rate.count * 1000) / rate.perMs;
+    if (rate) return (rate.count * 1000) / rate.perMs / (this.#settings.shards ?? 1);
     if (this.#serviceMs === 0) return undefined;
     return (Math.max(1, this.#open.size) * 1000) / Math.max(1, this.#serviceMs);
   }
@@ -212,7 +225,7 @@ export class PathPool {
    * backing off after a refused connection, no more than those already working (but never none).
    */
   #grow(): void {
-    if (this.#stopping || this.#growTimer) return;
+    if (this.#aborted || this.#growTimer) return;
     if (this.#workers > 0 && this.#clock.now() < this.#backoffUntil) return this.#delayGrowth(this.#backoffUntil);
     // Asked even when the limit is reached: a refusal tells shaping the limit is holding mail back.
     const want = this.#waiting.length;
@@ -296,7 +309,7 @@ export class PathPool {
   /** After each message: the connection's quota, the path's connection limit, a pause, a shutdown. */
   #mayContinue(sent: number): boolean {
     const settings = this.path.settings();
-    if (this.#stopping || sent >= settings.max_messages_per_connection || this.#workers > settings.max_connections) return false;
+    if (this.#aborted || sent >= settings.max_messages_per_connection || this.#workers > settings.max_connections) return false;
     return this.#held() === undefined;
   }
 

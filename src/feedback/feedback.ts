@@ -16,6 +16,8 @@ export interface FeedbackOptions {
   readonly maxDiskBytes: number;
   readonly segmentBytes?: number;
   readonly log?: EventLogOptions;
+  /** An event log opened elsewhere (shards share the coordinator's), used in place of `log`. */
+  readonly eventLog?: EventLog;
 }
 
 export interface FeedbackDeps {
@@ -84,7 +86,7 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
     return { outbox: own, sender };
   });
   const extras = endpoints.slice(1);
-  const eventLog: EventLog | undefined = options.log ? openEventLog(options.log) : undefined;
+  const eventLog: EventLog | undefined = options.eventLog ?? (options.log ? openEventLog(options.log) : undefined);
   let saveTimer: Timer | undefined;
   let warnedAt = 0;
 

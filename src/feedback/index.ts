@@ -4,6 +4,8 @@
  * batching webhook, optionally copied to a JSON-lines log, and counted per campaign and delivery.
  */
 export { createFeedback, type Feedback, type FeedbackOptions, type Ledger } from './feedback.ts';
+export { openEventLog, type EventLog } from './event-log.ts';
 export { createRelayedRecorder, type RelayedRecorder } from './relayed.ts';
-export type { KpiScope, KpiView } from './kpis.ts';
+export { joinFeedback } from './joined.ts';
+export { mergeKpiViews, type KpiScope, type KpiView } from './kpis.ts';
 export type { WebhookResult } from './webhook.ts';

@@ -84,17 +84,35 @@ export function openKpis(path: string): Kpis {
     },
     view(scope, id) {
       const c = tables[scope].get(id);
-      if (!c) return undefined;
-      const final = c.delivered + c.failed.total;
-      return {
-        id, ...structuredClone(c),
-        success_pct: c.relayed === 0 ? 0 : Math.round((c.delivered / c.relayed) * 10_000) / 100,
-        in_progress: Math.max(0, c.relayed - final),
-      };
+      return c ? viewOf(id, structuredClone(c)) : undefined;
     },
     savedThrough: () => saved,
     save,
   };
+}
+
+function viewOf(id: string, c: Counts): KpiView {
+  const final = c.delivered + c.failed.total;
+  return {
+    id, ...c,
+    success_pct: c.relayed === 0 ? 0 : Math.round((c.delivered / c.relayed) * 10_000) / 100,
+    in_progress: Math.max(0, c.relayed - final),
+  };
+}
+
+/** One campaign's (or delivery's) KPIs counted in several places (partitions, shards): summed, the percentages made again. */
+export function mergeKpiViews(views: readonly (KpiView | undefined)[]): KpiView | undefined {
+  const present = views.filter((v): v is KpiView => v !== undefined);
+  const first = present[0];
+  if (!first) return undefined;
+  const total: Counts = { relayed: 0, delivered: 0, soft_bounces: 0, failed: { total: 0, hard: 0, soft: 0, ignored: 0, expired: 0 } };
+  for (const v of present) {
+    total.relayed += v.relayed;
+    total.delivered += v.delivered;
+    total.soft_bounces += v.soft_bounces;
+    for (const k of ['total', 'hard', 'soft', 'ignored', 'expired'] as const) total.failed[k] += v.failed[k];
+  }
+  return viewOf(first.id, total);
 }
 
 function load(path: string): Snapshot {

@@ -50,7 +50,11 @@ export interface IngressOptions extends SmtpConfig {
 }
 
 export interface Ingress {
-  start(): Promise<void>;
+  /**
+   * Listen on `smtp.listen`, or on `addresses` given in its place: the ports another shard bound
+   * for entries that asked for port 0, so every shard shares them (reusePort).
+   */
+  start(addresses?: readonly { host: string; port: number }[]): Promise<void>;
   /** Stop accepting; in-flight transactions finish, idle sessions are told 421. */
   stop(): Promise<void>;
   /** Bound addresses, useful when listening on port 0. */
@@ -218,9 +222,8 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
   }
 
   return {
-    async start() {
-      for (const entry of options.listen) {
-        const { host, port } = parseHostPort(entry) as { host: string; port: number };
+    async start(addresses) {
+      for (const { host, port } of addresses ?? options.listen.map((entry) => parseHostPort(entry) as { host: string; port: number })) {
         const server = buildServer();
         await server.listen(port, host, options.reusePort ?? false);
         const address = server.server.address();

@@ -1,2 +1,2 @@
 /** metrics: the prom-client registry and every metric definition (names prefixed tern_). */
-export { createMetrics, type Metrics } from './metrics.ts';
+export { createMetrics, type Metrics, type MetricsScope } from './metrics.ts';

@@ -4,38 +4,49 @@ const VERDICTS = ['delivered', 'retry', 'failed'] as const;
 const EVENT_TYPES = ['relayed', 'delivered', 'soft_bounce', 'failed'] as const;
 const WEBHOOK_RESULTS = ['ok', 'refused', 'failed'] as const;
 
+/**
+ * Which metrics a registry exports. With shards (ADR 0010) each shard's registry has the
+ * pipeline's and the coordinator's has the process's and the shaper's, so that merging them
+ * (src/shards/) sums what shards counted and never adds up one process's memory N times.
+ */
+export type MetricsScope = 'all' | 'coordinator' | 'shard';
+
 /** Every metric Tern exports, defined in one place; labels are closed sets. */
-export function createMetrics() {
+export function createMetrics(scope: MetricsScope = 'all') {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'tern_process_' });
-  // prom-client names these gauges *_total, which promtool rejects (a _total suffix means a counter).
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
-    registry.removeSingleMetric(`tern_process_${name}`);
+  const perShard = scope === 'coordinator' ? [] : [registry];
+  const perProcess = scope === 'shard' ? [] : [registry];
+  if (scope !== 'shard') {
+    collectDefaultMetrics({ register: registry, prefix: 'tern_process_' });
+    // prom-client names these gauges *_total, which promtool rejects (a _total suffix means a counter).
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      registry.removeSingleMetric(`tern_process_${name}`);
+    }
   }
-  const accepted = new Counter({ name: 'tern_messages_accepted_total', help: 'Messages accepted from upstream and spooled', registers: [registry] });
-  const acceptedRecipients = new Counter({ name: 'tern_recipients_accepted_total', help: 'Recipients accepted from upstream', registers: [registry] });
-  const attempts = new Counter({ name: 'tern_delivery_attempts_total', help: 'Per-recipient delivery attempts by verdict', labelNames: ['verdict'] as const, registers: [registry] });
+  const accepted = new Counter({ name: 'tern_messages_accepted_total', help: 'Messages accepted from upstream and spooled', registers: perShard });
+  const acceptedRecipients = new Counter({ name: 'tern_recipients_accepted_total', help: 'Recipients accepted from upstream', registers: perShard });
+  const attempts = new Counter({ name: 'tern_delivery_attempts_total', help: 'Per-recipient delivery attempts by verdict', labelNames: ['verdict'] as const, registers: perShard });
   for (const verdict of VERDICTS) attempts.labels({ verdict }).inc(0);
-  const queueRecipients = new Gauge({ name: 'tern_queue_recipients', help: 'Recipients waiting for a final outcome', registers: [registry] });
-  const queueMessages = new Gauge({ name: 'tern_queue_messages', help: 'Messages in the queue by state', labelNames: ['state'] as const, registers: [registry] });
-  const connections = new Gauge({ name: 'tern_delivery_connections', help: 'Open outbound SMTP connections', registers: [registry] });
+  const queueRecipients = new Gauge({ name: 'tern_queue_recipients', help: 'Recipients waiting for a final outcome', registers: perShard });
+  const queueMessages = new Gauge({ name: 'tern_queue_messages', help: 'Messages in the queue by state', labelNames: ['state'] as const, registers: perShard });
+  const connections = new Gauge({ name: 'tern_delivery_connections', help: 'Open outbound SMTP connections', registers: perShard });
   // Labels from closed vocabularies (33 reasons, 5 categories, 3 types): cardinality stays bounded.
-  const bounces = new Counter({ name: 'tern_bounces_total', help: 'Failed delivery attempts per recipient, by bounce classification', labelNames: ['reason', 'category', 'type', 'retry'] as const, registers: [registry] });
-  const events = new Counter({ name: 'tern_events_total', help: 'Feedback events made durable, by type', labelNames: ['type'] as const, registers: [registry] });
+  const bounces = new Counter({ name: 'tern_bounces_total', help: 'Failed delivery attempts per recipient, by bounce classification', labelNames: ['reason', 'category', 'type', 'retry'] as const, registers: perShard });
+  const events = new Counter({ name: 'tern_events_total', help: 'Feedback events made durable, by type', labelNames: ['type'] as const, registers: perShard });
   for (const type of EVENT_TYPES) events.labels({ type }).inc(0);
-  const webhookRequests = new Counter({ name: 'tern_webhook_requests_total', help: 'Webhook POSTs by result (ok: 2xx; refused: 4xx other than 408/429; failed: anything else)', labelNames: ['result'] as const, registers: [registry] });
+  const webhookRequests = new Counter({ name: 'tern_webhook_requests_total', help: 'Webhook POSTs by result (ok: 2xx; refused: 4xx other than 408/429; failed: anything else)', labelNames: ['result'] as const, registers: perShard });
   for (const result of WEBHOOK_RESULTS) webhookRequests.labels({ result }).inc(0);
-  const webhookEvents = new Counter({ name: 'tern_webhook_events_total', help: 'Events acknowledged by the webhook', registers: [registry] });
-  const feedbackPending = new Gauge({ name: 'tern_feedback_pending_events', help: 'Events in the outbox not yet acknowledged by the webhook', registers: [registry] });
-  const feedbackBytes = new Gauge({ name: 'tern_feedback_outbox_bytes', help: 'Disk used by the feedback outbox', registers: [registry] });
-  const feedbackDropped = new Counter({ name: 'tern_feedback_dropped_total', help: 'Events dropped unsent (retention or disk bound)', registers: [registry] });
+  const webhookEvents = new Counter({ name: 'tern_webhook_events_total', help: 'Events acknowledged by the webhook', registers: perShard });
+  const feedbackPending = new Gauge({ name: 'tern_feedback_pending_events', help: 'Events in the outbox not yet acknowledged by the webhook', registers: perShard });
+  const feedbackBytes = new Gauge({ name: 'tern_feedback_outbox_bytes', help: 'Disk used by the feedback outbox', registers: perShard });
+  const feedbackDropped = new Counter({ name: 'tern_feedback_dropped_total', help: 'Events dropped unsent (retention or disk bound)', registers: perShard });
   // MX rules. `provider` is a provider named in the rules files, or "other"; `rule` an adaptive
   // rule's id from them; `reason` a bounce reason or a hold (paused, ready-queue-full): all closed sets.
-  const shapingActions = new Counter({ name: 'tern_shaping_actions_total', help: 'Changes made by adaptive rules, by rule and action (lower, relower, extend, pause, fail, raise, recovered, expired)', labelNames: ['rule', 'action'] as const, registers: [registry] });
-  const pausedPaths = new Gauge({ name: 'tern_shaping_paused_paths', help: 'Delivery paths paused or failing by an adaptive rule, by provider', labelNames: ['provider'] as const, registers: [registry] });
-  const deferrals = new Counter({ name: 'tern_deferrals_total', help: 'Recipients deferred, by provider and reason (a bounce reason, or paused / ready-queue-full when no attempt was made)', labelNames: ['provider', 'reason'] as const, registers: [registry] });
+  const shapingActions = new Counter({ name: 'tern_shaping_actions_total', help: 'Changes made by adaptive rules, by rule and action (lower, relower, extend, pause, fail, raise, recovered, expired)', labelNames: ['rule', 'action'] as const, registers: perProcess });
+  const pausedPaths = new Gauge({ name: 'tern_shaping_paused_paths', help: 'Delivery paths paused or failing by an adaptive rule, by provider', labelNames: ['provider'] as const, registers: perProcess });
+  const deferrals = new Counter({ name: 'tern_deferrals_total', help: 'Recipients deferred, by provider and reason (a bounce reason, or paused / ready-queue-full when no attempt was made)', labelNames: ['provider', 'reason'] as const, registers: perShard });
   // level: the path's TLS level (4 values); version: what Node names the protocol, or "none" for plaintext (a handful).
-  const deliveryTls = new Counter({ name: 'tern_delivery_tls_connections_total', help: 'Outbound SMTP connections opened, by the path\'s TLS level, the TLS version negotiated (none: plaintext) and whether the certificate verified', labelNames: ['level', 'version', 'verified'] as const, registers: [registry] });
+  const deliveryTls = new Counter({ name: 'tern_delivery_tls_connections_total', help: 'Outbound SMTP connections opened, by the path\'s TLS level, the TLS version negotiated (none: plaintext) and whether the certificate verified', labelNames: ['level', 'version', 'verified'] as const, registers: perShard });
   return {
     registry, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
     events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, deliveryTls,

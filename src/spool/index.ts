@@ -4,4 +4,5 @@
  * after commit() resolves. recover() lists what is owed after a restart.
  */
 export { openSpool, type Spool, type SpoolOptions, type MessageWriter, type LoadedMessage } from './spool.ts';
+export { joinSpools } from './joined.ts';
 export { parseJournal, replayJournal } from './journal.ts';

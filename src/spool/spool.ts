@@ -20,6 +20,11 @@ export interface SpoolOptions {
   readonly segment_size: number;
   /** Bytes of recently accepted bodies kept in memory, so a first delivery attempt reads no disk. */
   readonly body_cache: number;
+  /**
+   * The part (0–1] of the free space above `min_free` this spool may fill between two statfs
+   * measurements: 1/N with N shards on one file system, which see each other's writes only there.
+   */
+  readonly space_share?: number;
 }
 
 /** A message being received: write() its bytes in order, then commit() or abort(). */
@@ -76,9 +81,11 @@ class SpaceBook {
   #writtenSince = 0;
   #promised = 0;
   readonly #minFree: number;
+  readonly #share: number;
 
-  constructor(minFree: number) {
+  constructor(minFree: number, share: number) {
     this.#minFree = minFree;
+    this.#share = share;
   }
 
   /** A statfs answer; `writtenDuring` bytes were committed while it ran and may be counted in it. */
@@ -91,7 +98,7 @@ class SpaceBook {
 
   /** Room above the reserve for `more` bytes, after everything written and promised. */
   fits(more = 0): boolean {
-    return this.#free - this.#writtenSince - this.#promised - more >= this.#minFree;
+    return (this.#free - this.#minFree) * this.#share - this.#writtenSince - this.#promised - more >= 0;
   }
 
   promise(bytes: number): void { this.#promised += bytes; }
@@ -115,7 +122,7 @@ export function openSpool(options: SpoolOptions, clock: Clock, log?: Logger): Sp
   const segments = openSegmentLog({ dir: options.dir, segmentBytes: options.segment_size, setAside: files.setAside });
   const bodies = new LRUCache<QueueId, Buffer>({ maxSize: Math.max(1, options.body_cache), sizeCalculation: (b) => Math.max(1, b.length) });
   let measuredAt = -Infinity;
-  const space = new SpaceBook(options.min_free);
+  const space = new SpaceBook(options.min_free, options.space_share ?? 1);
 
   async function begin(id: QueueId): Promise<MessageWriter> {
     /** In memory until the message passes inline_max; after that, waiting for the file. */

@@ -196,7 +196,7 @@ t.test('an endpoint answering 500, then slowly, still gets every event once ackn
 });
 
 t.test('kill -9 mid-stream: after a restart every accepted recipient has one relayed and one final event', async (t) => {
-  const { childConfig, spawnTern } = await import('../support/child.ts');
+  const { childConfig, spawnTern, streamThroughKill } = await import('../support/child.ts');
   const receiver = new WebhookReceiver(SECRET);
   const url = await receiver.start();
   const spool = tempDir();
@@ -206,26 +206,14 @@ t.test('kill -9 mid-stream: after a restart every accepted recipient has one rel
   });
   const total = 600;
   const accepted = new Map<string, number>();
-  let next = 0;
   let tern = await spawnTern(configPath);
-  let killed = false;
   const send = async (seq: number): Promise<boolean> => {
     const reply = await sendMail(smtpPort, 'a@campaign.test', [`k${seq}a@a.test`, `k${seq}b@a.test`], message({ headers: ['X-Tern-Meta: {"campaign":"crash"}'] })).catch((e: Error) => `error ${e.message}`);
     const id = /queued as ([0-9A-Z]{26})/.exec(reply)?.[1];
     if (id) accepted.set(id, seq);
     return id !== undefined;
   };
-  const refused: number[] = [];
-  await Promise.all(Array.from({ length: 10 }, async () => {
-    while (next < total) {
-      const seq = next++;
-      if (seq === total / 3 && !killed) {
-        killed = true;
-        tern.proc.kill('SIGKILL');
-      }
-      if (!(await send(seq))) refused.push(seq);
-    }
-  }));
+  const refused = await streamThroughKill(tern, { total, sessions: 10, killAt: total / 3, send });
   t.equal(await tern.exited, 'SIGKILL');
   tern = await spawnTern(configPath);
   t.teardown(async () => {

@@ -65,3 +65,21 @@ export async function childConfig(dir: string, world: { dns: { server: string };
   }));
   return { configPath, smtpPort, adminPort };
 }
+
+/**
+ * `total` sends over `sessions` connections at once, with a `kill -9` of `tern` as send number
+ * `killAt` starts, as a campaign tool would see a crash. `send` says whether the message was
+ * accepted; the sequence numbers refused (the daemon was down) are returned for resending.
+ */
+export async function streamThroughKill(tern: TernProcess, opts: { total: number; sessions: number; killAt: number; send(seq: number): Promise<boolean> }): Promise<number[]> {
+  const refused: number[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: opts.sessions }, async () => {
+    while (next < opts.total) {
+      const seq = next++;
+      if (seq === opts.killAt) tern.proc.kill('SIGKILL');
+      if (!(await opts.send(seq))) refused.push(seq);
+    }
+  }));
+  return refused;
+}

@@ -1,0 +1,90 @@
+import type { Registry } from 'prom-client';
+import type { PoolView } from '../delivery/index.ts';
+import type { KpiScope, KpiView } from '../feedback/index.ts';
+import type { Pipeline } from '../pipeline.ts';
+import type { Change } from '../shaping/index.ts';
+
+/** The queue as GET /api/v1/queue shows it: summed over shards. */
+export interface QueueView {
+  readonly scheduled: number;
+  readonly active: number;
+  readonly recipients: number;
+  readonly delivery: { readonly sites: number; readonly connections: number; readonly waiting: number };
+  readonly feedback: { readonly pending: number; readonly bytes: number; readonly segments: number };
+}
+
+/**
+ * The pipelines of a process, one or several (ADR 0010), as the daemon drives them: the steps
+ * of a start and a stop, what the shaper tells them, and the views admin merges. The daemon
+ * holds one of these and does not know how many loops run behind it.
+ */
+export interface Shards {
+  recover(): Promise<void>;
+  /** Resolves once every recovered message is scheduled. */
+  run(): Promise<void>;
+  listen(): Promise<void>;
+  drain(graceMs: number): Promise<void>;
+  close(): Promise<void>;
+  shapingChanged(change: Change, path: string): void;
+  /** SIGHUP, the keys checked good: every shard signs with the files as they are now. */
+  reloadKeys(): void;
+  /** New MX rules are in force: every shard's paths get their settings afresh. */
+  rulesChanged(): void;
+  smtpAddresses(): { host: string; port: number }[];
+  /** The exposition text: `registry` (the process's metrics) with every shard's. */
+  metrics(registry: Registry): Promise<string>;
+  queue(): Promise<QueueView>;
+  kpi(scope: KpiScope, id: string): Promise<KpiView | undefined>;
+  pools(): Promise<Map<string, PoolView>>;
+  queued(): Promise<Map<string, number>>;
+}
+
+/** One pipeline on this thread: `tuning.threads: 1`, today's single loop. */
+export function localShards(pipeline: Pipeline, reloadKeys: () => void): Shards {
+  return {
+    recover: () => pipeline.recover(),
+    run: () => pipeline.run(),
+    listen: () => pipeline.listen(),
+    drain: (graceMs) => pipeline.drain(graceMs),
+    close: () => pipeline.close(),
+    shapingChanged: (change, path) => pipeline.shapingChanged(change, path),
+    reloadKeys,
+    // The pools read the shaper's settings directly: nothing to push.
+    rulesChanged: () => undefined,
+    smtpAddresses: () => pipeline.smtpAddresses(),
+    metrics(registry) {
+      pipeline.refreshGauges();
+      return registry.metrics();
+    },
+    queue: () => Promise.resolve(queueView(pipeline)),
+    kpi: (scope, id) => Promise.resolve(pipeline.feedback.kpi(scope, id)),
+    pools: () => Promise.resolve(pipeline.delivery.pools()),
+    queued: () => Promise.resolve(pipeline.queue.queuedByPath()),
+  };
+}
+
+export function queueView(pipeline: Pipeline): QueueView {
+  return { ...pipeline.queue.snapshot(), delivery: pipeline.delivery.snapshot(), feedback: pipeline.feedback.stats() };
+}
+
+/** Several shards' queues as one: every count summed (a site with pools in two shards counts twice). */
+export function sumQueueViews(views: readonly QueueView[]): QueueView {
+  const add = (of: (v: QueueView) => number): number => views.reduce((n, v) => n + of(v), 0);
+  return {
+    scheduled: add((v) => v.scheduled),
+    active: add((v) => v.active),
+    recipients: add((v) => v.recipients),
+    delivery: { sites: add((v) => v.delivery.sites), connections: add((v) => v.delivery.connections), waiting: add((v) => v.delivery.waiting) },
+    feedback: { pending: add((v) => v.feedback.pending), bytes: add((v) => v.feedback.bytes), segments: add((v) => v.feedback.segments) },
+  };
+}
+
+/** Maps from several shards merged key by key. */
+export function sumMaps<V>(maps: readonly ReadonlyMap<string, V>[], add: (a: V, b: V) => V): Map<string, V> {
+  const total = new Map<string, V>();
+  for (const m of maps) for (const [k, v] of m) {
+    const known = total.get(k);
+    total.set(k, known === undefined ? v : add(known, v));
+  }
+  return total;
+}

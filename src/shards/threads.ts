@@ -1,0 +1,128 @@
+import { MessageChannel, Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { Config } from '../config/index.ts';
+import type { PoolView } from '../delivery/index.ts';
+import { mergeKpiViews, openEventLog, type EventLog, type KpiView } from '../feedback/index.ts';
+import type { Shaper } from '../shaping/index.ts';
+import { serveShard, type ShardLink } from '../shaping/remote.ts';
+import { shardConfig } from './config.ts';
+import { caller, type Caller } from './rpc.ts';
+import { sumMaps, sumQueueViews, type QueueView, type Shards } from './shards.ts';
+import type { ShardData, ShardNote } from './worker.ts';
+
+export interface WorkerShardsDeps {
+  readonly log: Logger;
+  /** The shaper every shard's pools ask (src/shaping/remote.ts). */
+  readonly shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>;
+  /** Where shards' log lines go; without it each shard writes its own to stdout. */
+  readonly logLine?: (line: string) => void;
+  /** A shard died: its partition is stuck until the process restarts (the spool keeps it safe). */
+  readonly onFailure: (err: Error) => void;
+}
+
+interface Running {
+  readonly worker: Worker;
+  readonly rpc: Caller;
+  readonly link: ShardLink;
+}
+
+type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+
+// The worker's file beside this one: .ts when run from source, .js once built.
+const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
+
+/**
+ * N shards in worker threads, and the coordinator's side of them (ADR 0010): each shard is
+ * started with its share of the settings and a port to the shaper; start and stop steps go to
+ * all of them; admin's views are their answers summed.
+ */
+export function workerShards(config: Config, threads: number, deps: WorkerShardsDeps): Shards {
+  const { log } = deps;
+  const eventLog: EventLog | undefined = config.feedback.log
+    ? openEventLog({ path: config.feedback.log.path, maxBytes: config.feedback.log.max_size, keep: config.feedback.log.keep })
+    : undefined;
+  let closing = false;
+  let addresses: { host: string; port: number }[] = [];
+  const settings = shardConfig(config, threads);
+
+  const spawn = (shard: number): Running => {
+    const { port1, port2 } = new MessageChannel();
+    const data: ShardData = { config: settings, shard, threads, level: log.level, forwardLogs: deps.logLine !== undefined, shaping: port2 };
+    const worker = new Worker(ENTRY, { workerData: data, transferList: [port2] });
+    const rpc = caller(worker);
+    const failed = (err: Error): void => {
+      rpc.fail(err);
+      if (closing) return;
+      log.fatal({ err, shard }, 'a shard stopped; its spool partition waits for a restart');
+      deps.onFailure(err);
+    };
+    worker.on('message', (m: ShardNote) => {
+      if (m.t === 'log') deps.logLine?.(m.line);
+      else if (m.t === 'events') eventLog?.write(m.events).catch((err: unknown) => log.warn({ err }, 'feedback: cannot write the event log'));
+    });
+    worker.on('error', failed);
+    worker.on('exit', (code) => failed(new Error(`shard ${shard} exited with code ${code}`)));
+    return { worker, rpc, link: serveShard(port1, deps.shaper) };
+  };
+  const shards = Array.from({ length: threads }, (_, k) => spawn(k));
+  const all = <T>(op: string, arg?: unknown): Promise<T[]> => Promise.all(shards.map((s) => s.rpc.call<T>(op, arg)));
+
+  return {
+    async recover() {
+      await all('recover');
+    },
+    async run() {
+      await all('run');
+    },
+    async listen() {
+      // Shard 0 binds first; the others share the ports it got (port 0 in the config means any).
+      const [first, ...rest] = shards as [Running, ...Running[]];
+      addresses = await first.rpc.call<{ host: string; port: number }[]>('listen');
+      await Promise.all(rest.map((s) => s.rpc.call('listen', addresses)));
+    },
+    async drain(graceMs) {
+      // A shard that died has nothing left to finish; the others still do.
+      const results = await Promise.allSettled(shards.map((s) => s.rpc.call('drain', graceMs)));
+      for (const r of results) if (r.status === 'rejected') log.warn({ err: r.reason as Error }, 'a shard could not drain');
+    },
+    async close() {
+      const results = await Promise.allSettled(shards.map((s) => s.rpc.call('close')));
+      closing = true;
+      for (const s of shards) s.link.close();
+      await Promise.all(shards.map((s) => s.worker.terminate()));
+      await eventLog?.close();
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    },
+    shapingChanged(change, path) {
+      for (const s of shards) {
+        s.link.changed(path);
+        s.rpc.call('changed', { change, path }).catch((err: unknown) => log.warn({ err }, 'a shard did not take a shaping change'));
+      }
+    },
+    reloadKeys() {
+      for (const s of shards) s.rpc.call('reload-keys').catch((err: unknown) => log.error({ err }, 'reload: a shard did not re-read its keys'));
+    },
+    rulesChanged() {
+      for (const s of shards) s.link.reloaded();
+    },
+    smtpAddresses: () => [...addresses],
+    async metrics(registry) {
+      const parts = [await registry.getMetricsAsJSON(), ...(await all<MetricsJson>('metrics'))];
+      return AggregatorRegistry.aggregate(parts).metrics();
+    },
+    async queue() {
+      return sumQueueViews(await all<QueueView>('queue'));
+    },
+    async kpi(scope, id) {
+      return mergeKpiViews(await all<KpiView | undefined>('kpi', { scope, id }));
+    },
+    async pools() {
+      return sumMaps(await all<Map<string, PoolView>>('pools'), (a, b) => ({ connections: a.connections + b.connections, waiting: a.waiting + b.waiting }));
+    },
+    async queued() {
+      return sumMaps(await all<Map<string, number>>('queued'), (a, b) => a + b);
+    },
+  };
+}
