@@ -89,7 +89,7 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
   );
   const shards: Shards = threads === 1
     ? singleLoop()
-    : workerShards(config, threads, { log, shaper, ...(logLine ? { logLine } : {}), onFailure: onFailure ?? (() => undefined) });
+    : workerShards(config, threads, { clock, log, shaper, ...(logLine ? { logLine } : {}), onFailure: onFailure ?? (() => undefined) });
   function singleLoop(): Shards {
     const signer = createSigner(loaded.keys);
     const pipeline = createPipeline(config, {

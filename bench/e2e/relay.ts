@@ -25,7 +25,8 @@
  * load itself, plain run only), BENCH_SOURCES (1: smtp-source processes in parallel), BENCH_TERN_LOG (warn), BENCH_REUSE_CONNECTIONS=1 (smtp-source -d: one
  * connection per injecting session instead of one per message), BENCH_DKIM (1; 0 skips the DKIM
  * run), BENCH_DKIM_MESSAGES (5000: throughput-pass messages per MTA in the DKIM run),
- * BENCH_MILTER_SOCKET (unix: OpenDKIM on a Unix socket, as Debian packages it; inet: on 127.0.0.1:PORT).
+ * BENCH_MILTER_SOCKET (unix: OpenDKIM on a Unix socket, as Debian packages it; inet: on 127.0.0.1:PORT),
+ * BENCH_TERN_THREADS (Tern's tuning.threads; unset: Tern's default, "auto").
  *
  * A benchmark, not a test: slow figures are reported, never failed; only a broken setup exits non-zero.
  */
@@ -63,6 +64,8 @@ const TERN_NODE_ARGS = (process.env.BENCH_TERN_NODE_ARGS ?? '').split(' ').filte
 const TERN_ENTRY = (process.env.BENCH_TERN_ENTRY ?? 'bin/tern.js start').split(' ').filter(Boolean);
 /** smtp-source -d: keep each injecting session open across messages instead of one connection per message. */
 const REUSE = process.env.BENCH_REUSE_CONNECTIONS === '1';
+/** BENCH_TERN_THREADS: Tern's tuning.threads (shards, ADR 0010); unset leaves Tern's default ("auto"). */
+const TERN_THREADS = process.env.BENCH_TERN_THREADS;
 /** The DKIM run: Tern signing vs Postfix + OpenDKIM, after the plain run. */
 const DKIM = process.env.BENCH_DKIM !== '0';
 /** BENCH_WEBHOOK=1: Tern sends its feedback events to an HTTP receiver in this process (200 to all). */
@@ -482,14 +485,14 @@ function machineTicks(): { busy: number; total: number } {
   return { busy: total - (fields[3] ?? 0) - (fields[4] ?? 0), total };
 }
 
-/** CPU ticks of a process's threads, grouped: the event loop, libuv's pool, V8's helpers. */
+/** CPU ticks of a process's threads, grouped: the main thread's loop, the shards' loops, libuv's pool, V8's helpers. */
 function threadTicks(pid: number): Map<string, number> {
   const ticks = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
     const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const kind = tid === String(pid) ? 'main' : comm.startsWith('libuv') ? 'pool' : comm.startsWith('V8') ? 'v8' : 'other';
+    const kind = tid === String(pid) ? 'main' : comm === 'WorkerThread' ? 'shards' : comm.startsWith('libuv') ? 'pool' : comm.startsWith('V8') ? 'v8' : 'other';
     ticks.set(kind, (ticks.get(kind) ?? 0) + Number(fields[11]) + Number(fields[12]));
   }
   return ticks;
@@ -632,6 +635,7 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
         : [`dkim: { keys: [{ domain: ${DKIM_DOMAIN}, selector: ${DKIM_SELECTOR}, key_file: ${JSON.stringify(options.dkimKeyFile)}, algorithm: rsa-sha256 }] }`]),
       ...(webhookUrl ? [`feedback: { webhook: { url: "${webhookUrl}", secret: bench } }`] : []),
       `log: { level: ${TERN_LOG} }`,
+      ...(TERN_THREADS ? [`tuning: { threads: ${TERN_THREADS} }`] : []),
       '',
     ].join('\n'),
   );

@@ -54,25 +54,35 @@ export interface ShardLink {
   close(): void;
 }
 
-export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>): ShardLink {
+export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>, clock: Pick<Clock, 'now'>): ShardLink {
   // The question each path was first asked with: asked again on use, so the shaper keeps the path
   // (it forgets paths nobody asks about) and a reload's new handle is picked up.
-  const known = new Map<string, { readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string; handle: PathHandle }>();
+  const known = new Map<string, { readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string; handle: PathHandle; usedAt: number }>();
+  let sweptAt = clock.now();
   const snapshotOf = (h: PathHandle): Snapshot => ({ settings: h.settings(), hold: h.hold() });
   const send = (m: ToShard): void => channel.postMessage(m);
   const touch = (key: string): PathHandle | undefined => {
     const entry = known.get(key);
     if (!entry) return undefined;
+    entry.usedAt = clock.now();
     const h = shaper.path(entry.site, entry.mx, entry.domain);
     if (h.key === key) entry.handle = h;
     return entry.handle;
+  };
+  // A shard forgets a route idle for ROUTE_IDLE_MS within two of them (it sweeps at most that
+  // often) and asks again if it needs it: a path it has not named for three is gone from it.
+  const sweep = (now: number): void => {
+    sweptAt = now;
+    for (const [key, entry] of known) if (now - entry.usedAt > 3 * ROUTE_IDLE_MS) known.delete(key);
   };
   const listener = (raw: unknown): void => {
     const m = raw as ToCoordinator;
     switch (m.t) {
       case 'path': {
+        const now = clock.now();
+        if (now - sweptAt > ROUTE_IDLE_MS) sweep(now);
         const h = shaper.path(m.site, m.mx, m.domain);
-        known.set(h.key, { site: m.site, mx: m.mx, domain: m.domain, handle: h });
+        known.set(h.key, { site: m.site, mx: m.mx, domain: m.domain, handle: h, usedAt: now });
         send({ t: 'path', id: m.id, identity: { key: h.key, site: h.site, source: h.source, domain: h.domain, provider: h.provider }, snapshot: snapshotOf(h) });
         return;
       }
@@ -87,7 +97,7 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
       case 'refund':
         return shaper.refund(m.path, m.messages);
       case 'observe': {
-        const h = known.get(m.path)?.handle;
+        const h = touch(m.path);
         if (h) shaper.observe(h, m.observation, m.levels);
         return;
       }

@@ -2,6 +2,7 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Config } from '../config/index.ts';
+import type { Clock } from '../lib/clock.ts';
 import type { PoolView } from '../delivery/index.ts';
 import { mergeKpiViews, openEventLog, type EventLog, type KpiView } from '../feedback/index.ts';
 import type { Shaper } from '../shaping/index.ts';
@@ -12,6 +13,7 @@ import { sumMaps, sumQueueViews, type QueueView, type Shards } from './shards.ts
 import type { ShardData, ShardNote } from './worker.ts';
 
 export interface WorkerShardsDeps {
+  readonly clock: Clock;
   readonly log: Logger;
   /** The shaper every shard's pools ask (src/shaping/remote.ts). */
   readonly shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>;
@@ -63,7 +65,7 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     });
     worker.on('error', failed);
     worker.on('exit', (code) => failed(new Error(`shard ${shard} exited with code ${code}`)));
-    return { worker, rpc, link: serveShard(port1, deps.shaper) };
+    return { worker, rpc, link: serveShard(port1, deps.shaper, deps.clock) };
   };
   const shards = Array.from({ length: threads }, (_, k) => spawn(k));
   const all = <T>(op: string, arg?: unknown): Promise<T[]> => Promise.all(shards.map((s) => s.rpc.call<T>(op, arg)));

@@ -224,7 +224,15 @@ t.test('kill -9 mid-stream: after a restart every accepted recipient has one rel
   for (const seq of refused) await send(seq);
 
   const finalsFor = () => byRecipient(receiver.acknowledged);
-  await until(() => [...accepted.keys()].every((q) => [0, 1].every((r) => finalsFor().get(`${q}.${r}`)?.some((e) => e.type === 'delivered' || e.type === 'failed'))), 60_000, 'a final event for every accepted recipient');
+  const finalMissing = () => [...accepted.keys()].flatMap((q) => [0, 1].filter((r) => !finalsFor().get(`${q}.${r}`)?.some((e) => e.type === 'delivered' || e.type === 'failed')).map((r) => `${q}.${r}`));
+  await until(() => finalMissing().length === 0, 60_000, 'a final event for every accepted recipient').catch(async (err: unknown) => {
+    // Say what is missing and what the daemon said of it, so a failure in CI can be read.
+    const missing = finalMissing();
+    const ids = new Set(missing.map((m) => m.split('.')[0]));
+    t.comment(`no final event for ${missing.length}: ${missing.slice(0, 10).join(', ')}; queue: ${JSON.stringify((await get(adminPort, '/api/v1/queue')).body)}`);
+    t.comment(JSON.stringify(tern.lines.filter((l) => ids.has(String(l.queue_id))).slice(0, 20)));
+    throw err;
+  });
   await until(async () => (await get(adminPort, '/api/v1/queue')).body.feedback.pending === 0, 10_000, 'the outbox drained');
 
   const per = finalsFor();

@@ -40,7 +40,7 @@ function setup(t: { teardown(fn: () => unknown): void }, clock: FakeClock | type
   );
   const shards = [0, 1].map(() => {
     const { port1, port2 } = new MessageChannel();
-    links.push(serveShard(port1, shaper));
+    links.push(serveShard(port1, shaper, clock));
     t.teardown(() => { port1.close(); port2.close(); });
     return new RemoteShaping(port2, clock);
   });
@@ -164,4 +164,17 @@ t.test('two delivery shards with real pools against a receiver counting sessions
   const span = (sink.stats.acceptedAt.at(-1)! - sink.stats.acceptedAt[0]!) / 1000;
   t.ok((60 - 10) / span <= 10.5, `${((60 - 10) / span).toFixed(1)} messages a second past the burst, at most 10 allowed`);
   for (const d of deliveries) d.stop();
+});
+
+t.test('paths nobody named for half an hour are forgotten on both sides, and asked for again work as before', async (t) => {
+  const { clock, shards } = setup(t);
+  const [a] = shards as [RemoteShaping, RemoteShaping];
+  const first = await pathOf(a);
+  await clock.advance(3 * ROUTE_IDLE_MS + 1);
+  // Another domain's first message sweeps the shard's routes, then the coordinator's paths.
+  await a.path('mx.other.test' as SiteName, ['mx.other.test'], 'other.test');
+  const again = await pathOf(a);
+  t.not(again, first, 'the shard asked the coordinator afresh');
+  t.equal(again.key, first.key, 'for the same path');
+  t.equal(await acquireAll(clock, a, again.key, 'connection', 5), 3, 'its limit holds as before');
 });
