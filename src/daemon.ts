@@ -96,7 +96,7 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
       clock, log, metrics, classify, signer,
       shaping: { path: shaper.path, acquire: shaper.acquire, release: shaper.release, observe: shaper.observe },
     });
-    return localShards(pipeline, () => signer.setKeys(loadKeys(config.dkim.keys).keys));
+    return localShards(pipeline, (keys) => signer.setKeys(keys));
   }
   const admin = createAdmin(
     config.admin,
@@ -142,7 +142,7 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
       const problems = [...keys.problems, ...(rules.ok ? [] : rules.problems)].map((p) => `${p.path}: ${p.problem}`);
       if (keys.problems.length > 0) log.error({ problems }, 'reload: DKIM keys not replaced; the previous keys stay in use');
       else {
-        shards.reloadKeys();
+        shards.reloadKeys(keys.keys);
         log.info({ keys: keys.keys.map((k) => `${k.selector}._domainkey.${k.domain}`) }, 'reload: DKIM keys re-read');
       }
       if (!rules.ok) log.error({ problems }, 'reload: MX rules not replaced; the previous rules stay in use');

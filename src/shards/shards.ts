@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import type { PoolView } from '../delivery/index.ts';
+import type { DkimKey } from '../dkim/index.ts';
 import type { KpiScope, KpiView } from '../feedback/index.ts';
 import type { Pipeline } from '../pipeline.ts';
 import type { Change } from '../shaping/index.ts';
@@ -26,8 +27,8 @@ export interface Shards {
   drain(graceMs: number): Promise<void>;
   close(): Promise<void>;
   shapingChanged(change: Change, path: string): void;
-  /** SIGHUP, the keys checked good: every shard signs with the files as they are now. */
-  reloadKeys(): void;
+  /** SIGHUP, the keys checked good (`keys`): every shard signs with the files as they are now. */
+  reloadKeys(keys: readonly DkimKey[]): void;
   /** New MX rules are in force: every shard's paths get their settings afresh. */
   rulesChanged(): void;
   smtpAddresses(): { host: string; port: number }[];
@@ -40,7 +41,7 @@ export interface Shards {
 }
 
 /** One pipeline on this thread: `tuning.threads: 1`, today's single loop. */
-export function localShards(pipeline: Pipeline, reloadKeys: () => void): Shards {
+export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly DkimKey[]) => void): Shards {
   return {
     recover: () => pipeline.recover(),
     run: () => pipeline.run(),

@@ -104,6 +104,7 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
       }
     },
     reloadKeys() {
+      // Each shard reads the key files itself: no key material crosses threads.
       for (const s of shards) s.rpc.call('reload-keys').catch((err: unknown) => log.error({ err }, 'reload: a shard did not re-read its keys'));
     },
     rulesChanged() {
