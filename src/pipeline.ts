@@ -10,7 +10,7 @@ import type { Config } from './config/index.ts';
 import { createDelivery, loadTrust, type Delivery, type DeliveryPorts } from './delivery/index.ts';
 import type { Signer } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
-import { createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackOptions, type Ledger } from './feedback/index.ts';
+import { createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackDeps, type FeedbackOptions, type Ledger } from './feedback/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { Metrics } from './metrics/index.ts';
@@ -72,17 +72,17 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     // Adopted partitions take no new mail: they need no cache of fresh bodies.
     adopted.map((k) => openSpool({ ...config.spool, dir: partitionDir(config.spool.dir, k), body_cache: 0 }, clock, spoolLog)),
   );
-  const feedbackDeps = {
+  const feedbackDeps: FeedbackDeps = {
     clock,
     log: log.child({ stage: 'feedback' }),
-    onEvents: (events: readonly FeedbackEvent[]) => {
+    onEvents: (events) => {
       for (const e of events) metrics.events.labels({ type: e.type }).inc();
     },
-    onWebhook: (result: 'ok' | 'refused' | 'failed', events: number) => {
+    onWebhook: (result, events) => {
       metrics.webhookRequests.labels({ result }).inc();
       if (result === 'ok') metrics.webhookEvents.inc(events);
     },
-    onDrop: (count: number) => metrics.feedbackDropped.inc(count),
+    onDrop: (count) => metrics.feedbackDropped.inc(count),
   };
   const options = feedbackOptions(config);
   const feedback = joinFeedback(

@@ -112,6 +112,8 @@ export class PathPool {
   readonly #pathRoute: Route;
   #stopping = false;
   #aborted = false;
+  /** Pools in other shards sharing this path's limits, this one included. */
+  readonly #shards: number;
 
   constructor(path: PathHandle, settings: PoolSettings, ports: PathPorts, deps: PoolDeps) {
     this.path = path;
@@ -122,6 +124,7 @@ export class PathPool {
     this.#random = deps.random ?? Math.random;
     this.#onConnection = deps.onConnection;
     this.#onRoom = deps.onRoom;
+    this.#shards = settings.shards ?? 1;
     this.#pathRoute = { path: path.key, ...(path.provider ? { provider: path.provider } : {}) };
   }
 
@@ -176,7 +179,7 @@ export class PathPool {
    * in the queue, so one slow path never fills the active window that every path shares.
    */
   #readyCap(settings: PathSettings): number {
-    const share = 1 / (this.#settings.shards ?? 1);
+    const share = 1 / this.#shards;
     const floor = Math.max(MIN_READY, 2 * settings.max_connections) * share;
     const rate = this.#throughput(settings);
     if (rate === undefined) return Math.ceil(MAX_READY * share);
@@ -189,7 +192,7 @@ export class PathPool {
    */
   #throughput(settings: PathSettings): number | undefined {
     const rate = settings.max_message_rate;
-    if (rate) return (rate.count * 1000) / rate.perMs / (this.#settings.shards ?? 1);
+    if (rate) return (rate.count * 1000) / rate.perMs / this.#shards;
     if (this.#serviceMs === 0) return undefined;
     return (Math.max(1, this.#open.size) * 1000) / Math.max(1, this.#serviceMs);
   }

@@ -3,7 +3,7 @@
  * made durable in an outbox before the action that caused them counts as done, sent to a signed
  * batching webhook, optionally copied to a JSON-lines log, and counted per campaign and delivery.
  */
-export { createFeedback, type Feedback, type FeedbackOptions, type Ledger } from './feedback.ts';
+export { createFeedback, type Feedback, type FeedbackDeps, type FeedbackOptions, type Ledger } from './feedback.ts';
 export { openEventLog, type EventLog } from './event-log.ts';
 export { createRelayedRecorder, type RelayedRecorder } from './relayed.ts';
 export { joinFeedback } from './joined.ts';

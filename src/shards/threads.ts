@@ -53,7 +53,11 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     const data: ShardData = { config: settings, shard, threads, level: log.level, forwardLogs: deps.logLine !== undefined, shaping: port2 };
     const worker = new Worker(ENTRY, { workerData: data, transferList: [port2] });
     const rpc = caller(worker);
+    let down = false;
+    // An uncaught error is followed by the worker's exit: report the shard once.
     const failed = (err: Error): void => {
+      if (down) return;
+      down = true;
       rpc.fail(err);
       if (closing) return;
       log.fatal({ err, shard }, 'a shard stopped; its spool partition waits for a restart');

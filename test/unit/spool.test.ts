@@ -92,6 +92,22 @@ t.test('health follows free space', async (t) => {
   t.equal(await spoolAt(dir.path, { min_free: Number.MAX_SAFE_INTEGER }).healthy(), false);
 });
 
+t.test('a shard\'s spool counts on its share of the room above the reserve, not all of it', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const stats = await statfs(dir.path);
+  // 8 MiB above the reserve for the file system; a spool with half of it has 4.
+  const minFree = stats.bavail * stats.bsize - 8 * MiB;
+  const whole = spoolAt(dir.path, { min_free: minFree });
+  const half = spoolAt(dir.path, { min_free: minFree, space_share: 0.5 });
+  t.equal(await whole.healthy(), true);
+  t.equal(await half.healthy(), true);
+  await store(half, 'h'.repeat(3 * MiB));
+  await t.rejects(store(half, 'i'.repeat(3 * MiB)), { code: 'TERN_SPOOL_FULL' }, 'a second 3 MiB does not fit in half of 8 MiB');
+  await store(whole, 'w'.repeat(3 * MiB));
+  t.pass('the spool with the whole room takes it');
+});
+
 t.test('a burst inside the free-space cache cannot eat the reserve: bytes written and in flight count', async (t) => {
   const dir = tempDir();
   t.teardown(() => dir.remove());
