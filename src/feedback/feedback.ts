@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../lib/clock.ts';
+import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { isFinal, type FeedbackEvent } from '../model/event.ts';
 import { openEventLog, type EventLog, type EventLogOptions } from './event-log.ts';
 import { openKpis, type KpiScope, type KpiView } from './kpis.ts';
@@ -59,6 +60,8 @@ const GROWTH_WARNINGS = [10_000, 100_000, 1_000_000, 10_000_000];
  */
 export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Feedback {
   const { clock, log } = deps;
+  // A full disk fails every batch the same way: one line a minute, with a count.
+  const faults = new RepeatedLog(log, clock);
   const kpis = openKpis(join(options.dir, 'kpis.json'));
   const outboxFor = (dir: string, deletable?: (lastN: number) => boolean) => openOutbox({
     dir,
@@ -122,10 +125,10 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
     const [stored] = await Promise.all([outbox.append(events), ...extras.map((e) => e.outbox.append(events))]);
     for (const s of stored) kpis.apply(s.n, s.event);
     deps.onEvents?.(events);
-    if (eventLog) eventLog.write(events).catch((err: unknown) => log.warn({ err }, 'feedback: cannot write the event log'));
+    if (eventLog) eventLog.write(events).catch((err: unknown) => faults.warn(`event-log:${errorKind(err)}`, { err }, 'feedback: cannot write the event log'));
     // Without a webhook nobody else acknowledges: the outbox still made the KPIs crash-proof.
     // Nothing waits for that acknowledgement (recovery redoes it), so the 250 does not either.
-    if (endpoints.length === 0) outbox.ack(stored).catch((err: unknown) => log.warn({ err }, 'feedback: cannot record acknowledgements'));
+    if (endpoints.length === 0) outbox.ack(stored).catch((err: unknown) => faults.warn(`ack:${errorKind(err)}`, { err }, 'feedback: cannot record acknowledgements'));
     for (const e of endpoints) e.sender.wake();
     warnIfGrowing();
   }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { SmtpConfig } from '../config/index.ts';
 import type { Clock } from '../lib/clock.ts';
+import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { createNetworkList, parseHostPort } from '../lib/net.ts';
 import type { Envelope } from '../model/envelope.ts';
 import { queueIdSource, type QueueId } from '../model/ids.ts';
@@ -65,6 +66,8 @@ const STORAGE_FULL = render(REPLIES.storageFull);
 
 export function createIngress(options: IngressOptions, ports: IngressPorts, deps: { clock: Clock; log: Logger }): Ingress {
   const { clock, log } = deps;
+  // A full or broken spool fails every message the same way: one line a minute, with a count.
+  const faults = new RepeatedLog(log, clock);
   const newId = queueIdSource();
   const mayRelay = createNetworkList(options.allow_networks);
   const servers: SmtpServer[] = [];
@@ -115,7 +118,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     try {
       writer = await ports.begin(id);
     } catch (err) {
-      log.error({ err, queue_id: id }, 'spool unavailable');
+      faults.error(`unavailable:${errorKind(err)}`, { err, queue_id: id }, 'spool unavailable');
       return STORAGE_FULL;
     }
     const observer = ports.observeBody?.(now);
@@ -146,7 +149,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     if (refused || !meta.ok) {
       await writer.abort();
       const answer = refused ?? render(REPLIES.badMeta, { problem: meta.ok ? '' : meta.problem });
-      if (failure) log.error({ err: failure, queue_id: id }, 'spool write failed');
+      if (failure) faults.error(`write:${errorKind(failure)}`, { err: failure, queue_id: id }, 'spool write failed');
       else log.info({ queue_id: id, remote_ip: session.remoteAddress, reply: `${answer.code} ${answer.text}` }, 'message refused');
       return answer;
     }

@@ -1,6 +1,9 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.ts';
 
+/** How often one kind of repeated fault is logged: once a minute, with the count in between. */
+export const FAULT_LOG_INTERVAL_MS = 60_000;
+
 /** Kinds of repeated error remembered at once; past this, the oldest kind is forgotten. */
 const MAX_KINDS = 256;
 
@@ -18,7 +21,7 @@ export class RepeatedLog {
   readonly #intervalMs: number;
   readonly #runs = new Map<string, Run>();
 
-  constructor(log: Logger, clock: Clock, intervalMs: number) {
+  constructor(log: Logger, clock: Clock, intervalMs = FAULT_LOG_INTERVAL_MS) {
     this.#log = log;
     this.#clock = clock;
     this.#intervalMs = intervalMs;

@@ -115,8 +115,6 @@ const MAX_BEHIND_MS = 300_000;
 const RETRY_AFTER_FAULT_MS = 60_000;
 /** Decisions that could not be written (a full disk) are written again this often. */
 const REWRITE_AFTER_MS = 5_000;
-/** A run of identical queue faults is logged once per this interval, with a count. */
-const FAULT_LOG_INTERVAL_MS = 60_000;
 
 /**
  * An activation's decisions not yet on disk: the events still to report, the journal records
@@ -152,7 +150,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   const heldByPath = new HeldLists<Scheduled>();
   /** Heap entries of released messages, not yet popped: not counted as scheduled. */
   let released = 0;
-  const faults = new RepeatedLog(log, clock, FAULT_LOG_INTERVAL_MS);
+  const faults = new RepeatedLog(log, clock);
 
   function schedule(id: QueueId, due: number, pending: number, path?: string, flags: { held?: boolean; now?: boolean } = {}): void {
     const value: Scheduled = { id, pending, path, ...(flags.held ? { held: true } : {}), ...(flags.now ? { now: true } : {}) };

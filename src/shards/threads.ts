@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Config } from '../config/index.ts';
 import type { Clock } from '../lib/clock.ts';
+import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import type { PoolView } from '../delivery/index.ts';
 import { mergeKpiViews, openEventLog, type EventLog, type KpiView } from '../feedback/index.ts';
 import type { Shaper } from '../shaping/index.ts';
@@ -48,6 +49,7 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
   let addresses: { host: string; port: number }[] = [];
   const settings = shardConfig(config, threads);
 
+  const faults = new RepeatedLog(log, deps.clock);
   const spawn = (shard: number): Running => {
     const { port1, port2 } = new MessageChannel();
     const data: ShardData = { config: settings, shard, threads, level: log.level, forwardLogs: deps.logLine !== undefined, shaping: port2 };
@@ -65,7 +67,7 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     };
     worker.on('message', (m: ShardNote) => {
       if (m.t === 'log') deps.logLine?.(m.line);
-      else if (m.t === 'events') eventLog?.write(m.events).catch((err: unknown) => log.warn({ err }, 'feedback: cannot write the event log'));
+      else if (m.t === 'events') eventLog?.write(m.events).catch((err: unknown) => faults.warn(`event-log:${errorKind(err)}`, { err }, 'feedback: cannot write the event log'));
     });
     worker.on('error', failed);
     worker.on('exit', (code) => failed(new Error(`shard ${shard} exited with code ${code}`)));

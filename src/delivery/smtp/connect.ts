@@ -10,7 +10,7 @@ import { startTls } from './tls.ts';
 import type { Extensions } from './params.ts';
 import { Connection } from './transaction.ts';
 import { ConnectError, type ClientConnection, type ConnectOptions, type TlsInfo } from './types.ts';
-import { Wire } from './wire.ts';
+import { REPLY_OVERFLOW, Wire } from './wire.ts';
 
 interface Session { readonly extensions: Extensions; readonly tls: TlsInfo | undefined }
 
@@ -66,9 +66,13 @@ function greetingFailure(reply: SmtpReply): ConnectError {
   return new ConnectError(code, reply, code === 'ETIMEDOUT' ? 'greeting-timeout' : undefined);
 }
 
-/** A server's refusal or a protocol error: EPROTOCOL; a missed deadline: ETIMEDOUT; a lost connection: ECONNECTION. */
+/**
+ * A server's refusal or a protocol error: EPROTOCOL; a reply past a cap: EOVERFLOW; a missed
+ * deadline: ETIMEDOUT; a lost connection: ECONNECTION.
+ */
 function failureCode(reply: SmtpReply): string {
   if (reply.origin === 'remote' || reply.text.startsWith('protocol error')) return 'EPROTOCOL';
+  if (reply.text.startsWith(REPLY_OVERFLOW)) return 'EOVERFLOW';
   return reply.text.startsWith('timeout') ? 'ETIMEDOUT' : 'ECONNECTION';
 }
 

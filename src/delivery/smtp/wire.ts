@@ -26,6 +26,8 @@ interface Failure { readonly enhanced: string; readonly text: (command: SmtpComm
 
 const EMPTY = Buffer.alloc(0);
 const REPLY_LINE = /^\d{3}(?:[ -]|$)/;
+/** How the local reply for a reply past a cap begins (connect.ts gives it the code EOVERFLOW). */
+export const REPLY_OVERFLOW = 'reply overflow: ';
 
 /** What a reply that missed its deadline records; the greeting's words are what bounce rules know. */
 function deadlineText(command: SmtpCommand, ms: number): string {
@@ -133,6 +135,11 @@ export class Wire {
     this.abort(`protocol error: ${what}`);
   }
 
+  /** A reply past a cap (MAX_REPLY_*): its own error (EOVERFLOW at connect), so a flood is told from a garbled reply. */
+  overflow(what: string): void {
+    this.abort(`${REPLY_OVERFLOW}${what}`);
+  }
+
   /** The local reply for a command on this connection once it has failed (or was closed by us). */
   lost(command: SmtpCommand): SmtpReply {
     const f = this.#failure ?? { enhanced: '4.4.2', text: () => 'connection lost: closed' };
@@ -158,12 +165,12 @@ export class Wire {
     let start = 0;
     for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a, start)) {
       const end = nl > start && data[nl - 1] === 0x0d ? nl - 1 : nl;
-      if (end - start > MAX_REPLY_LINE) return this.protocolError(`a reply line longer than ${MAX_REPLY_LINE} bytes`);
+      if (end - start > MAX_REPLY_LINE) return this.overflow(`a reply line longer than ${MAX_REPLY_LINE} bytes`);
       this.#line(data.toString('utf8', start, end));
       if (this.failed) return;
       start = nl + 1;
     }
-    if (data.length - start > MAX_REPLY_LINE) return this.protocolError(`a reply line longer than ${MAX_REPLY_LINE} bytes`);
+    if (data.length - start > MAX_REPLY_LINE) return this.overflow(`a reply line longer than ${MAX_REPLY_LINE} bytes`);
     this.#partial = start < data.length ? Buffer.from(data.subarray(start)) : EMPTY;
   }
 
@@ -171,8 +178,8 @@ export class Wire {
     if (!REPLY_LINE.test(line)) return this.protocolError(`not an SMTP reply: ${JSON.stringify(line.slice(0, 100))}`);
     this.#lines.push(line);
     this.#replyBytes += line.length + 2;
-    if (this.#lines.length > MAX_REPLY_LINES) return this.protocolError(`a reply longer than ${MAX_REPLY_LINES} lines`);
-    if (this.#replyBytes > MAX_REPLY_BYTES) return this.protocolError(`a reply longer than ${MAX_REPLY_BYTES} bytes`);
+    if (this.#lines.length > MAX_REPLY_LINES) return this.overflow(`a reply longer than ${MAX_REPLY_LINES} lines`);
+    if (this.#replyBytes > MAX_REPLY_BYTES) return this.overflow(`a reply longer than ${MAX_REPLY_BYTES} bytes`);
     if (line[3] === '-') return;
     const lines = this.#lines;
     this.#lines = [];

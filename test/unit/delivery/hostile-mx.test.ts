@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import t from 'tap';
-import { connectClient, connectFailure, type ConnectOptions } from '../../../src/delivery/smtp-client.ts';
+import { ConnectError, connectClient, connectFailure, type ConnectOptions } from '../../../src/delivery/smtp-client.ts';
 import { MAX_REPLY_BYTES, MAX_REPLY_LINE, MAX_REPLY_LINES } from '../../../src/delivery/limits.ts';
 
 /**
@@ -99,8 +99,9 @@ t.test('an endless 250- continuation ends the connection at the line cap; what t
   });
   const started = Date.now();
   const err = await failure(options(s.port));
-  t.match(err, { code: 'EPROTOCOL' });
-  t.match(connectFailure(err), { code: 451, enhanced: '4.4.2', origin: 'local', command: 'EHLO', text: `protocol error: a reply longer than ${MAX_REPLY_LINES} lines` });
+  t.ok(err instanceof ConnectError, 'a typed error');
+  t.match(err, { code: 'EOVERFLOW' }, 'its own code: a flood, not a garbled reply');
+  t.match(connectFailure(err), { code: 451, enhanced: '4.4.2', origin: 'local', command: 'EHLO', text: `reply overflow: a reply longer than ${MAX_REPLY_LINES} lines` });
   const bytes = await (written as Promise<number>);
   // Kernel socket buffers on both ends hold a few MiB; a client that kept reading would take all 256.
   t.ok(bytes < 64 * 1024 * 1024, `the client hung up after the server wrote ${bytes} bytes`);
@@ -112,7 +113,9 @@ t.test('a reply of long lines ends at the byte cap, long before the line cap', a
   const s = await hostile((socket, l) => {
     if (l.startsWith('EHLO')) socket.write(long.repeat(Math.ceil(MAX_REPLY_BYTES / long.length) + 2));
   });
-  t.match(connectFailure(await failure(options(s.port))), { code: 451, text: `protocol error: a reply longer than ${MAX_REPLY_BYTES} bytes` });
+  const err = await failure(options(s.port));
+  t.match(err, { code: 'EOVERFLOW' });
+  t.match(connectFailure(err), { code: 451, text: `reply overflow: a reply longer than ${MAX_REPLY_BYTES} bytes` });
 });
 
 t.test('one reply line past the line cap, with or without its newline, ends the connection', async (t) => {
@@ -121,7 +124,9 @@ t.test('one reply line past the line cap, with or without its newline, ends the 
     const s = await hostile((socket, l) => {
       if (l.startsWith('EHLO')) socket.write(text);
     });
-    t.match(connectFailure(await failure(options(s.port))), { code: 451, command: 'EHLO', text: `protocol error: a reply line longer than ${MAX_REPLY_LINE} bytes` }, name);
+    const err = await failure(options(s.port));
+    t.match(err, { code: 'EOVERFLOW' }, name);
+    t.match(connectFailure(err), { code: 451, command: 'EHLO', text: `reply overflow: a reply line longer than ${MAX_REPLY_LINE} bytes` }, name);
   }
   const fits = await hostile(polite(`250-mx.hostile.test\r\n250 ${'z'.repeat(MAX_REPLY_LINE - 10)}`));
   const conn = await connectClient(options(fits.port));
