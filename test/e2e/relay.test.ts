@@ -109,10 +109,14 @@ t.test('a greeting slower than the greeting timeout is a transient failure', asy
   t.match(await finalOf('frank@slow.test'), { event: 'failed', cause: 'expired', reply: /last reply: 451 4\.4\.2 timeout: Greeting never received/ });
 });
 
-t.test('STARTTLS is used when the receiver offers it', async (t) => {
+t.test('STARTTLS is used when the receiver offers it, and counted as such in /metrics', async (t) => {
   await send(['gina@tls.test']);
   await until(() => receivedBy('127.0.0.5', 'gina@tls.test').length);
   t.equal(receivedBy('127.0.0.5', 'gina@tls.test')[0]!.secure, true);
+  const metrics = await (await fetch(`http://127.0.0.1:${tern.adminPort}/metrics`)).text();
+  // The sink's certificate is self-signed: TLS 1.3 at the default level "may", not verified.
+  t.match(metrics, /^tern_delivery_tls_connections_total\{level="may",version="TLSv1\.3",verified="false"\} [1-9]/m, 'a TLS connection');
+  t.match(metrics, /^tern_delivery_tls_connections_total\{level="may",version="none",verified="false"\} [1-9]/m, 'and the plaintext ones');
 });
 
 t.test('DSN ENVID, NOTIFY and ORCPT given by the client are relayed', async (t) => {
