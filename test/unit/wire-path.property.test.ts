@@ -5,18 +5,24 @@ import t from 'tap';
 import { connectClient, type ClientConnection } from '../../src/delivery/smtp-client.ts';
 import { MessageRewriter } from '../../src/ingress/rewrite.ts';
 import { SmtpServer, type DataStream } from '../../src/ingress/smtp-server.ts';
+import { systemClock } from '../../src/lib/clock.ts';
+import { newQueueId, type QueueId } from '../../src/model/ids.ts';
+import { openSpool, type Spool } from '../../src/spool/index.ts';
+import { tempDir } from '../support/daemon.ts';
 
 /**
  * The whole path a message's bytes take, driven by generated hostile input: an upstream client
  * sends arbitrary bytes after DATA (bare CR and LF, NUL, dots at every kind of line start, long
  * lines, its own early terminator) in arbitrary TCP pieces; Tern's listener reads them, the
- * rewriter normalises them (what the spool stores), and Tern's client stuffs and sends them, in
- * arbitrary pieces, to a receiver that only records bytes. Properties:
+ * rewriter normalises them, a real spool on disk stores them (small ones in its segment log, larger
+ * ones in a file each, no body cache: each read goes to the disk), and Tern's client stuffs what
+ * it reads back and sends it, in arbitrary pieces, to a receiver that only records bytes. Properties:
  * - what is stored is refused exactly when the input holds a NUL or a long line; else it has no
  *   bare CR or LF, and, for a message that starts with a header block, it is the reference
  *   model of the input: unstuffed, up to the client's first terminator, bare CR/LF made CRLF
  *   (a message without one has its lines sorted into header fields and body by the rewriter,
  *   as Postfix's cleanup does; tested in rewrite.test.ts);
+ * - the spool gives back exactly the bytes it was given;
  * - the outgoing wire has no bare CR or LF, and its first CRLF.CRLF is its last bytes: nothing
  *   can end DATA early toward any receiver;
  * - the receiver, unstuffing, gets back exactly what was stored.
@@ -57,9 +63,9 @@ const hasBareCrOrLf = (data: Buffer): boolean => /\r(?!\n)|(?<!\r)\n/.test(data.
 
 // ----- the parts under test -----
 
-/** Tern's listener; its data hook runs the rewriter as ingress does and keeps the result. */
-async function ingress(): Promise<{ server: SmtpServer; port: number; stored: (Buffer | string)[] }> {
-  const stored: (Buffer | string)[] = [];
+/** Tern's listener; its data hook runs the rewriter as ingress does and spools the result. */
+async function ingress(spool: Spool): Promise<{ server: SmtpServer; port: number; stored: (Stored | string)[] }> {
+  const stored: (Stored | string)[] = [];
   const server = new SmtpServer({ name: 'tern.test', banner: '', size: 10_000_000, maxRecipients: 10, maxClients: 100, socketTimeout: 10_000, authOffered: () => false, exemptFromClientLimits: () => true }, {
     auth: () => ({ code: 535, text: '5.7.8 no' }),
     mailFrom: () => undefined,
@@ -70,8 +76,20 @@ async function ingress(): Promise<{ server: SmtpServer; port: number; stored: (B
       for await (const chunk of stream) rewriter.write(chunk as Buffer);
       rewriter.end();
       const refusal = stream.refusal ?? (rewriter.problem ? { code: 554, text: `5.6.0 ${rewriter.problem}` } : undefined);
-      stored.push(refusal ? `${refusal.code}` : Buffer.concat(out));
-      return refusal ?? '2.0.0 Ok';
+      if (refusal) {
+        stored.push(`${refusal.code}`);
+        return refusal;
+      }
+      const bytes = Buffer.concat(out);
+      const id = newQueueId(Date.now());
+      const writer = await spool.begin(id);
+      for (const piece of out) await writer.write(piece);
+      await writer.commit({
+        id, sender: 'a@up.test', recipients: [{ address: 'b@down.test' }], messageId: '<m@up.test>', meta: {},
+        receivedAt: Date.now(), expiresAt: Date.now() + 60_000, smtputf8: false, eightBit: true, client: { ip: '127.0.0.1', helo: 'up.test' }, bodySize: bytes.length,
+      });
+      stored.push({ id, bytes });
+      return '2.0.0 Ok';
     },
   });
   await server.listen(0, '127.0.0.1');
@@ -163,8 +181,14 @@ const split = (data: Buffer, at: readonly number[]): Buffer[] => {
   return parts.filter((p) => p.length > 0);
 };
 
-t.test('ingress → rewrite → dot-stuffing → client: stored as the model says, clean on the wire, round-tripped', async (t) => {
-  const tern = await ingress();
+interface Stored { readonly id: QueueId; readonly bytes: Buffer }
+
+t.test('ingress → rewrite → spool → dot-stuffing → client: stored as the model says, clean on the wire, round-tripped', async (t) => {
+  const dir = tempDir();
+  const INLINE_MAX = 256;
+  const spool = openSpool({ dir: dir.path, min_free: 0, inline_max: INLINE_MAX, segment_size: 4 * 1024 * 1024, body_cache: 0 }, systemClock);
+  await spool.recover();
+  const tern = await ingress(spool);
   const receiver = await recorder();
   let client: ClientConnection | undefined;
   const open = (): Promise<ClientConnection> => connectClient({
@@ -175,28 +199,36 @@ t.test('ingress → rewrite → dot-stuffing → client: stored as the model say
     client?.close();
     await tern.server.close();
     await new Promise((r) => receiver.server.close(r));
+    await spool.close();
+    dir.remove();
   });
   let cases = 0;
   let refused = 0;
   let earlyEnds = 0;
+  let ownFiles = 0;
   await fc.assert(fc.asyncProperty(content, cuts, cuts, async (body, inCuts, outCuts) => {
     cases++;
     const wire = Buffer.concat([body, CRLF_DOT_CRLF]);
     const reply = await sendRaw(tern.port, split(wire, inCuts));
-    const stored = tern.stored.at(-1);
+    const kept = tern.stored.at(-1);
     const message = unstuff(firstMessage(wire));
     if (firstMessage(wire).length + 3 < wire.length) earlyEnds++;
     if (refusedByModel(message)) {
       refused++;
-      if (reply.startsWith('550 5.6.0') && stored === '550') return true;
+      if (reply.startsWith('550 5.6.0') && kept === '550') return true;
       throw new Error(`expected a refusal, got ${reply}`);
     }
-    if (!reply.startsWith('250') || !(stored instanceof Buffer)) throw new Error(`refused: ${reply}`);
+    if (!reply.startsWith('250') || kept === undefined || typeof kept === 'string') throw new Error(`refused: ${reply}`);
+    const stored = kept.bytes;
     if (hasBareCrOrLf(stored)) throw new Error(`stored with a bare CR or LF: ${JSON.stringify(stored.toString('latin1'))}`);
     if (body.subarray(0, HEADER.length).toString('latin1') === HEADER && !stored.equals(normalise(message))) throw new Error(`stored ${JSON.stringify(stored.toString('latin1'))}, model ${JSON.stringify(normalise(message).toString('latin1'))}`);
+    const readBack = Buffer.concat(await spool.openBody(kept.id, stored.length).toArray() as Buffer[]);
+    if (!readBack.equals(stored)) throw new Error(`the spool gave back ${JSON.stringify(readBack.toString('latin1'))} for ${JSON.stringify(stored.toString('latin1'))}`);
+    if (stored.length > INLINE_MAX) ownFiles++;
+    await spool.remove(kept.id);
     if (stored.length === 0) return true;
     client = client && !client.closed ? client : await open();
-    const result = await client.send({ sender: 'a@up.test', recipients: ['b@down.test'], size: stored.length, eightBit: true }, Readable.from(split(stored, outCuts)));
+    const result = await client.send({ sender: 'a@up.test', recipients: ['b@down.test'], size: stored.length, eightBit: true }, Readable.from(split(readBack, outCuts)));
     if (result.kind !== 'transaction' || !result.replies.every((r) => r.code === 250)) throw new Error(`send: ${JSON.stringify(result)}`);
     const sent = receiver.messages.at(-1);
     if (!sent || sent.after.length > 0) throw new Error(`received ${JSON.stringify(sent?.data.toString('latin1'))} then ${JSON.stringify(sent?.after.toString('latin1'))}`);
@@ -207,5 +239,6 @@ t.test('ingress → rewrite → dot-stuffing → client: stored as the model say
   }), { numRuns: 300 });
   t.ok(cases >= 300, `${cases} generated messages`);
   t.ok(refused > 10 && refused < cases, `${refused} refused for a NUL or a long line, the rest relayed`);
+  t.ok(ownFiles > 0, `${ownFiles} large enough for a spool file of their own, the rest in the segment log`);
   t.comment(`${earlyEnds} carried the upstream's own early terminator`);
 });
