@@ -1,4 +1,5 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import { spawn } from 'node:child_process';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { ConnectError, connectClient, connectFailure, type ConnectOptions } from '../../../src/delivery/smtp-client.ts';
@@ -204,4 +205,43 @@ t.test('a TLS handshake that stalls after the 220 fails at the command deadline'
   const err = await failure(options(s.port, { tls: 'encrypt' }));
   t.match(connectFailure(err), { code: 451, enhanced: '4.7.5', text: 'TLS failure: handshake not done within 1000 ms' });
   t.ok(Date.now() - started < 3000);
+});
+
+/**
+ * A listener that never accepts, its accept queue filled: the kernel drops further SYNs, so a
+ * connect hangs as toward a host that black-holes them (python3's socket, because Node accepts
+ * every connection itself). Yields its port once the queue is full.
+ */
+async function blackHole(): Promise<number> {
+  const script = 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()\n';
+  const child = spawn('python3', ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => void child.kill());
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`python3 exited ${code}`)));
+  });
+  // Fill the accept queue (backlog 0 holds one, and Linux lets one more through).
+  // On loopback the handshake completes inside connect(2): once the first is in, the rest queue or hang.
+  const fillers: Socket[] = [];
+  t.teardown(() => fillers.forEach((s) => s.destroy()));
+  const open = (): Socket => {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    fillers.push(s);
+    return s;
+  };
+  await new Promise((resolve) => open().once('connect', resolve));
+  for (let i = 0; i < 3; i++) open();
+  return port;
+}
+
+t.test('a connect the receiver never completes fails at the connect deadline', async (t) => {
+  const port = await blackHole();
+  const started = Date.now();
+  const err = await failure(options(port, { timeouts: { connect: 400, greeting: 5000, command: 5000, data: 5000 } }));
+  const took = Date.now() - started;
+  t.ok(err instanceof ConnectError, 'a typed error');
+  t.match(err, { code: 'ETIMEDOUT', event: 'connect-timeout' }, 'a connect timeout, for the adaptive rules');
+  t.match(connectFailure(err), { code: 451, enhanced: '4.4.2', command: 'CONNECT', text: 'timeout: no connection within 400 ms' });
+  t.ok(took >= 390 && took < 3000, `gave up after ${took} ms`);
 });
