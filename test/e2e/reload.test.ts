@@ -1,0 +1,73 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { childConfig, spawnTern, type TernProcess } from '../support/child.ts';
+import { tempDir } from '../support/daemon.ts';
+import { message, sendMail, until } from '../support/smtp-client.ts';
+import { startWorld, type World } from '../support/world.ts';
+
+/**
+ * SIGHUP as an operator sends it, to the real `tern start`: new MX rules take effect, a broken
+ * rules file changes nothing and kills nothing, and the connection open to a receiver before
+ * the signal carries the mail after it (a reload drops no connection).
+ */
+let world: World;
+let tern: TernProcess | undefined;
+const dir = tempDir();
+const rulesFile = join(dir.path, 'shaping.yaml');
+
+t.teardown(async () => {
+  if (tern && tern.proc.exitCode === null) {
+    tern.proc.kill('SIGKILL');
+    await tern.exited;
+  }
+  await world?.close();
+  dir.remove();
+});
+
+t.test('SIGHUP: new rules apply, a broken file is refused, and the open connection stays open', async (t) => {
+  world = await startWorld();
+  const sink = world.sinks.get('127.0.0.2')!;
+  writeFileSync(rulesFile, 'sites:\n  - { site: mx1.a.test, max_connections: 1 }\n');
+  const { configPath, smtpPort, adminPort } = await childConfig(dir.path, world, {
+    shaping: { rules_file: rulesFile },
+    delivery: { timeouts: { connect: '2s', greeting: '2s', command: '3s', data: '5s', idle: '60s' } },
+  });
+  tern = await spawnTern(configPath);
+  const running = tern;
+  const site = async (): Promise<{ limits: Record<string, { value: unknown; rule: string }> }> => {
+    const body = (await (await fetch(`http://127.0.0.1:${adminPort}/api/v1/sites/mx1.a.test`)).json()) as { paths: { limits: Record<string, { value: unknown; rule: string }> }[] };
+    return body.paths[0]!;
+  };
+  const deliver = async (to: string): Promise<void> => {
+    t.match(await sendMail(smtpPort, 'news@campaign.test', [to], message({ to })), /^250 /, `${to} accepted`);
+    await until(() => sink.received.some((m) => m.rcptTo.includes(to)), 15_000, `${to} delivered`);
+  };
+  const logged = (msg: string, from: number): Promise<unknown> => until(() => running.lines.slice(from).find((l) => l.msg === msg), 10_000, msg);
+
+  await deliver('before@a.test');
+  t.equal(sink.connections, 1, 'one connection to the receiver');
+  t.match((await site()).limits.max_connections, { value: 1, rule: 'site:mx1.a.test' });
+
+  let from = running.lines.length;
+  writeFileSync(rulesFile, 'sites:\n  - { site: mx1.a.test, max_connections: 1, max_messages_per_connection: 7 }\n');
+  running.proc.kill('SIGHUP');
+  await logged('reload requested', from);
+  await until(async () => (await site()).limits.max_messages_per_connection?.rule === 'site:mx1.a.test', 10_000, 'the new rule in force');
+  t.match((await site()).limits.max_messages_per_connection, { value: 7, rule: 'site:mx1.a.test' });
+  await deliver('after@a.test');
+  t.equal(sink.connections, 1, 'the same connection carried the mail after the reload');
+
+  from = running.lines.length;
+  writeFileSync(rulesFile, 'adaptive:\n  - { id: bad, match: "(", action: { pause: true }, duration: 1h }\n');
+  running.proc.kill('SIGHUP');
+  const refused = await logged('reload: MX rules not replaced; the previous rules stay in use', from) as { problems: string[] };
+  t.match(refused.problems, [/shaping\.rules_file: adaptive\[0\]\.match: invalid regular expression/], 'the log names the key and the problem');
+  t.equal(running.proc.exitCode, null, 'still running');
+  t.match((await site()).limits.max_messages_per_connection, { value: 7, rule: 'site:mx1.a.test' }, 'the rules in force stay');
+  await deliver('broken@a.test');
+  t.equal(sink.connections, 1, 'and the connection with them');
+
+  running.proc.kill('SIGTERM');
+  t.equal(await running.exited, 0, 'a clean stop');
+});
