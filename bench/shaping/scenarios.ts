@@ -19,7 +19,9 @@
  *
  * Environment: BENCH_CONVERGE_S (120), BENCH_STEADY_S (120), BENCH_RELENT_MAX_S (600),
  * BENCH_DRAIN_MAX_S (900: how long to wait for the last messages once injection has stopped),
- * BENCH_SCENARIOS (all: concurrency,rate,per-connection,stall), BENCH_TERN_LOG (info).
+ * BENCH_SCENARIOS (all: concurrency,rate,per-connection,stall), BENCH_TERN_LOG (info),
+ * BENCH_TERN_THREADS (Tern's tuning.threads; unset: its default, auto: 2 or more runs the shards,
+ * whose limits the main thread's shaper holds across them).
  * A benchmark, not a test: it reports figures and never fails on them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -124,6 +126,7 @@ async function startTern(scratch: string, dnsServer: string, deliveryPort: numbe
     // Shorter than the default 20 minutes so refused mail arrives within the run; rules untouched.
     delivery: { port: deliveryPort, retry: { base: '1m', max: '5m', jitter: 0.1 } },
     log: { level: process.env.BENCH_TERN_LOG ?? 'info' },
+    ...(process.env.BENCH_TERN_THREADS ? { tuning: { threads: Number(process.env.BENCH_TERN_THREADS) || process.env.BENCH_TERN_THREADS } } : {}),
   };
   const path = join(scratch, 'tern.yaml');
   writeFileSync(path, stringify(config));
