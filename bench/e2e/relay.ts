@@ -26,7 +26,9 @@
  * connection per injecting session instead of one per message), BENCH_DKIM (1; 0 skips the DKIM
  * run), BENCH_DKIM_MESSAGES (5000: throughput-pass messages per MTA in the DKIM run),
  * BENCH_MILTER_SOCKET (unix: OpenDKIM on a Unix socket, as Debian packages it; inet: on 127.0.0.1:PORT),
- * BENCH_TERN_THREADS (Tern's tuning.threads; unset: Tern's default, "auto").
+ * BENCH_TERN_THREADS (Tern's tuning.threads; unset: Tern's default, "auto"), BENCH_SINKS (1: smtp-sink
+ * processes, one per loopback address 127.0.0.2, .3, …; above 1, smtp-source K sends to
+ * dK.bench.test, whose MX is sink K mod BENCH_SINKS, and the load tools' ceiling spreads likewise).
  *
  * A benchmark, not a test: slow figures are reported, never failed; only a broken setup exits non-zero.
  */
@@ -45,7 +47,6 @@ import { freePort } from '../../test/support/ports.ts';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SIZE = 10_240;
 const SESSIONS = 20;
-const SINK_HOST = '127.0.0.2';
 const FROM = 'from@bench.test';
 const TO = 'to@bench.test';
 
@@ -55,6 +56,12 @@ const LATENCY_MESSAGES = intEnv('BENCH_LATENCY_MESSAGES', 2000);
 const WARMUP = intEnv('BENCH_WARMUP', 5000);
 /** smtp-source processes injecting in parallel (the sessions shared among them). */
 const SOURCES = intEnv('BENCH_SOURCES', 1);
+/** smtp-sink processes, one per loopback address: one sink, like one source, has a ceiling of its own. */
+const SINKS = intEnv('BENCH_SINKS', 1);
+const SINK_HOSTS = Array.from({ length: SINKS }, (_, k) => `127.0.0.${2 + k}`);
+const SINK_HOST = SINK_HOSTS[0] as string;
+/** The recipient domain of smtp-source K: bench.test with one sink, else the domain routed to sink K mod SINKS. */
+const sinkDomain = (k: number): string => (SINKS > 1 ? `d${k % SINKS}.bench.test` : 'bench.test');
 const STALL_MS = intEnv('BENCH_STALL_S', 60) * 1000;
 const MTAS = (process.env.BENCH_MTAS ?? 'tern,postfix,load-tools').split(',').map((s) => s.trim()).filter(Boolean);
 const TERN_LOG = process.env.BENCH_TERN_LOG ?? 'warn';
@@ -196,32 +203,22 @@ interface Sink {
   reached(target: number): Promise<number>;
 }
 
-/** dumpDir: smtp-sink -d, one file per message received in that directory. */
+/**
+ * SINKS smtp-sink processes on one port, one per address of SINK_HOSTS, counted as one sink.
+ * dumpDir: smtp-sink -d, one file per message received in that directory (names never collide:
+ * smtp-sink adds a random suffix).
+ */
 async function startSink(dumpDir?: string): Promise<Sink> {
-  const port = await freePort([SINK_HOST]);
-  const dump = dumpDir === undefined ? [] : ['-d', join(dumpDir, '%H%M%S.')];
-  const child = launch('/usr/sbin/smtp-sink', ['-c', '-u', 'root', ...dump, `${SINK_HOST}:${port}`, '1000']);
-  onCleanup(dumpDir === undefined ? 'smtp-sink' : 'smtp-sink (dumping)', () => stopChild(child));
+  const port = await freePort(SINK_HOSTS);
+  const counts = SINK_HOSTS.map(() => 0);
   let count = 0;
   let lastProgress = now();
-  let rest = '';
-  let stderr = '';
   const waiters: { target: number; resolve: (at: number) => void }[] = [];
-  child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (chunk: string) => {
-    const at = now();
-    const records = (rest + chunk).split(/[\r\n]/);
-    rest = records.pop() ?? '';
-    for (const record of records) {
-      const m = /mesg=(\d+)/.exec(record);
-      if (m) {
-        const n = Number(m[1]);
-        if (n > count) {
-          count = n;
-          lastProgress = at;
-        }
-      }
-    }
+  const progressed = (k: number, n: number, at: number): void => {
+    if (n <= (counts[k] as number)) return;
+    count += n - (counts[k] as number);
+    counts[k] = n;
+    lastProgress = at;
     for (let i = waiters.length - 1; i >= 0; i--) {
       const w = waiters[i] as (typeof waiters)[number];
       if (count >= w.target) {
@@ -229,22 +226,42 @@ async function startSink(dumpDir?: string): Promise<Sink> {
         w.resolve(at);
       }
     }
-  });
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (s: string) => (stderr += s));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  // Ready when it accepts a connection and greets.
-  const deadline = Date.now() + 10_000;
-  while (!(await banner(SINK_HOST, port))) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`smtp-sink did not start on ${SINK_HOST}:${port}: ${stderr.trim()}`);
-    await Promise.race([sleep(100), exited]);
-  }
+  };
+  await Promise.all(SINK_HOSTS.map((host, k) => startOneSink(host, port, dumpDir, (n, at) => progressed(k, n, at))));
   return {
     port,
     count: () => count,
     lastProgressAt: () => lastProgress,
     reached: (target) => (count >= target ? Promise.resolve(now()) : new Promise((resolve) => waiters.push({ target, resolve }))),
   };
+}
+
+/** One smtp-sink on host:port; `counted` hears its cumulative count of messages each time it reports. */
+async function startOneSink(host: string, port: number, dumpDir: string | undefined, counted: (n: number, at: number) => void): Promise<void> {
+  const dump = dumpDir === undefined ? [] : ['-d', join(dumpDir, '%H%M%S.')];
+  const child = launch('/usr/sbin/smtp-sink', ['-c', '-u', 'root', ...dump, `${host}:${port}`, '1000']);
+  onCleanup(`smtp-sink on ${host}${dumpDir === undefined ? '' : ' (dumping)'}`, () => stopChild(child));
+  let rest = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    const at = now();
+    const records = (rest + chunk).split(/[\r\n]/);
+    rest = records.pop() ?? '';
+    for (const record of records) {
+      const m = /mesg=(\d+)/.exec(record);
+      if (m) counted(Number(m[1]), at);
+    }
+  });
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (s: string) => (stderr += s));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // Ready when it accepts a connection and greets.
+  const deadline = Date.now() + 10_000;
+  while (!(await banner(host, port))) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`smtp-sink did not start on ${host}:${port}: ${stderr.trim()}`);
+    await Promise.race([sleep(100), exited]);
+  }
 }
 
 /** True when host:port accepts a TCP connection and sends a 220 greeting. */
@@ -281,18 +298,18 @@ interface Injection {
  * SOURCES smtp-source processes in parallel, the messages and sessions shared among them: one
  * smtp-source tops out near 7,800 msg/s (../shared/devbench), below what a many-core MTA may take.
  */
-function smtpSource(port: number, messages: number, host: string): Injection {
+function smtpSource(port: number, messages: number, host: (k: number) => string): Injection {
   const parts = Array.from({ length: Math.min(SOURCES, messages) }, (_, i) => ({
     messages: Math.floor(messages / SOURCES) + (i < messages % SOURCES ? 1 : 0),
     sessions: Math.max(1, Math.floor(SESSIONS / SOURCES) + (i < SESSIONS % SOURCES ? 1 : 0)),
   }));
-  const runs = parts.map((p) => oneSmtpSource(host, port, p.messages, p.sessions));
+  const runs = parts.map((p, k) => oneSmtpSource(host(k), port, p.messages, p.sessions, `to@${sinkDomain(k)}`));
   const done = Promise.all(runs.map((r) => r.done)).then((results) => results.find((r) => r.code !== 0) ?? { code: 0, stderr: '' });
   return { done, children: runs.map((r) => r.child) };
 }
 
-function oneSmtpSource(host: string, port: number, messages: number, sessions: number): { done: Promise<{ code: number | null; stderr: string }>; child: ChildProcess } {
-  const child = launch('/usr/sbin/smtp-source', [...(REUSE ? ['-d'] : []), '-s', String(sessions), '-m', String(messages), '-l', String(SIZE), '-f', FROM, '-t', TO, `${host}:${port}`]);
+function oneSmtpSource(host: string, port: number, messages: number, sessions: number, to: string): { done: Promise<{ code: number | null; stderr: string }>; child: ChildProcess } {
+  const child = launch('/usr/sbin/smtp-source', [...(REUSE ? ['-d'] : []), '-s', String(sessions), '-m', String(messages), '-l', String(SIZE), '-f', FROM, '-t', to, `${host}:${port}`]);
   let stderr = '';
   child.stdout?.resume();
   child.stderr?.setEncoding('utf8');
@@ -529,7 +546,7 @@ async function delivered(sink: Sink, target: number): Promise<{ complete: boolea
   return result;
 }
 
-async function inject(sink: Sink, port: number, messages: number, problems: string[], what: string, host: string): Promise<{ complete: boolean; start: number; end: number; injected: number }> {
+async function inject(sink: Sink, port: number, messages: number, problems: string[], what: string, host: (k: number) => string): Promise<{ complete: boolean; start: number; end: number; injected: number }> {
   const base = sink.count();
   const start = now();
   const injection = smtpSource(port, messages, host);
@@ -547,8 +564,8 @@ async function inject(sink: Sink, port: number, messages: number, problems: stri
   return { complete: outcome.complete, start, end: outcome.at, injected: injected || now() };
 }
 
-/** `host`: where the load goes (the MTA on 127.0.0.1; the sink itself for the load tools' ceiling). */
-async function measure(name: string, port: number, sink: Sink, messages: number, drained?: () => Promise<string | undefined>, pid?: number, host = '127.0.0.1'): Promise<Measured> {
+/** `host`: where smtp-source K sends (the MTA on 127.0.0.1; the sinks themselves for the load tools' ceiling). */
+async function measure(name: string, port: number, sink: Sink, messages: number, drained?: () => Promise<string | undefined>, pid?: number, host: (k: number) => string = () => '127.0.0.1'): Promise<Measured> {
   const problems: string[] = [];
   if (WARMUP > 0) {
     progress(`${name}: warm-up, ${WARMUP} messages`);
@@ -569,7 +586,7 @@ async function measure(name: string, port: number, sink: Sink, messages: number,
   progress(`${name}: latency pass, ${LATENCY_MESSAGES} messages over ${SESSIONS} persistent sessions`);
   const latencyBase = sink.count();
   const latencyStart = now();
-  const lat = await latencyPass(port, LATENCY_MESSAGES, host);
+  const lat = await latencyPass(port, LATENCY_MESSAGES, host(0));
   const latencySeconds = (now() - latencyStart) / 1000;
   if (lat.errors.length > 0) problems.push(`latency pass: ${lat.errors.length} errors, first: ${lat.errors[0]}`);
   const latOutcome = await delivered(sink, latencyBase + lat.latencies.length);
@@ -612,6 +629,10 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
   const dns = await startDnsZone({
     'bench.test': { mx: [{ exchange: 'mx.bench.test', priority: 10 }] },
     'mx.bench.test': { a: [SINK_HOST] },
+    ...Object.fromEntries(SINK_HOSTS.flatMap((ip, k) => [
+      [`d${k}.bench.test`, { mx: [{ exchange: `mx.d${k}.bench.test`, priority: 10 }] }],
+      [`mx.d${k}.bench.test`, { a: [ip] }],
+    ])),
   });
   onCleanup('dns zone', () => dns.close());
   const port = await freePort();
@@ -868,6 +889,7 @@ async function startPostfix(sinkPort: number, work: string, options: { name?: st
       'mynetworks = 127.0.0.0/8',
       'smtpd_relay_restrictions = permit_mynetworks, reject',
       `relayhost = [${SINK_HOST}]:${sinkPort}`,
+      ...(SINKS > 1 ? [`transport_maps = inline:{ ${SINK_HOSTS.map((ip, k) => `d${k}.bench.test=smtp:[${ip}]:${sinkPort}`).join(', ')} }`] : []),
       'smtp_tls_security_level = none',
       'smtpd_tls_security_level = none',
       'message_size_limit = 25000000',
@@ -1241,14 +1263,14 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'tern-bench-'));
   onCleanup('scratch directory', () => rmSync(work, { recursive: true, force: true }));
   const sink = await startSink();
-  progress(`smtp-sink on ${SINK_HOST}:${sink.port}; scratch ${work}; node ${process.version}, ${availableParallelism()} cpus`);
+  progress(`smtp-sink on ${SINK_HOSTS.join(', ')} port ${sink.port}; scratch ${work}; node ${process.version}, ${availableParallelism()} cpus`);
 
   // Plain relay.
   const plain = new Map<string, Outcome>();
   for (const mta of MTAS) {
     if (mta === 'tern') plain.set(mta, await runTern('tern', sink, work, MESSAGES));
     else if (mta === 'postfix') plain.set(mta, await runPostfix('postfix', sink, work, MESSAGES));
-    else plain.set(mta, { measured: await measure(mta, sink.port, sink, MESSAGES, undefined, undefined, SINK_HOST), notes: ['smtp-source straight into smtp-sink: no MTA; the most this load can show'] });
+    else plain.set(mta, { measured: await measure(mta, sink.port, sink, MESSAGES, undefined, undefined, (k) => SINK_HOSTS[k % SINKS] as string), notes: ['smtp-source straight into smtp-sink: no MTA; the most this load can show'] });
   }
 
   // DKIM: same load, fewer messages, a sink that keeps what it receives so the signatures can be checked.
@@ -1257,7 +1279,7 @@ async function main(): Promise<void> {
     const key = makeDkimKey(work);
     const dumpDir = dkimDumpDir(work);
     const dkimSink = await startSink(dumpDir);
-    progress(`DKIM run: RSA-2048 key ${key.keyFile}; dumping smtp-sink on ${SINK_HOST}:${dkimSink.port} into ${dumpDir}`);
+    progress(`DKIM run: RSA-2048 key ${key.keyFile}; dumping smtp-sink on ${SINK_HOSTS.join(', ')} port ${dkimSink.port} into ${dumpDir}`);
     for (const mta of MTAS) {
       if (mta === 'tern') {
         const outcome = await runTern('tern-dkim', dkimSink, work, DKIM_MESSAGES, { dkimKeyFile: key.keyFile });
@@ -1302,7 +1324,7 @@ async function main(): Promise<void> {
   console.log('');
   summary(`relay bench: ${MESSAGES} messages × ${load}`, plain);
   if (ratio !== null) console.log(`  tern/postfix throughput ratio: ${ratio.toFixed(2)}`);
-  if (loadTools && tern) console.log(`  tern at ${((100 * tern.measured.msgPerS) / Math.max(1, loadTools.measured.msgPerS)).toFixed(0)} % of what the load tools alone reach (${SOURCES} smtp-source → one smtp-sink)`);
+  if (loadTools && tern) console.log(`  tern at ${((100 * tern.measured.msgPerS) / Math.max(1, loadTools.measured.msgPerS)).toFixed(0)} % of what the load tools alone reach (${SOURCES} smtp-source → ${SINKS} smtp-sink)`);
   if (DKIM) {
     summary(`relay-dkim bench (RSA-2048, relaxed/relaxed; OpenDKIM on a${MILTER_SOCKET === 'unix' ? ' Unix' : 'n inet'} socket): ${DKIM_MESSAGES} messages × ${load}`, dkim);
     if (dkimRatio !== null) {
