@@ -43,6 +43,7 @@ import { fileURLToPath } from 'node:url';
 import { startDnsZone } from '../../test/support/dns-zone.ts';
 import { verifyWithMailauth } from '../../test/support/dkim.ts';
 import { freePort } from '../../test/support/ports.ts';
+import { masterAlive, privateMainCf } from '../../test/support/postfix.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SIZE = 10_240;
@@ -875,29 +876,14 @@ async function startPostfix(sinkPort: number, work: string, options: { name?: st
   writeFileSync(
     join(etc, 'main.cf'),
     [
-      'compatibility_level = 3.6',
-      `queue_directory = ${queue}`,
-      `data_directory = ${data}`,
-      `maillog_file = ${maillog}`,
-      `maillog_file_prefixes = ${dir}`,
-      'myhostname = postfix.bench',
-      'inet_interfaces = 127.0.0.1',
-      'inet_protocols = ipv4',
-      'mydestination =',
-      'local_recipient_maps =',
-      'alias_maps =',
-      'alias_database =',
-      'mynetworks = 127.0.0.0/8',
-      'smtpd_relay_restrictions = permit_mynetworks, reject',
+      ...privateMainCf({ queue, data, maillog, prefix: dir, hostname: 'postfix.bench' }),
       `relayhost = [${SINK_HOST}]:${sinkPort}`,
       ...(SINKS > 1 ? [`transport_maps = inline:{ ${SINK_HOSTS.map((ip, k) => `d${k}.bench.test=smtp:[${ip}]:${sinkPort}`).join(', ')} }`] : []),
       'smtp_tls_security_level = none',
-      'smtpd_tls_security_level = none',
       'message_size_limit = 25000000',
       'in_flow_delay = 0',
       'default_process_limit = 100',
       'smtp_destination_concurrency_limit = 20',
-      'biff = no',
       ...(options.mainCf ?? []),
       '',
     ].join('\n'),
@@ -963,16 +949,6 @@ async function startPostfix(sinkPort: number, work: string, options: { name?: st
   };
 }
 
-function masterAlive(pidFile: string): boolean {
-  const pid = Number(readFileSync(pidFile, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // DKIM: one RSA-2048 key for both signers, OpenDKIM as Postfix's milter, and a check of what arrived.

@@ -44,6 +44,32 @@ scache     unix  -       -       n       -       1       scache
 postlog    unix-dgram n  -       n       -       1       postlogd
 `;
 
+/**
+ * The main.cf lines of a private instance on 127.0.0.1 that relays for loopback clients and
+ * delivers nowhere locally: its queue, data and log in the given places. The relay bench builds
+ * its Postfix from these too.
+ */
+export function privateMainCf(at: { queue: string; data: string; maillog: string; prefix: string; hostname: string }): string[] {
+  return [
+    'compatibility_level = 3.6',
+    `queue_directory = ${at.queue}`,
+    `data_directory = ${at.data}`,
+    `maillog_file = ${at.maillog}`,
+    `maillog_file_prefixes = ${at.prefix}`,
+    `myhostname = ${at.hostname}`,
+    'inet_interfaces = 127.0.0.1',
+    'inet_protocols = ipv4',
+    'mydestination =',
+    'local_recipient_maps =',
+    'alias_maps =',
+    'alias_database =',
+    'mynetworks = 127.0.0.0/8',
+    'smtpd_relay_restrictions = permit_mynetworks, reject',
+    'smtpd_tls_security_level = none',
+    'biff = no',
+  ];
+}
+
 /** mainCf: extra main.cf lines (they win over the defaults here, as later lines do in Postfix). */
 export async function startPostfix(mainCf: readonly string[] = []): Promise<PostfixInstance> {
   const dir = mkdtempSync(join(tmpdir(), 'tern-postfix-'));
@@ -58,24 +84,9 @@ export async function startPostfix(mainCf: readonly string[] = []): Promise<Post
   const port = await freePort();
   const maillog = join(dir, 'maillog');
   writeFileSync(join(etc, 'main.cf'), [
-    'compatibility_level = 3.6',
-    `queue_directory = ${queue}`,
-    `data_directory = ${data}`,
-    `maillog_file = ${maillog}`,
-    `maillog_file_prefixes = ${dir}`,
-    'myhostname = postfix.test',
-    'inet_interfaces = 127.0.0.1',
-    'inet_protocols = ipv4',
-    'mydestination =',
-    'local_recipient_maps =',
-    'alias_maps =',
-    'alias_database =',
-    'mynetworks = 127.0.0.0/8',
-    'smtpd_relay_restrictions = permit_mynetworks, reject',
+    ...privateMainCf({ queue, data, maillog, prefix: dir, hostname: 'postfix.test' }),
     'default_transport = discard',
     'relay_transport = discard',
-    'smtpd_tls_security_level = none',
-    'biff = no',
     ...mainCf,
     '',
   ].join('\n'));
@@ -114,7 +125,8 @@ export async function startPostfix(mainCf: readonly string[] = []): Promise<Post
   return { port, stop };
 }
 
-function masterAlive(pidFile: string): boolean {
+/** True while the master whose pid file this is runs (Postfix removes the file once all its children are gone). */
+export function masterAlive(pidFile: string): boolean {
   if (!existsSync(pidFile)) return false;
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   if (!Number.isInteger(pid) || pid <= 0) return false;
