@@ -26,7 +26,7 @@
  * connection per injecting session instead of one per message), BENCH_DKIM (1; 0 skips the DKIM
  * run), BENCH_DKIM_MESSAGES (5000: throughput-pass messages per MTA in the DKIM run),
  * BENCH_MILTER_SOCKET (unix: OpenDKIM on a Unix socket, as Debian packages it; inet: on 127.0.0.1:PORT),
- * BENCH_SESSIONS (20: injecting sessions in all), BENCH_TERN_THREADS (Tern's tuning.threads; unset: Tern's default, "auto"), BENCH_SINKS (1: smtp-sink
+ * BENCH_TERN_THREADS (Tern's tuning.threads; unset: Tern's default, "auto"), BENCH_SINKS (1: smtp-sink
  * processes, one per loopback address 127.0.0.2, .3, …; above 1, smtp-source K sends to
  * dK.bench.test, whose MX is sink K mod BENCH_SINKS, and the load tools' ceiling spreads likewise).
  *
@@ -47,11 +47,10 @@ import { masterAlive, privateMainCf } from '../../test/support/postfix.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SIZE = 10_240;
+const SESSIONS = 20;
 const FROM = 'from@bench.test';
 const TO = 'to@bench.test';
 
-/** Injecting sessions in all (shared among the smtp-source processes); fewer leave the machine room, to read CPU per message unsaturated. */
-const SESSIONS = intEnv('BENCH_SESSIONS', 20);
 const MESSAGES = intEnv('BENCH_MESSAGES', 5000);
 const LATENCY_MESSAGES = intEnv('BENCH_LATENCY_MESSAGES', 2000);
 // Long enough for V8 to finish tiering Tern's hot code up (docs/performance.md, "Warm-up").

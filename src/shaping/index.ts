@@ -12,7 +12,6 @@ export { parseShapingRules, loadShapingRulesFile, defaultShapingRules, combineRu
 export type { Change } from './adaptive.ts';
 export type { PathIdentity } from './paths.ts';
 export { RemoteShaping, serveShard, type Channel, type ShardLink } from './remote.ts';
-export { ShardLevels } from './shard-levels.ts';
 export { LIMIT_KEYS, SETTING_KEYS, baseSettings, formatRate } from './settings.ts';
 
 /** The rules in force: the operator's file (if any) over Tern's shipped defaults (unless switched off). */

@@ -1,7 +1,6 @@
 import type { Clock, Timer } from '../lib/clock.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { Grant, GrantRequest, PathHandle, PathHold, PathLevels, PathObservation, PathSettings } from '../model/path.ts';
-import type { ShardLevels } from './shard-levels.ts';
 import type { Shaper } from './shaper.ts';
 
 /**
@@ -55,11 +54,7 @@ export interface ShardLink {
   close(): void;
 }
 
-/**
- * `levels`: the table every shard's link shares, and this shard's number in it, so that an
- * observation's connections count every shard's (ShardLevels); without it, the shard's own.
- */
-export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>, clock: Pick<Clock, 'now'>, levels?: { readonly table: ShardLevels; readonly shard: number }): ShardLink {
+export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>, clock: Pick<Clock, 'now'>): ShardLink {
   // The question each path was first asked with: asked again on use, so the shaper keeps the path
   // (it forgets paths nobody asks about) and a reload's new handle is picked up.
   const known = new Map<string, { readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string; handle: PathHandle; usedAt: number }>();
@@ -78,11 +73,7 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
   // often) and asks again if it needs it: a path it has not named for three is gone from it.
   const sweep = (now: number): void => {
     sweptAt = now;
-    for (const [key, entry] of known) {
-      if (now - entry.usedAt <= 3 * ROUTE_IDLE_MS) continue;
-      known.delete(key);
-      levels?.table.forget(key, levels.shard);
-    }
+    for (const [key, entry] of known) if (now - entry.usedAt > 3 * ROUTE_IDLE_MS) known.delete(key);
   };
   const listener = (raw: unknown): void => {
     const m = raw as ToCoordinator;
@@ -107,7 +98,7 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
         return shaper.refund(m.path, m.messages);
       case 'observe': {
         const h = touch(m.path);
-        if (h) shaper.observe(h, m.observation, levels ? levels.table.across(m.path, levels.shard, m.levels, clock.now()) : m.levels);
+        if (h) shaper.observe(h, m.observation, m.levels);
         return;
       }
     }

@@ -10,7 +10,7 @@ import { systemClock } from '../../../src/lib/clock.ts';
 import t from 'tap';
 import type { SiteName } from '../../../src/model/ids.ts';
 import type { Grant, PathHandle, PathSettings } from '../../../src/model/path.ts';
-import { createShaper, parseShapingRules, RemoteShaping, serveShard, ShardLevels, type ShardLink } from '../../../src/shaping/index.ts';
+import { createShaper, parseShapingRules, RemoteShaping, serveShard, type ShardLink } from '../../../src/shaping/index.ts';
 import { CREDIT_IDLE_MS, FULL_RETRY_MS, ROUTE_IDLE_MS } from '../../../src/shaping/remote.ts';
 import { FakeClock, settle } from '../../support/fake-clock.ts';
 import { tempDir } from '../../support/daemon.ts';
@@ -38,10 +38,9 @@ function setup(t: { teardown(fn: () => unknown): void }, clock: FakeClock | type
     { base: BASE, rules: loaded.rules, stateDir: dir.path },
     { clock, log: pino({ level: 'silent' }), classify: () => ({ reason: 'toomanyconn' }), onChange: (_c, path) => { for (const l of links) l.changed(path.key); } },
   );
-  const table = new ShardLevels();
-  const shards = [0, 1].map((shard) => {
+  const shards = [0, 1].map(() => {
     const { port1, port2 } = new MessageChannel();
-    links.push(serveShard(port1, shaper, clock, { table, shard }));
+    links.push(serveShard(port1, shaper, clock));
     t.teardown(() => { port1.close(); port2.close(); });
     return new RemoteShaping(port2, clock);
   });
@@ -178,20 +177,4 @@ t.test('a path nobody named for half an hour, forgotten by the shard (and by the
   t.not(again, first, 'the shard asked the coordinator afresh');
   t.equal(again.key, first.key, 'for the same path');
   t.equal(await acquireAll(clock, a, again.key, 'connection', 5), 3, 'its limit holds as before');
-});
-
-t.test("an observed limit counts the sessions every shard has open, not one shard's", async (t) => {
-  const { clock, shaper, shards } = setup(t);
-  const [a, b] = [await pathOf(shards[0]!), await pathOf(shards[1]!)];
-  // Shard 0 delivers on its two sessions; shard 1, on its one, hears "too many connections".
-  shards[0]!.observe(a, { kind: 'delivered', recipients: 1 }, { connections: 2, sentOnConnection: 5 });
-  shards[1]!.observe(b, { kind: 'reply', recipients: 1, reply: { code: 421, text: 'too many connections', origin: 'remote' } }, { connections: 1, sentOnConnection: 0 });
-  await settle();
-  const view = shaper.path(SITE, ['mx.big.test'], 'big.test');
-  t.equal(view.settings().max_connections, 3, 'the receiver took three: two on shard 0, one on shard 1');
-  // A shard silent for a minute no longer counts.
-  await clock.advance(61_000);
-  shards[1]!.observe(b, { kind: 'reply', recipients: 1, reply: { code: 421, text: 'too many connections', origin: 'remote' } }, { connections: 1, sentOnConnection: 0 });
-  await settle();
-  t.equal(view.settings().max_connections, 1, "shard 0's word is stale: one session is what was seen");
 });
