@@ -155,7 +155,8 @@ t.test('kill -9 with two shards: every 250 reaches the sink, every recipient get
   };
   const refused = await streamThroughKill(tern, { total, sessions: 10, killAt: total / 3, send });
   t.equal(await tern.exited, 'SIGKILL');
-  t.same([...new Set(tern.lines.filter((l) => l.event === 'delivered').map((l) => l.shard))].sort(), [0, 1], 'both shards were delivering when it died');
+  // Both partitions hold mail at the kill (whether each had delivered yet is the kernel's and the receiver's timing).
+  t.same([...new Set(tern.lines.filter((l) => l.event === 'accepted').map((l) => l.shard))].sort(), [0, 1], 'both shards had taken mail when it died');
   tern = await spawnTern(configPath);
   t.teardown(async () => {
     tern.proc.kill('SIGTERM');
