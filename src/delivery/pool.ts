@@ -30,6 +30,11 @@ export interface PathPorts {
   acquire(requests: readonly GrantRequest[]): Grant[];
   release(path: string, connections: number): void;
   observe(path: PathHandle, observation: PathObservation, levels: PathLevels): void;
+  /**
+   * A session got past its greeting (+1) or ended (-1). Only shards need to say (ADR 0010): the
+   * coordinator counts every shard's sessions and the path handle's `sessions()` reports them.
+   */
+  session?(path: string, delta: 1 | -1): void;
 }
 
 /** Settings every path shares: where to connect, who we are, the command and DATA deadlines. */
@@ -261,8 +266,9 @@ export class PathPool {
     if (!first) return;
     const startedAt = this.#clock.now();
     this.#peak.note(startedAt, this.#open.size);
+    const openedBefore = this.#openedAnywhere();
     const opened = await this.#connect(first.job.hosts, startedAt);
-    if (opened.kind === 'failed') return this.#connectFailed(first, opened, startedAt);
+    if (opened.kind === 'failed') return this.#connectFailed(first, opened, startedAt, openedBefore);
     const { conn, route } = opened;
     const now = this.#clock.now();
     if (now >= this.#backoffUntil) this.#backoff = 0;
@@ -270,6 +276,7 @@ export class PathPool {
     this.#openMs = this.#openMs === 0 ? now - startedAt : 0.8 * this.#openMs + 0.2 * (now - startedAt);
     this.#open.add(conn);
     this.#peak.note(this.#clock.now(), this.#open.size);
+    this.#ports.session?.(this.path.key, 1);
     try {
       let pending: Pending | undefined = first;
       for (let sent = 0; pending; ) {
@@ -288,6 +295,7 @@ export class PathPool {
       }
     } finally {
       this.#open.delete(conn);
+      this.#ports.session?.(this.path.key, -1);
       // The lease is given back only once the receiver has seen the session end: a new
       // connection opened sooner would be one too many to a receiver counting sessions.
       await conn.quit();
@@ -323,15 +331,20 @@ export class PathPool {
    * and everything waiting shares the verdict instead of each job timing out against the same
    * dead hosts.
    */
-  #connectFailed(first: Pending, opened: Extract<Opened, { kind: 'failed' }>, startedAt: number): void {
+  #connectFailed(first: Pending, opened: Extract<Opened, { kind: 'failed' }>, startedAt: number, openedBefore: number): void {
     const outcome: AttemptOutcome = { kind: 'site-unreachable', route: { ...opened.route, ...this.#pathRoute }, reply: opened.reply };
-    if (this.#workers <= 1 && this.#peak.maxSince(startedAt, this.#clock.now()) === 0) {
+    // Whether the receiver greeted any of our sessions, here or in another shard, while this one waited.
+    const greetedMeanwhile = this.#peak.maxSince(startedAt, this.#clock.now()) > 0 || this.#openedAnywhere() > openedBefore || this.#openAnywhere() > 0;
+    if (this.#workers <= 1 && !greetedMeanwhile) {
       first.resolve(outcome);
       for (const p of this.#waiting.splice(0)) p.resolve(outcome);
       return;
     }
-    // Sent back once; a job whose second connection fails too has had its attempt.
-    if (first.resent) first.resolve(outcome);
+    // Sent back once; a job whose second connection fails too has had its attempt, unless the
+    // receiver greeted other sessions of ours meanwhile (in a shard, perhaps only in another one):
+    // then this failure was one session too many (a tarpit), not the receiver's, and the job waits
+    // for a connection that works, as one loop's waits for a working one to take it.
+    if (first.resent && !greetedMeanwhile) first.resolve(outcome);
     else {
       first.resent = true;
       this.#dispatch(first, { sentBack: true });
@@ -479,25 +492,38 @@ export class PathPool {
 
   /**
    * Aborts a connection attempt that waits far longer than its path's others take to open, if
-   * one opened meanwhile (or is open). Checked at TARPIT_MIN_MS, then again once the path's
-   * opening time is known and the wait has reached TARPIT_FACTOR times it.
+   * one opened meanwhile (or is open), here or in another shard. Checked at TARPIT_MIN_MS, then
+   * again once the wait has reached TARPIT_FACTOR times the path's opening time (if known here).
    */
   #watchForTarpit(): { signal: AbortSignal; timer: Timer | undefined } {
     const controller = new AbortController();
     const startedAt = this.#clock.now();
-    const openedBefore = this.#opened;
+    const openedBefore = this.#openedAnywhere();
     const watch: { signal: AbortSignal; timer: Timer | undefined } = { signal: controller.signal, timer: undefined };
     const check = (): void => {
-      if (this.#openMs === 0) return;
+      // How long opening takes is known once one opened here; before that, in a shard, that
+      // others are open on the path elsewhere is enough after TARPIT_MIN_MS. One loop's pool
+      // with none open yet cannot tell a tarpit from a slow receiver, and waits.
+      if (this.#openMs === 0 && this.#openAnywhere() === 0) return;
       const due = startedAt + Math.max(TARPIT_MIN_MS, TARPIT_FACTOR * this.#openMs);
       if (this.#clock.now() < due) {
         watch.timer = this.#clock.at(due, check);
         return;
       }
-      if (this.#opened > openedBefore || this.#open.size > 0) controller.abort();
+      if (this.#openedAnywhere() > openedBefore || this.#openAnywhere() > 0) controller.abort();
     };
     watch.timer = this.#clock.at(startedAt + TARPIT_MIN_MS, check);
     return watch;
+  }
+
+  /** Sessions opened on the path so far: by every shard where the coordinator counts them, else by this pool. */
+  #openedAnywhere(): number {
+    return this.path.sessions?.()?.opened ?? this.#opened;
+  }
+
+  /** Sessions open on the path now, in this shard or (as last heard) any other. */
+  #openAnywhere(): number {
+    return Math.max(this.#open.size, this.path.sessions?.()?.open ?? 0);
   }
 
   /**
@@ -507,7 +533,8 @@ export class PathPool {
    */
   #observeConnectFailure(err: unknown, startedAt: number): void {
     const now = this.#clock.now();
-    const levels = { connections: this.#peak.maxSince(Math.min(startedAt, now - PEAK_WINDOW_MS), now), sentOnConnection: 0 };
+    const peakFrom = Math.min(startedAt, now - PEAK_WINDOW_MS);
+    const levels = { connections: this.#peak.maxSince(peakFrom, now), sentOnConnection: 0, peakFrom };
     if (!(err instanceof ConnectError)) return;
     if (err.reply.origin === 'remote') this.#ports.observe(this.path, { kind: 'reply', reply: err.reply, recipients: 0 }, levels);
     else if (err.event) this.#ports.observe(this.path, { kind: 'event', event: err.event, detail: err.reply.text }, levels);

@@ -63,7 +63,12 @@ export interface PathLevels {
   readonly connections: number;
   /** Messages sent on the connection the observation came from before it. */
   readonly sentOnConnection: number;
+  /** Set when `connections` is the most open at once since this time (a refused connection's level), not the count at the time. */
+  readonly peakFrom?: number;
 }
+
+/** Sessions past the greeting on a path, in every shard: open now, and a number that grows with each one opened. */
+export interface PathSessions { readonly open: number; readonly opened: number }
 
 /** A path's identity and live settings, as delivery holds it. */
 export interface PathHandle {
@@ -74,6 +79,11 @@ export interface PathHandle {
   readonly provider: string | undefined;
   settings(): PathSettings;
   hold(): PathHold | undefined;
+  /**
+   * The path's sessions in every shard, as last heard from the coordinator (ADR 0010). Absent
+   * (or undefined before the first word) where the pool's own sessions are all there are.
+   */
+  sessions?(): PathSessions | undefined;
 }
 
 /** A batch request to the one owner of grants; delivery asks it before connecting and sending. */

@@ -1,6 +1,7 @@
 import type { Clock, Timer } from '../lib/clock.ts';
 import type { SiteName } from '../model/ids.ts';
-import type { Grant, GrantRequest, PathHandle, PathHold, PathLevels, PathObservation, PathSettings } from '../model/path.ts';
+import type { Grant, GrantRequest, PathHandle, PathHold, PathLevels, PathObservation, PathSessions, PathSettings } from '../model/path.ts';
+import type { SessionTally } from './sessions.ts';
 import type { Shaper } from './shaper.ts';
 
 /**
@@ -11,7 +12,9 @@ import type { Shaper } from './shaper.ts';
  * asked for in advance; asking is a message, never a wait, so a pool told "not yet" asks again a
  * moment later and finds the answer. Credit a shard does not use goes back, so the limits hold
  * exactly across shards: leases in use plus leases held as credit never exceed max_connections,
- * and message grants all come out of the coordinator's one bucket.
+ * and message grants all come out of the coordinator's one bucket. Sessions past the greeting are
+ * counted in the coordinator too (sessions.ts) and pushed back, so a pool judges a tarpit and an
+ * `observed` cut by the path's sessions in every shard, as one loop's pool does by its own.
  */
 
 /** What the protocol uses of a MessagePort, on either side (a worker's parentPort, a MessageChannel's ports). */
@@ -29,12 +32,14 @@ type ToCoordinator =
   | { readonly t: 'acquire'; readonly path: string; readonly kind: GrantRequest['kind']; readonly count: number }
   | { readonly t: 'release'; readonly path: string; readonly connections: number }
   | { readonly t: 'refund'; readonly path: string; readonly messages: number }
-  | { readonly t: 'observe'; readonly path: string; readonly observation: PathObservation; readonly levels: PathLevels };
+  | { readonly t: 'observe'; readonly path: string; readonly observation: PathObservation; readonly levels: PathLevels }
+  | { readonly t: 'session'; readonly path: string; readonly delta: 1 | -1 };
 
 type ToShard =
-  | { readonly t: 'path'; readonly id: number; readonly identity: Identity; readonly snapshot: Snapshot }
+  | { readonly t: 'path'; readonly id: number; readonly identity: Identity; readonly snapshot: Snapshot; readonly sessions: PathSessions | undefined }
   | { readonly t: 'settings'; readonly path: string; readonly snapshot: Snapshot }
-  | { readonly t: 'grant'; readonly path: string; readonly kind: GrantRequest['kind']; readonly grant: Grant };
+  | { readonly t: 'grant'; readonly path: string; readonly kind: GrantRequest['kind']; readonly grant: Grant }
+  | { readonly t: 'sessions'; readonly path: string; readonly sessions: PathSessions };
 
 /** A pool told "not yet" while its shard's request is on its way asks again this soon. */
 export const ASK_AGAIN_MS = 5;
@@ -54,13 +59,18 @@ export interface ShardLink {
   close(): void;
 }
 
-export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>, clock: Pick<Clock, 'now'>): ShardLink {
+export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>, sessions: SessionTally, clock: Pick<Clock, 'now'>): ShardLink {
   // The question each path was first asked with: asked again on use, so the shaper keeps the path
   // (it forgets paths nobody asks about) and a reload's new handle is picked up.
   const known = new Map<string, { readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string; handle: PathHandle; usedAt: number }>();
   let sweptAt = clock.now();
   const snapshotOf = (h: PathHandle): Snapshot => ({ settings: h.settings(), hold: h.hold() });
   const send = (m: ToShard): void => channel.postMessage(m);
+  // This shard's sessions per path, taken back from the tally if the shard goes.
+  const ours = new Map<string, number>();
+  const unlisten = sessions.listen((path, counts) => {
+    if (known.has(path)) send({ t: 'sessions', path, sessions: counts });
+  });
   const touch = (key: string): PathHandle | undefined => {
     const entry = known.get(key);
     if (!entry) return undefined;
@@ -83,7 +93,7 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
         if (now - sweptAt > ROUTE_IDLE_MS) sweep(now);
         const h = shaper.path(m.site, m.mx, m.domain);
         known.set(h.key, { site: m.site, mx: m.mx, domain: m.domain, handle: h, usedAt: now });
-        send({ t: 'path', id: m.id, identity: { key: h.key, site: h.site, source: h.source, domain: h.domain, provider: h.provider }, snapshot: snapshotOf(h) });
+        send({ t: 'path', id: m.id, identity: { key: h.key, site: h.site, source: h.source, domain: h.domain, provider: h.provider }, snapshot: snapshotOf(h), sessions: sessions.sessions(h.key) });
         return;
       }
       case 'acquire': {
@@ -98,8 +108,13 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
         return shaper.refund(m.path, m.messages);
       case 'observe': {
         const h = touch(m.path);
-        if (h) shaper.observe(h, m.observation, m.levels);
+        if (h) shaper.observe(h, m.observation, sessions.levels(m.path, m.levels, clock.now()));
         return;
+      }
+      case 'session': {
+        ours.set(m.path, (ours.get(m.path) ?? 0) + m.delta);
+        if (ours.get(m.path) === 0) ours.delete(m.path);
+        return sessions.change(m.path, m.delta, clock.now());
       }
     }
   };
@@ -113,7 +128,13 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
     reloaded() {
       for (const key of known.keys()) push(touch(key) as PathHandle);
     },
-    close: () => channel.off?.('message', listener),
+    close: () => {
+      channel.off?.('message', listener);
+      unlisten();
+      const now = clock.now();
+      for (const [path, open] of ours) for (let i = 0; i < open; i++) sessions.change(path, -1, now);
+      ours.clear();
+    },
   };
 }
 
@@ -127,7 +148,7 @@ interface Credit {
   idle: Timer | undefined;
 }
 
-interface RemotePath { readonly handle: PathHandle; snapshot: Snapshot }
+interface RemotePath { readonly handle: PathHandle; snapshot: Snapshot; sessions: PathSessions | undefined }
 
 /** A delivery shard's view of the shaper: what its pools call instead of the shaper itself. */
 export class RemoteShaping {
@@ -161,7 +182,7 @@ export class RemoteShaping {
     const id = this.#nextId++;
     const answer = new Promise<PathHandle>((resolve) => {
       this.#waiting.set(id, (m) => {
-        const handle = this.#adopt(m.identity, m.snapshot);
+        const handle = this.#adopt(m.identity, m.snapshot, m.sessions);
         const entry = this.#routes.get(route);
         if (entry) entry.answer = handle;
         resolve(handle);
@@ -182,6 +203,11 @@ export class RemoteShaping {
 
   observe(handle: PathHandle, observation: PathObservation, levels: PathLevels): void {
     this.#send({ t: 'observe', path: handle.key, observation, levels });
+  }
+
+  /** A session on the path got past its greeting (+1) or ended (-1). */
+  session(path: string, delta: 1 | -1): void {
+    this.#send({ t: 'session', path, delta });
   }
 
   /** Give back all credit (the shard stops). */
@@ -229,6 +255,11 @@ export class RemoteShaping {
         if (known) known.snapshot = m.snapshot;
         return;
       }
+      case 'sessions': {
+        const known = this.#paths.get(m.path);
+        if (known) known.sessions = m.sessions;
+        return;
+      }
       case 'grant': {
         const key = creditKey(m.path, m.kind);
         const credit = this.#credit.get(key);
@@ -262,7 +293,7 @@ export class RemoteShaping {
     credit.held = 0;
   }
 
-  #adopt(identity: Identity, snapshot: Snapshot): PathHandle {
+  #adopt(identity: Identity, snapshot: Snapshot, sessions: PathSessions | undefined): PathHandle {
     const known = this.#paths.get(identity.key);
     if (known) {
       known.snapshot = snapshot;
@@ -271,6 +302,7 @@ export class RemoteShaping {
     const clock = this.#clock;
     const entry: RemotePath = {
       snapshot,
+      sessions,
       handle: {
         ...identity,
         settings: () => entry.snapshot.settings,
@@ -278,6 +310,7 @@ export class RemoteShaping {
           const hold = entry.snapshot.hold;
           return hold && hold.until > clock.now() ? hold : undefined;
         },
+        sessions: () => entry.sessions,
       },
     };
     this.#paths.set(identity.key, entry);

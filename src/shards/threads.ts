@@ -8,6 +8,8 @@ import type { PoolView } from '../delivery/index.ts';
 import { mergeKpiViews, openEventLog, type EventLog, type KpiView } from '../feedback/index.ts';
 import type { Shaper } from '../shaping/index.ts';
 import { serveShard, type ShardLink } from '../shaping/remote.ts';
+import { SessionTally } from '../shaping/sessions.ts';
+import { PEAK_WINDOW_MS } from '../delivery/limits.ts';
 import { shardConfig } from './config.ts';
 import { caller, type Caller } from './rpc.ts';
 import { sumMaps, sumQueueViews, type QueueView, type Shards } from './shards.ts';
@@ -50,6 +52,7 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
   const settings = shardConfig(config, threads);
 
   const faults = new RepeatedLog(log, deps.clock);
+  const sessions = new SessionTally(PEAK_WINDOW_MS);
   const spawn = (shard: number): Running => {
     const { port1, port2 } = new MessageChannel();
     const data: ShardData = { config: settings, shard, threads, level: log.level, forwardLogs: deps.logLine !== undefined, shaping: port2 };
@@ -71,7 +74,7 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     });
     worker.on('error', failed);
     worker.on('exit', (code) => failed(new Error(`shard ${shard} exited with code ${code}`)));
-    return { worker, rpc, link: serveShard(port1, deps.shaper, deps.clock) };
+    return { worker, rpc, link: serveShard(port1, deps.shaper, sessions, deps.clock) };
   };
   const shards = Array.from({ length: threads }, (_, k) => spawn(k));
   const all = <T>(op: string, arg?: unknown): Promise<T[]> => Promise.all(shards.map((s) => s.rpc.call<T>(op, arg)));

@@ -9,13 +9,16 @@ import { createDelivery } from '../../../src/delivery/index.ts';
 import { systemClock } from '../../../src/lib/clock.ts';
 import t from 'tap';
 import type { SiteName } from '../../../src/model/ids.ts';
+import type { AttemptOutcome } from '../../../src/model/outcome.ts';
 import type { Grant, PathHandle, PathSettings } from '../../../src/model/path.ts';
 import { createShaper, parseShapingRules, RemoteShaping, serveShard, type ShardLink } from '../../../src/shaping/index.ts';
 import { CREDIT_IDLE_MS, FULL_RETRY_MS, ROUTE_IDLE_MS } from '../../../src/shaping/remote.ts';
+import { SessionTally } from '../../../src/shaping/sessions.ts';
 import { FakeClock, settle } from '../../support/fake-clock.ts';
 import { tempDir } from '../../support/daemon.ts';
 import { freePort } from '../../support/ports.ts';
 import { startSink } from '../../support/sink.ts';
+import { until } from '../../support/smtp-client.ts';
 
 const BASE: PathSettings = {
   max_connections: 10, max_messages_per_connection: 100, max_message_rate: undefined, max_connection_rate: undefined,
@@ -29,23 +32,24 @@ adaptive:
 `;
 const SITE = 'mx.big.test' as SiteName;
 
-function setup(t: { teardown(fn: () => unknown): void }, clock: FakeClock | typeof systemClock = new FakeClock()) {
+function setup(t: { teardown(fn: () => unknown): void }, clock: FakeClock | typeof systemClock = new FakeClock(), rules = RULES) {
   const dir = tempDir();
-  const loaded = parseShapingRules(RULES, { reasons: [] });
+  const loaded = parseShapingRules(rules, { reasons: [] });
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
   const links: ShardLink[] = [];
+  const sessions = new SessionTally(60_000);
   const shaper = createShaper(
     { base: BASE, rules: loaded.rules, stateDir: dir.path },
     { clock, log: pino({ level: 'silent' }), classify: () => ({ reason: 'toomanyconn' }), onChange: (_c, path) => { for (const l of links) l.changed(path.key); } },
   );
   const shards = [0, 1].map(() => {
     const { port1, port2 } = new MessageChannel();
-    links.push(serveShard(port1, shaper, clock));
+    links.push(serveShard(port1, shaper, sessions, clock));
     t.teardown(() => { port1.close(); port2.close(); });
     return new RemoteShaping(port2, clock);
   });
   t.teardown(async () => { await shaper.stop(); dir.remove(); });
-  return { clock: clock as FakeClock, shaper, shards };
+  return { clock: clock as FakeClock, shaper, shards, links, sessions };
 }
 
 async function pathOf(shard: RemoteShaping): Promise<PathHandle> {
@@ -129,6 +133,66 @@ t.test('an adaptive change made in the coordinator reaches the shards\' handles'
   t.equal(handleA.settings().max_connections, 2);
 });
 
+t.test('sessions past the greeting are counted across the shards: each shard hears the sum, an observed cut is taken from it, and a shard that stops gives its sessions back', async (t) => {
+  const { shaper, shards, links } = setup(t);
+  const [a, b] = shards as [RemoteShaping, RemoteShaping];
+  const handleA = await pathOf(a);
+  const handleB = await pathOf(b);
+  t.equal(handleB.sessions?.(), undefined, 'nothing heard before the first session');
+  a.session(handleA.key, 1);
+  a.session(handleA.key, 1);
+  b.session(handleB.key, 1);
+  await settle();
+  t.same(handleA.sessions?.(), { open: 3, opened: 3 }, 'shard A hears of B\'s session');
+  t.same(handleB.sessions?.(), { open: 3, opened: 3 }, 'and B of A\'s two');
+  // B alone has one open, as its own pool sees; the receiver has three from us.
+  b.observe(handleB, { kind: 'reply', recipients: 0, reply: { code: 421, text: 'Too many connections', origin: 'remote' } }, { connections: 1, sentOnConnection: 0 });
+  await settle();
+  t.equal(shaper.views().find((v) => v.path === handleA.key)?.limits.max_connections.value, 3, 'observed = the sessions of every shard, not B\'s one');
+  links[0]!.close();
+  await settle();
+  t.same(handleB.sessions?.(), { open: 1, opened: 3 }, 'shard A gone: its two sessions are taken back');
+});
+
+t.test('two shards against a tarpit (no greeting above three sessions): a shard with none of the three open still gives up on a stalled session early, and observed settles at three', async (t) => {
+  const port = await freePort();
+  const sink = await startSink({ host: '127.0.0.1', port, patience: { stallAbove: 3, dataDelayMs: 8_000 } });
+  t.teardown(() => sink.close());
+  const rules = `
+adaptive:
+  - { id: tarpit, event: [greeting-timeout], trigger: { count: 1, within: 1m }, action: { lower: { max_connections: observed } }, duration: 10m, recover: { every: 10m } }
+`;
+  const { shards, shaper } = setup(t, systemClock, rules);
+  const deliveries = shards.map((shard) => createDelivery(
+    { port, localName: 'tern.test', timeouts: { command: 5_000, data: 5_000 } },
+    { path: (site, mx, domain) => shard.path(site, mx, domain), acquire: (r) => shard.acquire(r), release: (p, n) => shard.release(p, n), observe: (h, o, l) => shard.observe(h, o, l), session: (p, d) => shard.session(p, d) },
+    { clock: systemClock, log: pino({ level: 'silent' }) },
+  ));
+  t.teardown(() => { for (const d of deliveries) d.abort(); });
+  const send = (shard: number, n: number, tag: string): Promise<AttemptOutcome>[] => Array.from({ length: n }, (_, i) => deliveries[shard]!.deliver({
+    site: SITE, domain: 'big.test', hosts: [{ name: 'mx.big.test', addresses: ['127.0.0.1'] }],
+    envelope: { sender: 'a@example.com', recipients: [`${tag}${i}@big.test`], size: 10, eightBit: false },
+    openBody: () => Readable.from([Buffer.from('Subject: x\r\n\r\nx\r\n')]),
+  }));
+  // Shard A takes the three sessions the receiver greets with a message each that the receiver
+  // sits on for eight seconds; only then does shard B start, so none of the sessions B could
+  // count is its own, and its first connections stall.
+  const first = send(0, 3, 'a');
+  await until(() => sink.stats.sessions >= 3, 5_000, 'shard A\'s three sessions');
+  sink.patience.dataDelayMs = 20;
+  const started = Date.now();
+  const second = send(1, 10, 'b');
+  const outcomes = await Promise.all([...first, ...second]);
+  const took = Date.now() - started;
+  t.equal(outcomes.filter((o) => o.kind === 'transaction' && o.replies.every((r) => r.code === 250)).length, 13, 'every message delivered');
+  t.ok(sink.stats.stalled >= 1, `the receiver stalled ${sink.stats.stalled} sessions`);
+  // Before sessions were counted across shards, B (none of the greeted three its own, none
+  // opened by it since) waited out the whole greeting timeout, 60 s here, on its stalled ones.
+  t.ok(took < BASE.greeting_timeout, `shard B done in ${(took / 1000).toFixed(1)} s: no stalled session was waited out (greeting timeout ${BASE.greeting_timeout / 1000} s)`);
+  t.equal(shaper.views().find((v) => v.site === SITE)?.limits.max_connections.value, 3, 'max_connections lowered to the three sessions the receiver greets, not one shard\'s share');
+  for (const d of deliveries) d.stop();
+});
+
 t.test('a shard forgets routes nobody has used for ten minutes, as the shaper forgets paths', async (t) => {
   const { clock, shards } = setup(t);
   const [a] = shards as [RemoteShaping];
@@ -147,7 +211,7 @@ t.test('two delivery shards with real pools against a receiver counting sessions
   const { shards } = setup(t, systemClock);
   const deliveries = shards.map((shard) => createDelivery(
     { port, localName: 'tern.test', timeouts: { command: 5_000, data: 5_000 } },
-    { path: (site, mx, domain) => shard.path(site, mx, domain), acquire: (r) => shard.acquire(r), release: (p, n) => shard.release(p, n), observe: (h, o, l) => shard.observe(h, o, l) },
+    { path: (site, mx, domain) => shard.path(site, mx, domain), acquire: (r) => shard.acquire(r), release: (p, n) => shard.release(p, n), observe: (h, o, l) => shard.observe(h, o, l), session: (p, d) => shard.session(p, d) },
     { clock: systemClock, log: pino({ level: 'silent' }) },
   ));
   t.teardown(() => { for (const d of deliveries) d.abort(); });
