@@ -2,6 +2,14 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
+// Tern runs its TypeScript with Node's own type stripping and uses APIs of 22.19: on an older Node
+// it would die on a syntax error far from the cause. EX_CONFIG (78): the unit does not restart it.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 19)) {
+  process.stderr.write(`tern: needs Node.js 22.19 or later; ${process.execPath} is ${process.version}\n`);
+  process.exit(78);
+}
+
 // Spool writes fsync in libuv's thread pool, which every shard shares (ADR 0010); the default of
 // 4 threads caps concurrent commits. Two a CPU serves the default tuning.threads ("auto").
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(16, 2 * availableParallelism()));

@@ -13,6 +13,7 @@ import type { Clock } from './lib/clock.ts';
 import { TernError } from './lib/errors.ts';
 import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
 import { createMetrics } from './metrics/index.ts';
+import { checkListenerTls } from './ingress/index.ts';
 import { createPipeline } from './pipeline.ts';
 import { localShards, resolveThreads, workerShards, type Shards } from './shards/index.ts';
 import { baseSettings, createShaper, loadRuleSet, type Change, type LoadedRuleSet, type PathIdentity } from './shaping/index.ts';
@@ -39,8 +40,9 @@ export interface DaemonDeps {
 /** Problems in the files a valid config points at (DKIM keys, bounce and MX rules), reported like config problems. */
 export function checkFiles(config: Config): { path: string; problem: string }[] {
   const shaping = loadShapingRules(config);
-  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config.bounce.rules_file).problems, ...(shaping.ok ? [] : shaping.problems), ...checkTrust(config)];
+  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config.bounce.rules_file).problems, ...(shaping.ok ? [] : shaping.problems), ...checkTrust(config), ...checkListenerTls(config.smtp.tls)];
 }
+
 
 /** delivery.tls_ca_file must hold readable certificates: Node would take a broken one silently, and verify would trust nothing. */
 function checkTrust(config: Config): { path: string; problem: string }[] {
@@ -108,10 +110,12 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
         return shards.metrics(metrics.registry);
       },
       queue: () => shards.queue(),
+      readiness: () => shards.readiness(),
       kpi: (scope, id) => shards.kpi(scope, id),
       sites: async () => ({ paths: shaper.views(), pools: await shards.pools(), queued: await shards.queued() }),
     },
     log.child({ stage: 'admin' }),
+    clock,
   );
 
   return {

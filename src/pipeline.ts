@@ -20,6 +20,7 @@ import type { JournalRecord } from './model/journal.ts';
 import type { SmtpReply } from './model/reply.ts';
 import { createQueue, type Queue, type RecipientOutcome } from './queue/index.ts';
 import type { Change } from './shaping/index.ts';
+import type { Readiness } from './model/readiness.ts';
 import { partitionDir, partitionsOf, presentPartitions } from './shards/partitions.ts';
 import { joinSpools, openSpool, type LoadedMessage } from './spool/index.ts';
 
@@ -58,6 +59,8 @@ export interface Pipeline {
   /** An adaptive change on a path: mail waiting for it may be due now. */
   shapingChanged(change: Change, path: string): void;
   smtpAddresses(): { host: string; port: number }[];
+  /** What GET /readyz asks of this pipeline. */
+  readiness(): Promise<Readiness>;
   /** Set the queue, connection and outbox gauges from live state (before a scrape). */
   refreshGauges(): void;
 }
@@ -213,6 +216,9 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       if (change.change === 'expired' || change.change === 'recovered') queue.release(path);
     },
     smtpAddresses: () => ingress.addresses(),
+    async readiness() {
+      return { spool: await spool.healthy(), listening: ingress.listening(), outboxStalledMs: feedback.stalledMs() };
+    },
     refreshGauges() {
       const q = queue.snapshot();
       metrics.queueRecipients.set(q.recipients);

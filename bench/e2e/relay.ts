@@ -647,7 +647,7 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
     [
       'hostname: tern.bench',
       `smtp: { listen: ["127.0.0.1:${port}"], max_message_size: 25MB, max_recipients: 1000, max_clients: 1000 }`,
-      `admin: { listen: "127.0.0.1:${adminPort}" }`,
+      `admin: { listen: "127.0.0.1:${adminPort}", token: bench }`,
       `spool: { dir: ${JSON.stringify(spool)}, min_free: 1MB }`,
       `dns: { servers: ["${dns.server}"], timeout: 2s, attempts: 2 }`,
       `delivery: { port: ${sinkPort}, max_active: 10000, timeouts: { idle: 2s } }`,
@@ -713,7 +713,7 @@ async function startTern(sinkPort: number, work: string, options: { name?: strin
 
   const queue = (): Promise<{ scheduled: number; active: number; recipients: number }> =>
     new Promise((resolve, reject) => {
-      get({ host: '127.0.0.1', port: adminPort, path: '/api/v1/queue', timeout: 5000 }, (res) => {
+      get({ host: '127.0.0.1', port: adminPort, path: '/api/v1/queue', timeout: 5000, headers: { authorization: 'Bearer bench' } }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (s: string) => (body += s));

@@ -113,6 +113,9 @@ async function main(): Promise<void> {
   console.log(table(results));
 }
 
+/** The bench daemon's admin token (its admin listener is on loopback; the API always wants one). */
+const ADMIN_TOKEN = 'bench';
+
 interface RunningTern { readonly proc: ChildProcess; readonly smtpPort: number; readonly adminPort: number }
 
 async function startTern(scratch: string, dnsServer: string, deliveryPort: number): Promise<RunningTern> {
@@ -120,7 +123,7 @@ async function startTern(scratch: string, dnsServer: string, deliveryPort: numbe
   const config = {
     hostname: 'tern.bench',
     smtp: { listen: [`127.0.0.1:${smtpPort}`], max_clients: 2000 },
-    admin: { listen: `127.0.0.1:${adminPort}` },
+    admin: { listen: `127.0.0.1:${adminPort}`, token: ADMIN_TOKEN },
     spool: { dir: join(scratch, 'spool'), min_free: '1MB' },
     dns: { servers: [dnsServer] },
     // Shorter than the default 20 minutes so refused mail arrives within the run; rules untouched.
@@ -185,7 +188,7 @@ const received = (sink: Sink): number => new Set(sink.received.flatMap((m) => m.
 
 /** Recipients Tern still holds for the site (waiting or ready), by its sites API. */
 async function queuedFor(adminPort: number, site: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${adminPort}/api/v1/sites/${site}`).catch(() => undefined);
+  const res = await fetch(`http://127.0.0.1:${adminPort}/api/v1/sites/${site}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }).catch(() => undefined);
   return res?.ok ? ((await res.json()) as { queued_recipients: number }).queued_recipients : 0;
 }
 

@@ -1,6 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
+import type { Clock } from '../lib/clock.ts';
 import { parseHostPort } from '../lib/net.ts';
+import { RepeatedLog } from '../lib/repeated-log.ts';
+import type { Readiness } from '../model/readiness.ts';
+import { checkBearer, PUBLIC_PATHS } from './access.ts';
+import { judgeReadiness } from './readiness.ts';
 import { sitesView, type PathFacts, type SitesInput } from './sites.ts';
 
 /** What admin shows; asynchronous, since with shards (ADR 0010) each answer is a merge of theirs. */
@@ -10,6 +15,8 @@ export interface AdminPorts {
   /** Every metric as exposition text, gauges refreshed from live state. */
   readonly metrics: () => Promise<string>;
   readonly queue: () => Promise<unknown>;
+  /** Every shard's readiness (undefined: did not answer). */
+  readonly readiness: () => Promise<(Readiness | undefined)[]>;
   /** KPIs of one campaign (`meta.campaign`) or delivery (`meta.delivery`), or undefined. */
   readonly kpi: (scope: 'campaign' | 'delivery', id: string) => Promise<unknown>;
   /** Every known delivery path, its pool and its waiting recipients. */
@@ -22,13 +29,22 @@ export interface Admin {
   address(): { host: string; port: number } | undefined;
 }
 
-/** The admin listener: /healthz, /metrics, and read-only /api/v1/queue, /api/v1/sites[/:site], /api/v1/campaigns/:id, /api/v1/deliveries/:id. */
-export function createAdmin(options: { listen: string }, ports: AdminPorts, log: Logger): Admin {
+/**
+ * The admin listener: /healthz, /readyz and /metrics open; every /api/v1/ call behind the bearer
+ * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id.
+ */
+export function createAdmin(options: { listen: string; token: string; readiness: { outbox_stall: number } }, ports: AdminPorts, log: Logger, clock: Clock): Admin {
   let server: Server | undefined;
+  // A client guessing tokens would otherwise write a line per guess.
+  const refusals = new RepeatedLog(log, clock);
   let bound: { host: string; port: number } | undefined;
 
   const handler = async (path: string): Promise<{ status: number; type: string; body: string }> => {
     if (path === '/healthz') return { status: 200, type: 'application/json', body: '{"status":"ok"}\n' };
+    if (path === '/readyz') {
+      const view = judgeReadiness(await ports.readiness(), options.readiness.outbox_stall);
+      return json(view.status === 'ready' ? 200 : 503, view);
+    }
     if (path === '/metrics') return { status: 200, type: ports.metricsType, body: await ports.metrics() };
     if (path === '/api/v1/queue') return json(200, await ports.queue());
     if (path === '/api/v1/sites') return json(200, { sites: sitesView(await ports.sites()) });
@@ -54,6 +70,15 @@ export function createAdmin(options: { listen: string }, ports: AdminPorts, log:
       const { host, port } = parseHostPort(options.listen) as { host: string; port: number };
       server = createServer((req, res) => {
         const path = new URL(req.url ?? '/', 'http://admin').pathname;
+        if (!PUBLIC_PATHS.has(path)) {
+          const access = checkBearer(req.headers.authorization, options.token);
+          if (!access.ok) {
+            refusals.warn(`${access.status}:${req.socket.remoteAddress}`, { path, method: req.method, remote: req.socket.remoteAddress, status: access.status, error: access.error }, 'admin call refused');
+            res.writeHead(access.status, { 'content-type': 'application/json', ...(access.status === 401 ? { 'www-authenticate': 'Bearer realm="tern"' } : {}) })
+              .end(`${JSON.stringify({ error: access.error })}\n`);
+            return;
+          }
+        }
         if (req.method !== 'GET') {
           res.writeHead(405, { 'content-type': 'application/json', allow: 'GET' }).end('{"error":"method not allowed"}\n');
           return;
@@ -86,3 +111,4 @@ export function createAdmin(options: { listen: string }, ports: AdminPorts, log:
 function json(status: number, body: unknown): { status: number; type: string; body: string } {
   return { status, type: 'application/json', body: `${JSON.stringify(body)}\n` };
 }
+

@@ -115,23 +115,33 @@ function checkConfig(args: readonly string[], io: Io): number {
   return 0;
 }
 
+/**
+ * `start` exit codes (docs/operations.md, "Exit codes"): a config that cannot work exits
+ * EXIT_CONFIG, which the systemd unit does not restart (RestartPreventExitStatus), since a restart
+ * loop would not mend it; anything else that stops the start exits 1, which may pass (a port in use).
+ */
+const EXIT_CONFIG = 78; // sysexits.h EX_CONFIG
+
 async function start(args: readonly string[], io: Io): Promise<number> {
   const loaded = configFrom(args, io);
   if (typeof loaded === 'number') return loaded;
   const failed = fullCheck(loaded);
   if (failed || !loaded.ok) {
-    reportProblems(failed ?? (loaded as Extract<Loaded, { ok: false }>), io);
-    return 1;
+    // One JSON line, like every other line `start` writes, for the journal and log shippers.
+    const bad = failed ?? (loaded as Extract<Loaded, { ok: false }>);
+    pino({ base: { service: 'tern' }, timestamp: pino.stdTimeFunctions.isoTime }).fatal({ config: bad.source, problems: bad.problems, exit: EXIT_CONFIG }, 'configuration is invalid: nothing started');
+    return EXIT_CONFIG;
   }
   const log = pino({ level: loaded.config.log.level, base: { service: 'tern' }, timestamp: pino.stdTimeFunctions.isoTime });
   log.info({ config: loaded.source }, 'starting');
   let shardFailed: (() => void) | undefined;
-  const daemon = createDaemon(loaded.config, { clock: systemClock, log, onFailure: () => shardFailed?.() });
+  let daemon: ReturnType<typeof createDaemon> | undefined;
   try {
+    daemon = createDaemon(loaded.config, { clock: systemClock, log, onFailure: () => shardFailed?.() });
     await daemon.start();
   } catch (err) {
-    log.fatal({ err }, 'cannot start');
-    await daemon.stop(0).catch(() => undefined);
+    log.fatal({ err: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code }, exit: 1 }, 'cannot start');
+    await daemon?.stop(0).catch(() => undefined);
     return 1;
   }
   log.info({ smtp: daemon.smtpAddresses(), admin: daemon.adminAddress() }, 'ready');

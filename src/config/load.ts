@@ -42,12 +42,25 @@ export function parseConfigText(text: string, source: string): Loaded {
   return validateConfig(raw, source, dirname(resolve(source)));
 }
 
-export function validateConfig(raw: unknown, source: string, baseDir: string): Loaded {
-  const result = configSchema.safeParse(raw, { reportInput: true });
+export function validateConfig(raw: unknown, source: string, baseDir: string, env: NodeJS.ProcessEnv = process.env): Loaded {
+  const result = configSchema.safeParse(withEnvironment(raw, env), { reportInput: true });
   if (!result.success) {
     return { ok: false, source, problems: result.error.issues.map(toProblem) };
   }
   return { ok: true, source, config: resolvePaths(result.data, baseDir) };
+}
+
+/**
+ * $TERN_ADMIN_TOKEN, when set, is admin.token: a secret kept out of the config file (a container's
+ * environment, a systemd credential). Anything but a mapping is left for the schema to refuse.
+ */
+function withEnvironment(raw: unknown, env: NodeJS.ProcessEnv): unknown {
+  const token = env.TERN_ADMIN_TOKEN;
+  if (token === undefined || token === '' || typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  const root = raw as Record<string, unknown>;
+  const admin = root.admin;
+  if (admin !== undefined && (typeof admin !== 'object' || admin === null || Array.isArray(admin))) return raw;
+  return { ...root, admin: { ...(admin as Record<string, unknown> | undefined), token } };
 }
 
 function toProblem(issue: z.core.$ZodIssue): ConfigProblem {

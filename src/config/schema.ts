@@ -1,5 +1,9 @@
 import { z } from 'zod';
+import { isLoopbackListen } from '../lib/net.ts';
 import { cidr, duration, hostPort, hostname, rate, size, tlsPolicy } from './fields.ts';
+
+/** A deadline or period of 0 would fail every attempt at once (or spin): refused at check-config. */
+const positiveDuration = duration.refine((ms) => ms > 0, 'must be longer than 0');
 
 /** Listener limits (src/ingress/smtp/limits.ts); each default follows the Postfix smtpd parameter named. */
 const smtpLimits = z.strictObject({
@@ -10,8 +14,8 @@ const smtpLimits = z.strictObject({
   client_connection_rate: z.number().int().min(0).default(0), // smtpd_client_connection_rate_limit
   auth_failure_limit: z.number().int().min(0).default(10), // (smtpd_client_auth_rate_limit counts every AUTH)
   auth_failure_window: duration.default(900_000),
-  session_deadline: duration.default(1_800_000),
-  data_deadline: duration.default(600_000),
+  session_deadline: positiveDuration.default(1_800_000),
+  data_deadline: positiveDuration.default(600_000),
   line_length: z.number().int().min(78).default(998), // RFC 5322 2.1.1 (Postfix's line_length_limit folds at 2048)
   header_size: size.default(1_048_576), // header_size_limit
 });
@@ -33,14 +37,23 @@ const smtp = z.strictObject({
     })
     .default({ users: [], allow_insecure: false }),
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
-  timeout: duration.default(300_000),
+  timeout: positiveDuration.default(300_000),
   banner: z.string().default('Tern'),
   limits: smtpLimits.default(() => smtpLimits.parse({})),
 });
 
 const admin = z.strictObject({
   listen: hostPort.default('127.0.0.1:8025'),
-  token: z.string().default(''),
+  /** Bearer token of every /api/v1 call; required unless the listener is on loopback. */
+  token: z.string().regex(/^[\x21-\x7e]*$/, 'must be printable ASCII without spaces (it travels in an HTTP header)').default(''),
+  /** GET /readyz fails once an outbox has held events this long with none acknowledged. */
+  readiness: z.strictObject({ outbox_stall: positiveDuration.default(900_000) }).default({ outbox_stall: 900_000 }),
+}).superRefine((a, ctx) => {
+  if (a.token !== '' || isLoopbackListen(a.listen)) return;
+  ctx.addIssue({
+    code: 'custom', path: ['token'],
+    message: `must be set when admin.listen (${a.listen}) is not a loopback address: the admin API can bounce and suspend mail (or set TERN_ADMIN_TOKEN)`,
+  });
 });
 
 const spool = z.strictObject({
@@ -57,29 +70,30 @@ const spool = z.strictObject({
 
 const dns = z.strictObject({
   servers: z.array(hostPort.or(z.string().regex(/^[0-9a-f:.]+$/i))).default([]),
-  timeout: duration.default(3_000),
+  timeout: positiveDuration.default(3_000),
   attempts: z.number().int().min(1).max(10).default(2),
   negative_ttl: duration.default(300_000),
   cache_size: z.number().int().min(16).default(50_000),
 });
 
 const retry = z.strictObject({
-  base: duration.default(1_200_000),
-  max: duration.default(21_600_000),
+  base: positiveDuration.default(1_200_000),
+  max: positiveDuration.default(21_600_000),
   jitter: z.number().min(0).max(1).default(0.1),
 });
 
 const timeouts = z.strictObject({
-  connect: duration.default(30_000),
-  greeting: duration.default(60_000),
-  command: duration.default(120_000),
-  data: duration.default(600_000),
+  connect: positiveDuration.default(30_000),
+  greeting: positiveDuration.default(60_000),
+  command: positiveDuration.default(120_000),
+  data: positiveDuration.default(600_000),
+  /** 0: close a connection as soon as its path has nothing more for it. */
   idle: duration.default(5_000),
 });
 
 const delivery = z.strictObject({
   port: z.number().int().min(1).max(65_535).default(25),
-  validity: duration.default(259_200_000),
+  validity: positiveDuration.default(259_200_000),
   retry: retry.default({ base: 1_200_000, max: 21_600_000, jitter: 0.1 }),
   timeouts: timeouts.default({ connect: 30_000, greeting: 60_000, command: 120_000, data: 600_000, idle: 5_000 }),
   /** Messages held in memory for delivery at once; the rest wait on disk. */
@@ -101,7 +115,6 @@ const dkimKey = z.strictObject({
   fallback: z.boolean().default(false),
 });
 
-const positiveDuration = duration.refine((ms) => ms > 0, 'must be longer than 0');
 
 /**
  * What an MX rule may set for a destination (docs/shaping.md). Every key is optional here: a
@@ -137,12 +150,12 @@ const shaping = z.strictObject({
 });
 
 const webhook = z.strictObject({
-  url: z.url(),
+  url: z.url().refine((u) => /^https?:\/\//i.test(u), 'must be an http:// or https:// URL'),
   /** HMAC-SHA256 key for X-Tern-Signature; empty still signs, with an empty key. */
   secret: z.string().default(''),
   max_batch: z.number().int().min(1).max(10_000).default(500),
   max_wait: duration.default(1_000),
-  timeout: duration.default(10_000),
+  timeout: positiveDuration.default(10_000),
   /** Batches in flight at once; one recipient's events always share a lane, so stay in order. */
   concurrency: z.number().int().min(1).max(64).default(4),
   backoff_max: duration.default(600_000),

@@ -49,6 +49,8 @@ export interface Feedback {
   stop(): Promise<void>;
   kpi(scope: KpiScope, id: string): KpiView | undefined;
   stats(): OutboxStats;
+  /** The longest any endpoint's outbox has had events waiting without an acknowledgement (ms). */
+  stalledMs(): number;
 }
 
 const KPI_SAVE_MS = 5_000;
@@ -155,6 +157,7 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
   return {
     recover,
     record,
+    stalledMs: () => Math.max(outbox.stalledMs(), ...extras.map((e) => e.outbox.stalledMs())),
     start() {
       for (const e of endpoints) e.sender.start();
       scheduleSave();

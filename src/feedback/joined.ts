@@ -26,6 +26,7 @@ export function joinFeedback(own: Feedback, adopted: readonly Feedback[]): Feedb
     kpi(scope, id) {
       return mergeKpiViews(all.map((f) => f.kpi(scope, id)));
     },
+    stalledMs: () => Math.max(...all.map((f) => f.stalledMs())),
     stats() {
       const stats = all.map((f) => f.stats());
       return {

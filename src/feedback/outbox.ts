@@ -44,6 +44,8 @@ export interface Outbox {
   /** Retry deletions that `deletable` refused earlier. */
   sweep(): Promise<void>;
   stats(): OutboxStats;
+  /** How long events have waited with none acknowledged (0 when none wait): a wedged endpoint's clock. */
+  stalledMs(): number;
   close(): Promise<void>;
 }
 
@@ -92,6 +94,8 @@ export function openOutbox(options: OutboxOptions): Outbox {
   /** When the sender is behind: the byte where reading the backlog resumes. */
   let readPos: { seq: number; offset: number } | undefined;
   let housekeeping: Promise<void> = Promise.resolve();
+  /** The last acknowledgement, or when events began to wait after none did. */
+  let progressAt = options.now();
 
   const logPath = (seq: number): string => files.path(seq);
   const ackPath = (seq: number): string => join(options.dir, `${String(seq).padStart(12, '0')}.ack`);
@@ -129,6 +133,7 @@ export function openOutbox(options: OutboxOptions): Outbox {
   const commit = groupCommit<Appending>(async (batches) => {
     const numbered = batches.flatMap((b) => b.events.map((event) => ({ n: nextN++, event })));
     if (numbered.length === 0) return;
+    if (stats().pending === 0) progressAt = options.now();
     const text = numbered.map((s) => `${JSON.stringify({ n: s.n, e: s.event })}\n`).join('');
     let placed: { seq: number; offset: number };
     try {
@@ -237,6 +242,7 @@ export function openOutbox(options: OutboxOptions): Outbox {
       for (const n of ns) segment.acked.add(n);
       maybeDelete(segment);
     }
+    progressAt = options.now();
   });
 
   const acking = new Set<Promise<void>>();
@@ -293,6 +299,7 @@ export function openOutbox(options: OutboxOptions): Outbox {
     },
     take,
     ack,
+    stalledMs: () => (stats().pending === 0 ? 0 : Math.max(0, options.now() - progressAt)),
     async sweep() {
       for (const segment of [...segments.values()]) maybeDelete(segment);
       await housekeeping;

@@ -7,3 +7,4 @@ export { createIngress, type Ingress, type IngressPorts, type IngressOptions } f
 export { parseMeta } from './meta.ts';
 export { MessageRewriter } from './rewrite.ts';
 export { checkMailbox, domainOf } from './address.ts';
+export { checkListenerTls } from './tls-files.ts';

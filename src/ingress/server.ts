@@ -60,6 +60,8 @@ export interface Ingress {
   stop(): Promise<void>;
   /** Bound addresses, useful when listening on port 0. */
   addresses(): { host: string; port: number }[];
+  /** Every configured listener is bound and accepting (false before start and once stopping). */
+  listening(): boolean;
 }
 
 const STORAGE_FULL = render(REPLIES.storageFull);
@@ -68,6 +70,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
   const { clock, log } = deps;
   // A full or broken spool fails every message the same way: one line a minute, with a count.
   const faults = new RepeatedLog(log, clock);
+  let stopped = false;
   const newId = queueIdSource();
   const mayRelay = createNetworkList(options.allow_networks);
   const servers: SmtpServer[] = [];
@@ -236,9 +239,11 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       }
     },
     async stop() {
+      stopped = true;
       await Promise.all(servers.map((s) => s.close()));
     },
     addresses: () => [...bound],
+    listening: () => !stopped && servers.length > 0 && servers.every((s) => s.server.listening),
   };
 }
 

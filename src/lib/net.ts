@@ -9,6 +9,16 @@ export function parseHostPort(text: string): { host: string; port: number } | un
   return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
 }
 
+/** Whether a listen address ("host:port") takes connections from this machine only. */
+export function isLoopbackListen(listen: string): boolean {
+  const host = parseHostPort(listen)?.host.toLowerCase();
+  if (host === undefined) return false;
+  if (host === 'localhost') return true;
+  const plain = plainAddress(host);
+  if (isIP(plain) === 4) return plain.startsWith('127.');
+  return plain === '::1';
+}
+
 /** CIDR list matcher; "127.0.0.0/8", "::1/128" or a bare address. */
 export function createNetworkList(cidrs: readonly string[]): (address: string) => boolean {
   const list = new BlockList();

@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import type { PoolView } from '../delivery/index.ts';
 import type { DkimKey } from '../dkim/index.ts';
 import type { KpiScope, KpiView } from '../feedback/index.ts';
+import type { Readiness } from '../model/readiness.ts';
 import type { Pipeline } from '../pipeline.ts';
 import type { Change } from '../shaping/index.ts';
 
@@ -35,6 +36,8 @@ export interface Shards {
   /** The exposition text: `registry` (the process's metrics) with every shard's. */
   metrics(registry: Registry): Promise<string>;
   queue(): Promise<QueueView>;
+  /** Each shard's readiness; `undefined` for a shard that did not answer. */
+  readiness(): Promise<(Readiness | undefined)[]>;
   kpi(scope: KpiScope, id: string): Promise<KpiView | undefined>;
   pools(): Promise<Map<string, PoolView>>;
   queued(): Promise<Map<string, number>>;
@@ -58,6 +61,7 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
       return registry.metrics();
     },
     queue: () => Promise.resolve(queueView(pipeline)),
+    readiness: async () => [await pipeline.readiness()],
     kpi: (scope, id) => Promise.resolve(pipeline.feedback.kpi(scope, id)),
     pools: () => Promise.resolve(pipeline.delivery.pools()),
     queued: () => Promise.resolve(pipeline.queue.queuedByPath()),

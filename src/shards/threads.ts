@@ -2,7 +2,7 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Config } from '../config/index.ts';
-import type { Clock } from '../lib/clock.ts';
+import type { Clock, Timer } from '../lib/clock.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import type { PoolView } from '../delivery/index.ts';
 import { mergeKpiViews, openEventLog, type EventLog, type KpiView } from '../feedback/index.ts';
@@ -14,6 +14,18 @@ import { shardConfig } from './config.ts';
 import { caller, type Caller } from './rpc.ts';
 import { sumMaps, sumQueueViews, type QueueView, type Shards } from './shards.ts';
 import type { ShardData, ShardNote } from './worker.ts';
+import type { Readiness } from '../model/readiness.ts';
+
+/** A shard that has not answered /readyz's question within this is counted not ready. */
+const READINESS_DEADLINE_MS = 2_000;
+
+function withDeadline<T>(promise: Promise<T>, ms: number, clock: Clock): Promise<T> {
+  let timer: Timer | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = clock.at(clock.now() + ms, () => reject(new Error(`no answer within ${ms} ms`)));
+  });
+  return Promise.race([promise, late]).finally(() => timer?.cancel());
+}
 
 export interface WorkerShardsDeps {
   readonly clock: Clock;
@@ -126,6 +138,11 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     },
     async queue() {
       return sumQueueViews(await all<QueueView>('queue'));
+    },
+    async readiness() {
+      // A shard that died or hangs is a shard not ready; the others still answer.
+      const answers = await Promise.allSettled(shards.map((s) => withDeadline(s.rpc.call<Readiness>('readiness'), READINESS_DEADLINE_MS, deps.clock)));
+      return answers.map((a) => (a.status === 'fulfilled' ? a.value : undefined));
     },
     async kpi(scope, id) {
       return mergeKpiViews(await all<KpiView | undefined>('kpi', { scope, id }));

@@ -85,6 +85,7 @@ answer(port, {
     return metrics.registry.getMetricsAsJSON();
   },
   queue: () => queueView(pipeline),
+  readiness: () => pipeline.readiness(),
   kpi: (arg) => {
     const { scope, id } = arg as { scope: KpiScope; id: string };
     return pipeline.feedback.kpi(scope, id);

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
+import { ADMIN_TOKEN, adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { startWorld, type World } from '../support/world.ts';
 
@@ -19,7 +19,7 @@ t.teardown(async () => {
 });
 
 const get = async (path: string) => {
-  const res = await fetch(`http://127.0.0.1:${tern.adminPort}${path}`);
+  const res = await adminFetch(tern.adminPort, path);
   return { status: res.status, type: res.headers.get('content-type') ?? '', body: await res.text() };
 };
 
@@ -33,6 +33,47 @@ t.test('healthz answers ok', async (t) => {
   t.equal((await get('/nope')).status, 404);
   const post = await fetch(`http://127.0.0.1:${tern.adminPort}/healthz`, { method: 'POST' });
   t.equal(post.status, 405);
+});
+
+t.test('/readyz answers 200 with every check ok, without a token', async (t) => {
+  const res = await fetch(`http://127.0.0.1:${tern.adminPort}/readyz`);
+  t.equal(res.status, 200);
+  t.same(await res.json(), { status: 'ready', checks: { shards: 'ok', smtp: 'ok', spool: 'ok', outbox: 'ok' } });
+});
+
+t.test('/readyz answers 503 naming the spool while free space is below spool.min_free', async (t) => {
+  const full = tempDir();
+  const starved = await startTern(testConfig({ dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: full.path, spool: { min_free: '1000TB' } }));
+  t.teardown(async () => {
+    await starved.stop();
+    full.remove();
+  });
+  const res = await fetch(`http://127.0.0.1:${starved.adminPort}/readyz`);
+  t.equal(res.status, 503);
+  t.match(await res.json(), { status: 'not ready', checks: { spool: /below spool.min_free/, smtp: 'ok', outbox: 'ok' } });
+  t.match(await sendMail(starved.smtpPort, 'a@b.test', ['r@a.test'], message({})).catch((e: Error) => e.message), /452/, 'and ingress does refuse mail, as /readyz said');
+});
+
+t.test('every /api/v1 call needs the bearer token: 401 without, 403 with a wrong one; /healthz and /metrics stay open', async (t) => {
+  const base = `http://127.0.0.1:${tern.adminPort}`;
+  for (const path of ['/api/v1/queue', '/api/v1/sites', '/api/v1/sites/mx1.a.test', '/api/v1/campaigns/x', '/api/v1/deliveries/x']) {
+    const none = await fetch(`${base}${path}`);
+    t.equal(none.status, 401, `${path} without a token`);
+    t.equal(none.headers.get('www-authenticate'), 'Bearer realm="tern"');
+    t.match(await none.json(), { error: /Authorization: Bearer/ });
+    const wrong = await fetch(`${base}${path}`, { headers: { authorization: 'Bearer not-the-token' } });
+    t.equal(wrong.status, 403, `${path} with a wrong token`);
+    t.match(await wrong.json(), { error: /not admin.token/ });
+    const malformed = await fetch(`${base}${path}`, { headers: { authorization: ADMIN_TOKEN } });
+    t.equal(malformed.status, 401, `${path} with the token but not as Bearer`);
+    const right = await adminFetch(tern.adminPort, path);
+    t.not(right.status, 401, `${path} with the token`);
+    t.not(right.status, 403);
+  }
+  t.equal((await fetch(`${base}/healthz`)).status, 200, '/healthz needs no token');
+  t.equal((await fetch(`${base}/metrics`)).status, 200, '/metrics needs no token');
+  const guessed = tern.logs.filter((l) => l.msg === 'admin call refused');
+  t.ok(guessed.length >= 1 && guessed.length <= 2, `refusals are logged, not one line per guess (${guessed.length} lines for 15 refusals)`);
 });
 
 t.test('metrics count accepted mail, attempts and the waiting queue', async (t) => {

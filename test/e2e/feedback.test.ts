@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { FeedbackEvent } from '../../src/model/event.ts';
-import { startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
+import { adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
 import { freePort } from '../support/ports.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
@@ -20,11 +20,11 @@ t.teardown(async () => {
   for (const d of dirs) d.remove();
 });
 
-async function ternWithWebhook(url: string, eventLog?: string): Promise<RunningTern> {
+async function ternWithWebhook(url: string, eventLog?: string, extra: Record<string, unknown> = {}): Promise<RunningTern> {
   const spool = tempDir();
   dirs.push(spool);
   return startTern(testConfig({
-    dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path,
+    dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path, ...extra,
     feedback: {
       webhook: { url, secret: SECRET, max_batch: 20, max_wait: '50ms', timeout: '1s', backoff_max: '300ms' },
       ...(eventLog ? { log: { path: eventLog } } : {}),
@@ -33,7 +33,7 @@ async function ternWithWebhook(url: string, eventLog?: string): Promise<RunningT
 }
 
 const get = async (port: number, path: string): Promise<{ status: number; body: any }> => {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  const res = await adminFetch(port, path);
   return { status: res.status, body: await res.json() };
 };
 
@@ -142,6 +142,30 @@ t.test('with the endpoint down, events wait on disk and all arrive once it is ba
   const metrics = await (await fetch(`http://127.0.0.1:${tern.adminPort}/metrics`)).text();
   t.match(metrics, /tern_events_total\{type="relayed"\} 30/);
   t.match(metrics, /tern_webhook_requests_total\{result="failed"\} [1-9]/, 'the failed attempts are counted');
+});
+
+t.test('/readyz turns 503 once events have waited longer than admin.readiness.outbox_stall, and 200 when the endpoint acknowledges', async (t) => {
+  const receiver = new WebhookReceiver(SECRET);
+  const port = await freePort();
+  const tern = await ternWithWebhook(`http://127.0.0.1:${port}/events`, undefined, { admin: { readiness: { outbox_stall: '400ms' } } });
+  t.teardown(async () => {
+    await tern.stop();
+    await receiver.stop();
+  });
+  const ready = async () => {
+    const res = await fetch(`http://127.0.0.1:${tern.adminPort}/readyz`);
+    return { status: res.status, body: await res.json() };
+  };
+  t.match(await ready(), { status: 200, body: { status: 'ready', checks: { outbox: 'ok' } } }, 'nothing waits yet: ready though the endpoint is down');
+  t.match(await sendMail(tern.smtpPort, 'news@campaign.test', ['stall@a.test'], message({})), /^250 /);
+  const wedged = await until(async () => {
+    const r = await ready();
+    return r.status === 503 && r;
+  }, 10_000, 'not ready once events wait past outbox_stall');
+  t.match(wedged.body, { status: 'not ready', checks: { outbox: /events have waited \d+ s with none acknowledged/, spool: 'ok', smtp: 'ok', shards: 'ok' } });
+  await receiver.start(port);
+  await until(async () => (await ready()).status === 200, 10_000, 'ready again once the endpoint acknowledges');
+  t.ok(receiver.acknowledged.length >= 1);
 });
 
 t.test('several endpoints each get every event; one that is down holds up nothing', async (t) => {

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { childConfig, spawnTern, type TernProcess } from '../support/child.ts';
-import { tempDir } from '../support/daemon.ts';
+import { adminFetch, tempDir } from '../support/daemon.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { startWorld, type World } from '../support/world.ts';
 
@@ -36,7 +36,7 @@ t.test('SIGHUP: new rules apply, a broken file is refused, and the open connecti
   tern = await spawnTern(configPath);
   const running = tern;
   const site = async (): Promise<{ limits: Record<string, { value: unknown; rule: string }> }> => {
-    const body = (await (await fetch(`http://127.0.0.1:${adminPort}/api/v1/sites/mx1.a.test`)).json()) as { paths: { limits: Record<string, { value: unknown; rule: string }> }[] };
+    const body = (await (await adminFetch(adminPort, '/api/v1/sites/mx1.a.test')).json()) as { paths: { limits: Record<string, { value: unknown; rule: string }> }[] };
     return body.paths[0]!;
   };
   const deliver = async (to: string): Promise<void> => {

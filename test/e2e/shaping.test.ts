@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
+import { adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
 import type { Sink } from '../support/sink.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { STANDARD_ZONE, startWorld, type World } from '../support/world.ts';
@@ -93,7 +93,7 @@ const allDelivered = (rcpts: readonly string[], ms = 30_000) =>
 const countedRetries = (rcpts: readonly string[]) => rcpts.flatMap((r) => tern.outcomes(r).filter((l) => l.event === 'retry' && l.held === undefined && Number(l.attempt) > 0));
 
 async function siteView(site: string): Promise<any> {
-  const res = await fetch(`http://127.0.0.1:${tern.adminPort}/api/v1/sites/${encodeURIComponent(site)}`);
+  const res = await adminFetch(tern.adminPort, `/api/v1/sites/${encodeURIComponent(site)}`);
   return res.json();
 }
 
@@ -247,10 +247,10 @@ t.test('metrics: adaptive actions by rule, paused paths and deferrals by provide
 });
 
 t.test('the sites API: every known site with its paths; an unknown site is a 404 that says what a site is', async (t) => {
-  const all = await (await fetch(`http://127.0.0.1:${tern.adminPort}/api/v1/sites`)).json() as { sites: { site: string; paths: { path: string; limits: Record<string, { value: unknown; rule: string }> }[] }[] };
+  const all = await (await adminFetch(tern.adminPort, '/api/v1/sites')).json() as { sites: { site: string; paths: { path: string; limits: Record<string, { value: unknown; rule: string }> }[] }[] };
   const carved = all.sites.find((s) => s.site === 'mx.ratelimited.test');
   t.match(carved?.paths[0], { path: 'default|mx.ratelimited.test|ratelimited.test', domain: 'ratelimited.test', limits: { max_message_rate: { value: '2/s', rule: 'domain:ratelimited.test' }, max_connections: { value: 1, rule: 'domain:ratelimited.test' }, tls: { value: 'may', rule: 'defaults' } } });
-  const missing = await fetch(`http://127.0.0.1:${tern.adminPort}/api/v1/sites/mx.nowhere.test`);
+  const missing = await adminFetch(tern.adminPort, '/api/v1/sites/mx.nowhere.test');
   t.equal(missing.status, 404);
   t.match(await missing.json(), { error: /no path to site "mx\.nowhere\.test" is known/ });
 });

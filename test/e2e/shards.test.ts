@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { FeedbackEvent } from '../../src/model/event.ts';
 import { childConfig, spawnTern, streamThroughKill } from '../support/child.ts';
-import { startTern, tempDir, testConfig, type LogLine, type RunningTern } from '../support/daemon.ts';
+import { adminFetch, startTern, tempDir, testConfig, type LogLine, type RunningTern } from '../support/daemon.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
 import { STANDARD_ZONE, startWorld, type World } from '../support/world.ts';
@@ -99,9 +99,9 @@ t.test('two shards: each event reaches the webhook once, and /metrics, the queue
   t.equal(body.split('\n').filter((l) => l.startsWith('# TYPE tern_process_process_resident_memory_bytes ')).length, 1, 'process metrics once, not once a shard');
   t.ok(metric(body, 'tern_process_process_resident_memory_bytes') > 0);
 
-  const kpi = await (await fetch(`http://127.0.0.1:${tern.adminPort}/api/v1/campaigns/sharded`)).json() as { relayed: number; delivered: number; success_pct: number };
+  const kpi = await (await adminFetch(tern.adminPort, '/api/v1/campaigns/sharded')).json() as { relayed: number; delivered: number; success_pct: number };
   t.match(kpi, { relayed: recipients, delivered: recipients, success_pct: 100 }, 'KPIs summed over shards');
-  const queue = await (await fetch(`http://127.0.0.1:${tern.adminPort}/api/v1/queue`)).json() as { recipients: number; feedback: { pending: number } };
+  const queue = await (await adminFetch(tern.adminPort, '/api/v1/queue')).json() as { recipients: number; feedback: { pending: number } };
   t.equal(queue.recipients, 0);
   await until(() => readFileSync(eventLog, 'utf8').trim().split('\n').length >= recipients * 2, 5_000, 'the event log');
   const logged = readFileSync(eventLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as FeedbackEvent);
@@ -130,7 +130,7 @@ t.test('a receiver that refuses above 3 sessions, a rule of 2: two shards togeth
   const broken = tern.daemon.reload();
   t.equal(broken.ok, false);
   t.match(broken.problems, [/shaping\.rules_file: domains\[0\]\.max_connections/]);
-  const site = await (await fetch(`http://127.0.0.1:${tern.adminPort}/api/v1/sites/mx.limited.test`)).json() as { paths: { limits: Record<string, { value: unknown }> }[] };
+  const site = await (await adminFetch(tern.adminPort, '/api/v1/sites/mx.limited.test')).json() as { paths: { limits: Record<string, { value: unknown }> }[] };
   t.match(site.paths.find((p) => p.limits.max_connections?.value === 1), { limits: { max_connections: { value: 1 } } }, 'the rules in force stay');
 });
 

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { testConfig } from './daemon.ts';
+import { ADMIN_TOKEN, testConfig } from './daemon.ts';
 import { freePort } from './ports.ts';
 
 export interface TernProcess {
@@ -60,7 +60,7 @@ export async function childConfig(dir: string, world: { dns: { server: string };
   const adminPort = await freePort();
   const configPath = writeConfig(dir, testConfig({
     dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: dir,
-    smtp: { listen: [`127.0.0.1:${smtpPort}`] }, admin: { listen: `127.0.0.1:${adminPort}` }, log: { level: 'info' },
+    smtp: { listen: [`127.0.0.1:${smtpPort}`] }, admin: { listen: `127.0.0.1:${adminPort}`, token: ADMIN_TOKEN }, log: { level: 'info' },
     ...extra,
   }));
   return { configPath, smtpPort, adminPort };

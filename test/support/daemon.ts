@@ -22,12 +22,20 @@ export interface RunningTern {
 }
 
 /** Raw config (YAML-shaped) for a test daemon on loopback, merged over test defaults. */
+/** The admin token every test daemon is given; `adminFetch` sends it. */
+export const ADMIN_TOKEN = 'test-admin-token';
+
+/** fetch() on a test daemon's admin listener, with the bearer token. */
+export function adminFetch(port: number, path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`http://127.0.0.1:${port}${path}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(init.headers as Record<string, string> | undefined) } });
+}
+
 export function testConfig(raw: { dnsServer: string; deliveryPort: number; spoolDir: string } & Record<string, unknown>): Record<string, unknown> {
   const { dnsServer, deliveryPort, spoolDir, ...rest } = raw;
   const base: Record<string, any> = {
     hostname: 'tern.test',
     smtp: { listen: ['127.0.0.1:0'] },
-    admin: { listen: '127.0.0.1:0' },
+    admin: { listen: '127.0.0.1:0', token: ADMIN_TOKEN },
     spool: { dir: spoolDir, min_free: '1MB' },
     dns: { servers: [dnsServer], timeout: '300ms', attempts: 2 },
     delivery: {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadConfig, parseConfigText, resolveConfigPath } from '../../src/config/index.ts';
 import { tempDir } from '../support/daemon.ts';
+import { makeTestCerts } from '../support/tls-certs.ts';
 
 t.test('no file means built-in defaults', async (t) => {
   const loaded = loadConfig(undefined);
@@ -111,6 +112,67 @@ t.test('tern check-config exits non-zero and names each problem', async (t) => {
   t.equal(run('frobnicate').status, 2);
   t.equal(run('check-config', '--bogus').status, 2);
   t.match(run('check-config', '--config', join(dir.path, 'missing.yaml')).stderr, /cannot read/);
+});
+
+t.test('check-config catches what start would die on: TLS files, URL schemes, zero deadlines', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const root = new URL('../../', import.meta.url).pathname;
+  const check = (yaml: string) => {
+    const file = join(dir.path, 'c.yaml');
+    writeFileSync(file, yaml);
+    return spawnSync(process.execPath, [join(root, 'bin/tern.js'), 'check-config', '--config', file], { encoding: 'utf8', cwd: dir.path });
+  };
+  const schema = check('feedback:\n  webhook: { url: "ftp://hooks.test/e" }\ndelivery:\n  timeouts: { connect: 0s }\ndns: { timeout: 0s }\n');
+  t.equal(schema.status, 1);
+  t.match(schema.stderr, /feedback\.webhook\.url: must be an http:\/\/ or https:\/\/ URL/);
+  t.match(schema.stderr, /delivery\.timeouts\.connect: must be longer than 0/);
+  t.match(schema.stderr, /dns\.timeout: must be longer than 0/);
+
+  const missing = check(`smtp:\n  tls: { cert: ${join(dir.path, 'no.crt')}, key: ${join(dir.path, 'no.key')} }\n`);
+  t.equal(missing.status, 1);
+  t.match(missing.stderr, /smtp\.tls\.cert: cannot read .*no\.crt: ENOENT/);
+  t.match(missing.stderr, /smtp\.tls\.key: cannot read .*no\.key: ENOENT/);
+
+  const certs = makeTestCerts('mx.test');
+  writeFileSync(join(dir.path, 'good.crt'), certs.good.cert);
+  writeFileSync(join(dir.path, 'good.key'), certs.good.key);
+  writeFileSync(join(dir.path, 'other.key'), certs.wrongName.key);
+  const mismatched = check(`smtp:\n  tls: { cert: ${join(dir.path, 'good.crt')}, key: ${join(dir.path, 'other.key')} }\n`);
+  t.equal(mismatched.status, 1);
+  t.match(mismatched.stderr, /smtp\.tls: .*good\.crt and .*other\.key are not a certificate and its private key/);
+  const swapped = check(`smtp:\n  tls: { cert: ${join(dir.path, 'good.key')}, key: ${join(dir.path, 'good.crt')} }\n`);
+  t.equal(swapped.status, 1, 'a key where the certificate goes');
+  const good = check(`smtp:\n  tls: { cert: ${join(dir.path, 'good.crt')}, key: ${join(dir.path, 'good.key')} }\n`);
+  t.equal(good.status, 0, good.stderr);
+});
+
+t.test('start with a config that cannot work writes one JSON line naming every problem and exits 78; a start that fails writes one and exits 1', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const root = new URL('../../', import.meta.url).pathname;
+  const start = (yaml: string) => {
+    const file = join(dir.path, 's.yaml');
+    writeFileSync(file, yaml);
+    return spawnSync(process.execPath, [join(root, 'bin/tern.js'), 'start', '--config', file], { encoding: 'utf8', cwd: dir.path, timeout: 30_000 });
+  };
+  const bad = start(`smtp:\n  tls: { cert: ${join(dir.path, 'no.crt')}, key: ${join(dir.path, 'no.key')} }\ndelivery: { timeouts: { greeting: 0s } }\n`);
+  t.equal(bad.status, 78);
+  t.equal(bad.stderr, '', 'no stack trace');
+  const lines = bad.stdout.trim().split('\n');
+  t.equal(lines.length, 1, 'one line');
+  t.match(JSON.parse(lines[0] as string), { level: 60, msg: 'configuration is invalid: nothing started', exit: 78, problems: [{ path: 'delivery.timeouts.greeting', problem: 'must be longer than 0' }] });
+
+  const { createServer } = await import('node:net');
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => taken.close());
+  const port = (taken.address() as { port: number }).port;
+  const busy = start(`smtp:\n  listen: ["127.0.0.1:${port}"]\nadmin: { listen: "127.0.0.1:0" }\nspool: { dir: ${join(dir.path, 'spool')}, min_free: 1MB }\ntuning: { threads: 1 }\n`);
+  t.equal(busy.status, 1);
+  t.equal(busy.stderr, '', 'no stack trace');
+  const fatal = busy.stdout.trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.level === 60);
+  t.match(fatal, [{ msg: 'cannot start', exit: 1, err: { code: 'EADDRINUSE' } }], 'one fatal line with the cause');
 });
 
 t.test('the shipped example configuration is valid and spells out the spool keys', async (t) => {

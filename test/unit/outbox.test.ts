@@ -117,3 +117,27 @@ t.test('retention and the disk bound drop events, and say so', async (t) => {
   t.equal(left.at(-1)?.event.id, 'Q40.0.r', 'the newest events are kept');
   await bounded.outbox.close();
 });
+
+t.test('stalledMs counts from when events began to wait, and an acknowledgement resets it', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  let now = 1_000_000;
+  const { outbox } = outboxAt(dir.path, { now: () => now });
+  await outbox.recover(() => undefined);
+  now += 60_000;
+  t.equal(outbox.stalledMs(), 0, 'nothing waiting: not stalled, however long it has been quiet');
+  await outbox.append([event(1)]);
+  now += 30_000;
+  t.equal(outbox.stalledMs(), 30_000, 'the clock starts when the first event waits, not at the last acknowledgement');
+  await outbox.append([event(2)]);
+  now += 10_000;
+  t.equal(outbox.stalledMs(), 40_000, 'more events do not restart it');
+  await outbox.ack(await outbox.take(1));
+  t.equal(outbox.stalledMs(), 0, 'an acknowledgement is progress');
+  now += 5_000;
+  t.equal(outbox.stalledMs(), 5_000, 'one still waits: the clock runs from that acknowledgement');
+  await outbox.ack(await outbox.take(1));
+  now += 5_000;
+  t.equal(outbox.stalledMs(), 0, 'all acknowledged');
+  await outbox.close();
+});
