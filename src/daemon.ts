@@ -4,7 +4,7 @@
  * the shaper, admin and metrics, reloads — and the order they start and stop in.
  */
 import type { Logger } from 'pino';
-import { createAdmin } from './admin/index.ts';
+import { createAdmin, openWrites } from './admin/index.ts';
 import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules } from './bounce/index.ts';
 import type { Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
@@ -100,11 +100,18 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
     });
     return localShards(pipeline, (keys) => signer.setKeys(keys));
   }
+  const writes = openWrites(config.admin.state_dir, {
+    suspensionsChanged: (list) => shards.setSuspensions(list),
+    flush: (selector) => shards.flush(selector),
+    counted: (action, result) => metrics.adminActions.labels({ action, result }).inc(),
+  }, clock, log.child({ stage: 'admin' }));
   const admin = createAdmin(
     config.admin,
     {
       metricsType: metrics.registry.contentType,
       metrics: () => {
+        metrics.suspensions.reset();
+        for (const s of writes.suspensions.list()) metrics.suspensions.labels({ target: s.target }).inc();
         metrics.pausedPaths.reset();
         for (const [provider, count] of shaper.holds()) metrics.pausedPaths.labels({ provider }).set(count);
         return shards.metrics(metrics.registry);
@@ -113,6 +120,7 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
       readiness: () => shards.readiness(),
       kpi: (scope, id) => shards.kpi(scope, id),
       sites: async () => ({ paths: shaper.views(), pools: await shards.pools(), queued: await shards.queued() }),
+      writes,
     },
     log.child({ stage: 'admin' }),
     clock,
@@ -127,6 +135,8 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
       // (an fsync before a 250, V8 joining its compile or GC jobs) waits for ever (ADR 0010).
       if (threads === 1) await lowerHelpers(config.tuning, log);
       await shaper.start();
+      // Before the queue runs: a restart must not send what an operator suspended.
+      await shards.setSuspensions(writes.suspensions.list());
       const recovered = shards.run();
       await admin.start();
       await shards.listen();
@@ -138,6 +148,7 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
       await shaper.stop();
       await shards.close();
       await admin.stop();
+      await writes.audit.close();
       log.info('stopped');
     },
     reload() {

@@ -18,9 +18,11 @@ import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
 import type { QueueId } from './model/ids.ts';
 import type { JournalRecord } from './model/journal.ts';
 import type { SmtpReply } from './model/reply.ts';
-import { createQueue, type Queue, type RecipientOutcome } from './queue/index.ts';
+import { createQueue, matchesSelector, type Queue, type RecipientOutcome } from './queue/index.ts';
 import type { Change } from './shaping/index.ts';
 import type { Readiness } from './model/readiness.ts';
+import type { Selector } from './model/selector.ts';
+import { suspensionFor, type Suspension } from './model/suspension.ts';
 import { partitionDir, partitionsOf, presentPartitions } from './shards/partitions.ts';
 import { joinSpools, openSpool, type LoadedMessage } from './spool/index.ts';
 
@@ -58,6 +60,10 @@ export interface Pipeline {
   close(): Promise<void>;
   /** An adaptive change on a path: mail waiting for it may be due now. */
   shapingChanged(change: Change, path: string): void;
+  /** The operator's suspensions in force now (admin keeps them; a resume then flushes). */
+  setSuspensions(list: readonly Suspension[]): void;
+  /** Make due now the waiting mail a selector names (POST /api/v1/flush). */
+  flush(selector: Selector): Promise<{ messages: number; recipients: number }>;
   smtpAddresses(): { host: string; port: number }[];
   /** What GET /readyz asks of this pipeline. */
   readiness(): Promise<Readiness>;
@@ -96,6 +102,8 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   let ledger: Ledger | undefined;
   // Recovered messages whose relayed events could not be recorded at their first load.
   const relayedOwed = new Set<QueueId>();
+  // The operator's suspensions (admin holds the list and sends it on every change).
+  let suspensions: readonly Suspension[] = [];
   const resolver = createResolver(config.dns, clock);
   const delivery = createDelivery(
     {
@@ -139,7 +147,9 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       remove: spool.remove,
       quarantine: spool.quarantine,
       openBody: (envelope) => spool.openBody(envelope.id, envelope.bodySize, envelope.prepend),
+      peek: (id) => spool.load(id),
       route: resolver.route,
+      suspended: (domain, site) => suspensionFor(suspensions, domain, site, clock.now()),
       deliver: delivery.deliver,
       classify,
       report: (outcomes) => feedback.record(outcomes.flatMap((o) => eventOf(o, clock.now()))),
@@ -215,6 +225,10 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       // Mail the path held back was placed behind the rest at the lowered pace; that pace is gone.
       if (change.change === 'expired' || change.change === 'recovered') queue.release(path);
     },
+    setSuspensions(list) {
+      suspensions = list;
+    },
+    flush: (selector) => queue.flush(matchesSelector(selector, resolver.route)),
     smtpAddresses: () => ingress.addresses(),
     async readiness() {
       return { spool: await spool.healthy(), listening: ingress.listening(), outboxStalledMs: feedback.stalledMs() };

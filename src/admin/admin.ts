@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { parseHostPort } from '../lib/net.ts';
@@ -7,6 +7,7 @@ import type { Readiness } from '../model/readiness.ts';
 import { checkBearer, PUBLIC_PATHS } from './access.ts';
 import { judgeReadiness } from './readiness.ts';
 import { sitesView, type PathFacts, type SitesInput } from './sites.ts';
+import type { Answer, Writes } from './writes.ts';
 
 /** What admin shows; asynchronous, since with shards (ADR 0010) each answer is a merge of theirs. */
 export interface AdminPorts {
@@ -21,7 +22,14 @@ export interface AdminPorts {
   readonly kpi: (scope: 'campaign' | 'delivery', id: string) => Promise<unknown>;
   /** Every known delivery path, its pool and its waiting recipients. */
   readonly sites: () => Promise<SitesInput<PathFacts>>;
+  /** The write calls and the suspensions list (writes.ts). */
+  readonly writes: Writes;
 }
+
+/** POST paths and the write call each makes. */
+const WRITE_CALLS = { '/api/v1/suspend': 'suspend', '/api/v1/resume': 'resume', '/api/v1/flush': 'flush' } as const;
+/** A write call's JSON body is a few selectors; anything larger is refused unread (413). */
+export const MAX_BODY_BYTES = 65_536;
 
 export interface Admin {
   start(): Promise<void>;
@@ -31,7 +39,8 @@ export interface Admin {
 
 /**
  * The admin listener: /healthz, /readyz and /metrics open; every /api/v1/ call behind the bearer
- * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id.
+ * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id, suspensions; POST
+ * suspend, resume, flush (writes.ts).
  */
 export function createAdmin(options: { listen: string; token: string; readiness: { outbox_stall: number } }, ports: AdminPorts, log: Logger, clock: Clock): Admin {
   let server: Server | undefined;
@@ -47,6 +56,7 @@ export function createAdmin(options: { listen: string; token: string; readiness:
     }
     if (path === '/metrics') return { status: 200, type: ports.metricsType, body: await ports.metrics() };
     if (path === '/api/v1/queue') return json(200, await ports.queue());
+    if (path === '/api/v1/suspensions') return answer(ports.writes.list());
     if (path === '/api/v1/sites') return json(200, { sites: sitesView(await ports.sites()) });
     const site = /^\/api\/v1\/sites\/([^/]+)$/.exec(path);
     if (site) {
@@ -79,11 +89,15 @@ export function createAdmin(options: { listen: string; token: string; readiness:
             return;
           }
         }
-        if (req.method !== 'GET') {
-          res.writeHead(405, { 'content-type': 'application/json', allow: 'GET' }).end('{"error":"method not allowed"}\n');
+        const write = Object.hasOwn(WRITE_CALLS, path) ? WRITE_CALLS[path as keyof typeof WRITE_CALLS] : undefined;
+        if (req.method !== (write ? 'POST' : 'GET')) {
+          res.writeHead(405, { 'content-type': 'application/json', allow: write ? 'POST' : 'GET' }).end('{"error":"method not allowed"}\n');
           return;
         }
-        handler(path).then(
+        const reply = write
+          ? readJson(req).then((body) => ('error' in body ? json(body.status, { error: body.error }) : ports.writes[write](body.value, req.socket.remoteAddress).then(answer)))
+          : handler(path);
+        reply.then(
           (r) => res.writeHead(r.status, { 'content-type': r.type }).end(r.body),
           (err: unknown) => {
             log.error({ err }, 'admin request failed');
@@ -112,3 +126,27 @@ function json(status: number, body: unknown): { status: number; type: string; bo
   return { status, type: 'application/json', body: `${JSON.stringify(body)}\n` };
 }
 
+function answer(a: Answer): { status: number; type: string; body: string } {
+  return json(a.status, a.body);
+}
+
+/** A write call's body: JSON, at most MAX_BODY_BYTES (413 beyond, unread), an object (400 otherwise). */
+async function readJson(req: IncomingMessage): Promise<{ value: unknown } | { status: number; error: string }> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY_BYTES) return { status: 413, error: `the body is over ${MAX_BODY_BYTES} bytes` };
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) return { status: 413, error: `the body is over ${MAX_BODY_BYTES} bytes` };
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    const value: unknown = text.trim() === '' ? {} : JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return { status: 400, error: 'the body must be a JSON object' };
+    return { value };
+  } catch (err) {
+    return { status: 400, error: `the body is not JSON: ${(err as Error).message}` };
+  }
+}

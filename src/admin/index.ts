@@ -1,2 +1,3 @@
 /** admin: the HTTP listener for operators (/healthz, /metrics, /api/v1/...). */
 export { createAdmin, type Admin, type AdminPorts } from './admin.ts';
+export { openWrites, type Writes } from './writes.ts';

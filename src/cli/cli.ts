@@ -6,6 +6,7 @@ import { checkFiles, createDaemon } from '../daemon.ts';
 import { systemClock } from '../lib/clock.ts';
 import { authCommand, plaintextPasswordWarnings } from './auth.ts';
 import { classifyCommand } from './classify.ts';
+import { QUEUE_USAGE, queueCommand } from './queue.ts';
 import { check, keygen } from './dkim.ts';
 
 export interface Io {
@@ -29,6 +30,7 @@ commands:
                                  classify one SMTP reply and print JSON (reason, class, category,
                                  type, retry); with no REPLY, one reply (or JSON object) per stdin
                                  line in, one JSON line out
+${QUEUE_USAGE}
 
 --config defaults to $TERN_CONFIG, then config/tern.yaml, then built-in defaults.`;
 
@@ -46,6 +48,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       return classifyCommand(rest, io, io.stdin ?? process.stdin);
     case 'auth':
       return authCommand(rest, io, io.stdin ?? process.stdin);
+    case 'queue':
+      return queueCommand(rest, io);
     case undefined:
     case 'help':
     case '--help':

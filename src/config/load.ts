@@ -89,6 +89,7 @@ function resolvePaths(config: Config, baseDir: string): Config {
   return {
     ...config,
     spool: { ...config.spool, dir: abs(config.spool.dir) },
+    admin: { ...config.admin, state_dir: abs(config.admin.state_dir || join(config.spool.dir, 'admin')) },
     smtp: { ...config.smtp, ...(config.smtp.tls ? { tls: { cert: abs(config.smtp.tls.cert), key: abs(config.smtp.tls.key) } } : {}) },
     ...(config.delivery.tls_ca_file ? { delivery: { ...config.delivery, tls_ca_file: abs(config.delivery.tls_ca_file) } } : {}),
     dkim: { keys: config.dkim.keys.map((k) => ({ ...k, key_file: abs(k.key_file) })) },

@@ -48,6 +48,8 @@ const admin = z.strictObject({
   token: z.string().regex(/^[\x21-\x7e]*$/, 'must be printable ASCII without spaces (it travels in an HTTP header)').default(''),
   /** GET /readyz fails once an outbox has held events this long with none acknowledged. */
   readiness: z.strictObject({ outbox_stall: positiveDuration.default(900_000) }).default({ outbox_stall: 900_000 }),
+  /** Suspensions (kept across restarts) and the audit log of write calls; empty means <spool.dir>/admin. */
+  state_dir: z.string().default(''),
 }).superRefine((a, ctx) => {
   if (a.token !== '' || isLoopbackListen(a.listen)) return;
   ctx.addIssue({

@@ -19,8 +19,8 @@ export interface Route {
   readonly provider?: string;
 }
 
-/** Why mail waits without an attempt: its path is paused, or already has all the mail it can send soon. */
-export type HoldReason = 'paused' | 'ready-queue-full';
+/** Why mail waits without an attempt: its path is paused, or already has all the mail it can send soon, or an operator suspended its destination. */
+export type HoldReason = 'paused' | 'ready-queue-full' | 'suspended';
 
 /**
  * What delivery reports: a value with a scope, never an exception. The queue decides what to do.
@@ -36,5 +36,6 @@ export type AttemptOutcome =
   | { readonly kind: 'message-refused'; readonly route: Route; readonly reply: SmtpReply }
   | { readonly kind: 'site-unreachable'; readonly route: Route; readonly reply: SmtpReply }
   /** `drainPerSecond`: how fast the path takes mail now, so the queue can put held mail behind what already waits. */
-  | { readonly kind: 'held'; readonly route: Route; readonly reply: SmtpReply; readonly until: number; readonly reason: HoldReason; readonly drainPerSecond?: number }
+  /** `heldIn`: the queue's held list it waits in, when not its path's (a suspension's). */
+  | { readonly kind: 'held'; readonly route: Route; readonly reply: SmtpReply; readonly until: number; readonly reason: HoldReason; readonly drainPerSecond?: number; readonly heldIn?: string }
   | { readonly kind: 'path-failed'; readonly route: Route; readonly reply: SmtpReply; readonly rule: string };

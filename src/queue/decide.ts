@@ -8,7 +8,7 @@ import { nextAttempt, type RetryPolicy } from './retry.ts';
 export type Verdict =
   | { readonly kind: 'delivered'; readonly reply: SmtpReply }
   /** counts: false when no attempt was used up (too many recipients, or `held`: the path took no mail). */
-  | { readonly kind: 'retry'; readonly at: number; readonly reply: SmtpReply; readonly counts: boolean; readonly bounce: BounceClassification; readonly held?: HoldReason }
+  | { readonly kind: 'retry'; readonly at: number; readonly reply: SmtpReply; readonly counts: boolean; readonly bounce: BounceClassification; readonly held?: HoldReason; readonly heldIn?: string }
   | { readonly kind: 'failed'; readonly cause: FailureCause; readonly reply: SmtpReply; readonly bounce: BounceClassification };
 
 /**
@@ -61,7 +61,7 @@ export function expiredReply(last: SmtpReply | undefined): SmtpReply {
 export function verdictWithoutAttempt(outcome: AttemptOutcome, input: Pick<DecideInput, 'expiresAt' | 'classify'> & { readonly notBefore?: number }): Verdict | undefined {
   if (outcome.kind === 'held') {
     const at = Math.min(Math.max(outcome.until, input.notBefore ?? 0), input.expiresAt);
-    return { kind: 'retry', at, reply: outcome.reply, counts: false, bounce: input.classify(outcome.reply), held: outcome.reason };
+    return { kind: 'retry', at, reply: outcome.reply, counts: false, bounce: input.classify(outcome.reply), held: outcome.reason, ...(outcome.heldIn ? { heldIn: outcome.heldIn } : {}) };
   }
   if (outcome.kind === 'path-failed') return { kind: 'failed', cause: 'adaptive', reply: outcome.reply, bounce: input.classify(outcome.reply) };
   return undefined;

@@ -39,6 +39,11 @@ export class MinHeap<T> {
     return top;
   }
 
+  /** Every value, in no particular order (admin actions); O(n). */
+  values(): T[] {
+    return this.#items.map((e) => e.value);
+  }
+
   /** Remove every entry matching the predicate (admin actions); O(n). */
   removeWhere(match: (value: T) => boolean): number {
     const kept = this.#items.filter((e) => !match(e.value));

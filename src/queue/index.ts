@@ -7,3 +7,4 @@ export { createQueue, type Queue, type QueuePorts, type QueueOptions, type Queue
 export { nextAttempt, type RetryPolicy } from './retry.ts';
 export { decide, isTooManyRecipients, type Verdict } from './decide.ts';
 export { MinHeap } from './heap.ts';
+export { matchesSelector } from './select.ts';

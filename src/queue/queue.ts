@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock, Timer } from '../lib/clock.ts';
 import type { Envelope, RecipientState } from '../model/envelope.ts';
 import type { QueueId, SiteName } from '../model/ids.ts';
+import { suspendedReply, suspensionKey, type Suspension } from '../model/suspension.ts';
 import type { JournalRecord } from '../model/journal.ts';
 import type { RouteAnswer } from '../model/route.ts';
 import type { BounceClassification } from '../model/bounce.ts';
@@ -11,8 +12,9 @@ import { formatReply, type SmtpReply } from '../model/reply.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { decide, expiredReply, outcomeReplies, verdictWithoutAttempt, type Verdict } from './decide.ts';
 import { MinHeap } from './heap.ts';
+import { pickWaiting } from './flush.ts';
 import { HeldLists, type HeldEntry } from './held.ts';
-import { dnsReply, groupByDomain, isHold, isUnreadable, pathOf, recipientDsn } from './recipients.ts';
+import { dnsReply, groupByDomain, isHold, isUnreadable, logAttempt, pathOf, recipientDsn } from './recipients.ts';
 import type { RetryPolicy } from './retry.ts';
 
 export interface QueueJob {
@@ -44,6 +46,8 @@ export interface RecipientOutcome {
 /** Everything the queue uses, passed in: it never reaches into other stages. */
 export interface QueuePorts {
   load(id: QueueId): Promise<{ envelope: Envelope; states: RecipientState[] }>;
+  /** Read a message to look at it (a flush choosing), without what `load` does before an attempt. */
+  peek?(id: QueueId): Promise<{ envelope: Envelope; states: RecipientState[] }>;
   journal(id: QueueId, records: readonly JournalRecord[]): Promise<void>;
   /** `journalled: false` when no journal record was ever written for the message. */
   remove(id: QueueId, journalled: boolean): Promise<void>;
@@ -56,6 +60,8 @@ export interface QueuePorts {
   /** Qualify a failed attempt (reason, class, type); its `retry` decides what happens next. */
   classify(reply: SmtpReply): BounceClassification;
   observe?(outcome: RecipientOutcome): void;
+  /** An operator's suspension in force for a domain reached through a site: its mail waits untried. */
+  suspended?(domain: string, site: SiteName): Suspension | undefined;
   /**
    * Durably record an activation's decisions (the daemon writes feedback events) before the
    * spool forgets them: resolves before the journal is written or the message removed.
@@ -95,6 +101,12 @@ export interface Queue {
    * Messages with a real deferral keep their back-off. How many.
    */
   release(path: string, max?: number): number;
+  /**
+   * Make due now every waiting message `match` picks from its envelope (an operator's flush),
+   * all its pending recipients attempted; messages being attempted now are left alone. Reads each
+   * waiting message from the spool. How many messages and recipients.
+   */
+  flush(match: (envelope: Envelope, pending: readonly number[]) => Promise<boolean>): Promise<{ messages: number; recipients: number }>;
   start(): void;
   /** Stop activating messages; resolves when active ones are done or `graceMs` passes. */
   stop(graceMs: number): Promise<void>;
@@ -103,10 +115,11 @@ export interface Queue {
 /**
  * `now`: made due by an action (expedite, release): every pending recipient is attempted, whatever
  * its own time. `held`: every pending recipient was sent back untried (a hold), none deferred.
+ * `heldIn`: the held list it is in: its path's, or a suspension's (released by a resume).
  * `gone`: no longer waiting here — popped on its own time (its place in the path's held list is
  * skipped), or released early (its heap entry stays until popped, and is skipped then).
  */
-interface Scheduled extends HeldEntry { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean }
+interface Scheduled extends HeldEntry { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean; readonly heldIn?: string }
 interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
 
 const WATCHDOG_MS = 30_000;
@@ -130,6 +143,8 @@ interface Unwritten {
   readonly journalled: boolean;
   /** Every pending recipient was sent back untried (see Scheduled.held). */
   readonly held: boolean;
+  /** The held list to wait in, when not the path's (a suspension's). */
+  readonly heldIn?: string | undefined;
 }
 
 export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { clock: Clock; log: Logger; random?: () => number }): Queue {
@@ -152,11 +167,12 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   let released = 0;
   const faults = new RepeatedLog(log, clock);
 
-  function schedule(id: QueueId, due: number, pending: number, path?: string, flags: { held?: boolean; now?: boolean } = {}): void {
-    const value: Scheduled = { id, pending, path, ...(flags.held ? { held: true } : {}), ...(flags.now ? { now: true } : {}) };
+  function schedule(id: QueueId, due: number, pending: number, path?: string, flags: { held?: boolean; heldIn?: string | undefined; now?: boolean } = {}): void {
+    const heldIn = flags.held ? (flags.heldIn ?? path) : undefined;
+    const value: Scheduled = { id, pending, path, ...(heldIn ? { held: true, heldIn } : {}), ...(flags.now ? { now: true } : {}) };
     heap.push(due, value);
     if (path) byPath.set(path, (byPath.get(path) ?? 0) + pending);
-    if (path && flags.held) heldByPath.add(path, value);
+    if (heldIn) heldByPath.add(heldIn, value);
     arm();
   }
 
@@ -188,9 +204,9 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       }
       if (!top || top.due > now || !hasRoomFor(top.value.pending)) break;
       heap.pop();
-      if (top.value.held && top.value.path) {
+      if (top.value.heldIn) {
         top.value.gone = true;
-        heldByPath.trim(top.value.path);
+        heldByPath.trim(top.value.heldIn);
       }
       unscheduled(top.value);
       activate(top.value.id, top.value.pending, undefined, top.value.now);
@@ -300,6 +316,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   async function attemptGroup(envelope: Envelope, domain: string, indexes: readonly number[]): Promise<AttemptOutcome> {
     const route = await ports.route(domain);
     if (route.kind !== 'route') return { kind: 'site-unreachable', route: {}, reply: dnsReply(domain, route) };
+    const suspension = ports.suspended?.(domain, route.site);
+    if (suspension) return { kind: 'held', route: {}, reply: suspendedReply(suspension), until: suspension.until, reason: 'suspended', heldIn: suspensionKey(suspension) };
     return ports.deliver({
       site: route.site,
       domain,
@@ -334,7 +352,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         state.final = d.verdict.kind === 'delivered' ? 'delivered' : 'failed';
         records.push({ t: 'final', r: index, n: d.attempt, v: state.final, reply: d.verdict.reply, ...(d.verdict.kind === 'failed' ? { cause: d.verdict.cause } : {}) });
       }
-      logAttempt(envelope, index, d);
+      logAttempt(log, envelope, index, d);
       const outcome = { envelope, index, attempt: d.attempt, verdict: d.verdict, route: d.route };
       ports.observe?.(outcome);
       outcomes.push(outcome);
@@ -342,10 +360,11 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     const pending = states.filter((s) => !s.final);
     queuedRecipients -= entry.pending - pending.length;
     const held = pending.length > 0 && states.every((s, i) => s.final || isHold(decisions.get(i)));
+    const heldIn = held ? heldListOf(decisions) : undefined;
     const prior = unwritten.get(id);
     const decided: Unwritten = prior
-      ? { envelope, states, outcomes: [...prior.outcomes, ...outcomes], records: [...prior.records, ...records], journalled: prior.journalled, held }
-      : { envelope, states, outcomes, records, journalled, held };
+      ? { envelope, states, outcomes: [...prior.outcomes, ...outcomes], records: [...prior.records, ...records], journalled: prior.journalled, held, heldIn }
+      : { envelope, states, outcomes, records, journalled, held, heldIn };
     unwritten.set(id, decided);
     await write(id, decided);
   }
@@ -368,25 +387,13 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     }
     unwritten.delete(id);
     const nextDue = Math.min(...pending.map((s) => s.nextAt));
-    schedule(id, Math.min(nextDue, w.envelope.expiresAt), pending.length, pathOf(pending), { held: w.held });
+    schedule(id, Math.min(nextDue, w.envelope.expiresAt), pending.length, pathOf(pending), { held: w.held, heldIn: w.heldIn });
   }
 
-  function logAttempt(envelope: Envelope, index: number, d: Decision): void {
-    const v = d.verdict;
-    log.info({
-      event: v.kind,
-      queue_id: envelope.id,
-      recipient: envelope.recipients[index]?.address,
-      attempt: d.attempt,
-      mx: d.route.mx,
-      remote_ip: d.route.remoteIp,
-      reply: formatReply(v.reply),
-      ...(d.route.path ? { path: d.route.path } : {}),
-      ...(v.kind === 'retry' ? { next_attempt: new Date(v.at).toISOString(), ...(v.held ? { held: v.held } : {}) } : {}),
-      ...(v.kind === 'failed' ? { cause: v.cause } : {}),
-      ...(v.kind === 'delivered' ? {} : { bounce: { reason: v.bounce.reason, class: v.bounce.class, category: v.bounce.category, type: v.bounce.type, rule: v.bounce.rule } }),
-      ...(v.kind !== 'delivered' && v.bounce.mismatch ? { bounce_note: v.bounce.mismatch } : {}),
-    }, `${v.kind} ${envelope.recipients[index]?.address}`);
+  /** A suspension's held list when one held the message (its resume releases it); else the path's. */
+  function heldListOf(decisions: Map<number, Decision>): string | undefined {
+    for (const d of decisions.values()) if (d.verdict.kind === 'retry' && d.verdict.heldIn) return d.verdict.heldIn;
+    return undefined;
   }
 
   /** After entries were made due now: the timer may be set for later than that. */
@@ -470,6 +477,24 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       }
       if (taken.length > 0) log.debug({ path, messages: taken.length }, 'queue: messages the path held back made due now (it has room)');
       return taken.length;
+    },
+    async flush(match) {
+      const now = clock.now();
+      const candidates = heap.values().filter((v) => !v.gone && !active.has(v.id) && !unwritten.has(v.id));
+      const picked = await pickWaiting(candidates.map((v) => v.id), ports.peek ?? ports.load, match);
+      // Held entries leave their lists as they do when popped; the heap moves the rest.
+      let recipients = 0;
+      const moved = heap.updateWhere((v) => picked.has(v.id) && !v.gone, clock.now(), (v) => {
+        recipients += picked.get(v.id) ?? 0;
+        if (!v.heldIn) return { ...v, now: true };
+        v.gone = true;
+        heldByPath.trim(v.heldIn);
+        const { gone: _gone, held: _held, heldIn: _in, ...rest } = v;
+        return { ...rest, now: true };
+      });
+      if (moved > 0) log.info({ messages: moved, recipients, took_ms: clock.now() - now }, 'queue: flushed by an operator');
+      rearm();
+      return { messages: moved, recipients };
     },
     start() {
       running = true;

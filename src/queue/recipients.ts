@@ -1,6 +1,8 @@
+import type { Logger } from 'pino';
 import type { Envelope, RecipientState } from '../model/envelope.ts';
+import type { Route } from '../model/outcome.ts';
 import type { RouteAnswer } from '../model/route.ts';
-import { localReply, type SmtpReply } from '../model/reply.ts';
+import { formatReply, localReply, type SmtpReply } from '../model/reply.ts';
 import type { Verdict } from './decide.ts';
 import type { QueueJob } from './queue.ts';
 
@@ -56,4 +58,23 @@ export function dnsReply(domain: string, route: Exclude<RouteAnswer, { kind: 'ro
     case 'temporary':
       return localReply(451, '4.4.3', `DNS lookup for ${domain} failed: ${route.detail}`, 'DNS');
   }
+}
+
+/** One line per recipient decision: what an operator greps for. */
+export function logAttempt(log: Logger, envelope: Envelope, index: number, d: { readonly attempt: number; readonly route: Route; readonly verdict: Verdict }): void {
+  const v = d.verdict;
+  log.info({
+    event: v.kind,
+    queue_id: envelope.id,
+    recipient: envelope.recipients[index]?.address,
+    attempt: d.attempt,
+    mx: d.route.mx,
+    remote_ip: d.route.remoteIp,
+    reply: formatReply(v.reply),
+    ...(d.route.path ? { path: d.route.path } : {}),
+    ...(v.kind === 'retry' ? { next_attempt: new Date(v.at).toISOString(), ...(v.held ? { held: v.held } : {}) } : {}),
+    ...(v.kind === 'failed' ? { cause: v.cause } : {}),
+    ...(v.kind === 'delivered' ? {} : { bounce: { reason: v.bounce.reason, class: v.bounce.class, category: v.bounce.category, type: v.bounce.type, rule: v.bounce.rule } }),
+    ...(v.kind !== 'delivered' && v.bounce.mismatch ? { bounce_note: v.bounce.mismatch } : {}),
+  }, `${v.kind} ${envelope.recipients[index]?.address}`);
 }

@@ -1,33 +1,17 @@
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { replaceFile } from '../lib/atomic-file.ts';
 import type { SavedState } from './adaptive.ts';
 
 /**
  * Adaptive state on disk (`<state_dir>/adaptive.json`), so a restart does not hammer a receiver
- * that has just throttled us. Written whole, to a temporary name, fsynced and renamed: a crash
- * leaves the previous file or the new one, never half of either. Losing the last few seconds of
+ * that has just throttled us. Replaced whole (lib/atomic-file.ts). Losing the last few seconds of
  * counts is harmless; losing a pause is not, so changes to effects are saved within a second.
  */
 const FILE = 'adaptive.json';
 
 export async function saveState(dir: string, state: SavedState, savedAt: number): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const path = join(dir, FILE);
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(`${JSON.stringify({ ...state, saved_at: new Date(savedAt).toISOString() })}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
+  await replaceFile(dir, FILE, `${JSON.stringify({ ...state, saved_at: new Date(savedAt).toISOString() })}\n`);
 }
 
 export type LoadedState = { kind: 'none' } | { kind: 'loaded'; state: SavedState } | { kind: 'unreadable'; problem: string };

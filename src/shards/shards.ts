@@ -3,6 +3,8 @@ import type { PoolView } from '../delivery/index.ts';
 import type { DkimKey } from '../dkim/index.ts';
 import type { KpiScope, KpiView } from '../feedback/index.ts';
 import type { Readiness } from '../model/readiness.ts';
+import type { Selector } from '../model/selector.ts';
+import type { Suspension } from '../model/suspension.ts';
 import type { Pipeline } from '../pipeline.ts';
 import type { Change } from '../shaping/index.ts';
 
@@ -28,6 +30,10 @@ export interface Shards {
   drain(graceMs: number): Promise<void>;
   close(): Promise<void>;
   shapingChanged(change: Change, path: string): void;
+  /** The operator's suspensions in force now, to every shard (before it runs, and on each change). */
+  setSuspensions(list: readonly Suspension[]): Promise<void>;
+  /** POST /api/v1/flush: every shard's waiting mail the selector names, made due now; counts summed. */
+  flush(selector: Selector): Promise<{ messages: number; recipients: number }>;
   /** SIGHUP, the keys checked good (`keys`): every shard signs with the files as they are now. */
   reloadKeys(keys: readonly DkimKey[]): void;
   /** New MX rules are in force: every shard's paths get their settings afresh. */
@@ -52,6 +58,8 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
     drain: (graceMs) => pipeline.drain(graceMs),
     close: () => pipeline.close(),
     shapingChanged: (change, path) => pipeline.shapingChanged(change, path),
+    setSuspensions: async (list) => pipeline.setSuspensions(list),
+    flush: (selector) => pipeline.flush(selector),
     reloadKeys,
     // The pools read the shaper's settings directly: nothing to push.
     rulesChanged: () => undefined,

@@ -124,6 +124,13 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
         s.rpc.call('changed', { change, path }).catch((err: unknown) => log.warn({ err }, 'a shard did not take a shaping change'));
       }
     },
+    async setSuspensions(list) {
+      await all('suspensions', list);
+    },
+    async flush(selector) {
+      const counts = await all<{ messages: number; recipients: number }>('flush', selector);
+      return { messages: counts.reduce((n, c) => n + c.messages, 0), recipients: counts.reduce((n, c) => n + c.recipients, 0) };
+    },
     reloadKeys() {
       // Each shard reads the key files itself: no key material crosses threads.
       for (const s of shards) s.rpc.call('reload-keys').catch((err: unknown) => log.error({ err }, 'reload: a shard did not re-read its keys'));

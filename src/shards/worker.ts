@@ -4,6 +4,8 @@
  * then drives it by requests (src/shards/rpc.ts). Keys and bounce rules are read here, so no key
  * material crosses threads.
  */
+import type { Selector } from '../model/selector.ts';
+import type { Suspension } from '../model/suspension.ts';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { pino, type DestinationStream } from 'pino';
 import { classifyReplies, createClassifier, loadBounceRules } from '../bounce/index.ts';
@@ -75,6 +77,8 @@ answer(port, {
     const { change, path } = arg as { change: Change; path: string };
     pipeline.shapingChanged(change, path);
   },
+  suspensions: (list) => pipeline.setSuspensions(list as Suspension[]),
+  flush: (selector) => pipeline.flush(selector as Selector),
   'reload-keys': () => {
     const fresh = loadKeys(config.dkim.keys);
     if (fresh.problems.length > 0) log.error({ problems: fresh.problems }, 'reload: DKIM keys not replaced in this shard; the previous keys stay in use');
