@@ -266,9 +266,10 @@ export class PathPool {
     if (!first) return;
     const startedAt = this.#clock.now();
     this.#peak.note(startedAt, this.#open.size);
-    const openedBefore = this.#openedAnywhere();
+    // What the path's sessions were in every shard as this one began: one loop's peak covers its own.
+    const before = { opened: this.#openedAnywhere(), open: this.#openAnywhere() };
     const opened = await this.#connect(first.job.hosts, startedAt);
-    if (opened.kind === 'failed') return this.#connectFailed(first, opened, startedAt, openedBefore);
+    if (opened.kind === 'failed') return this.#connectFailed(first, opened, startedAt, before);
     const { conn, route } = opened;
     const now = this.#clock.now();
     if (now >= this.#backoffUntil) this.#backoff = 0;
@@ -331,10 +332,10 @@ export class PathPool {
    * and everything waiting shares the verdict instead of each job timing out against the same
    * dead hosts.
    */
-  #connectFailed(first: Pending, opened: Extract<Opened, { kind: 'failed' }>, startedAt: number, openedBefore: number): void {
+  #connectFailed(first: Pending, opened: Extract<Opened, { kind: 'failed' }>, startedAt: number, before: { opened: number; open: number }): void {
     const outcome: AttemptOutcome = { kind: 'site-unreachable', route: { ...opened.route, ...this.#pathRoute }, reply: opened.reply };
     // Whether the receiver greeted any of our sessions, here or in another shard, while this one waited.
-    const greetedMeanwhile = this.#peak.maxSince(startedAt, this.#clock.now()) > 0 || this.#openedAnywhere() > openedBefore || this.#openAnywhere() > 0;
+    const greetedMeanwhile = this.#peak.maxSince(startedAt, this.#clock.now()) > 0 || before.open > 0 || this.#openedAnywhere() > before.opened || this.#openAnywhere() > 0 || this.#greetedLately();
     if (this.#workers <= 1 && !greetedMeanwhile) {
       first.resolve(outcome);
       for (const p of this.#waiting.splice(0)) p.resolve(outcome);
@@ -519,6 +520,16 @@ export class PathPool {
   /** Sessions opened on the path so far: by every shard where the coordinator counts them, else by this pool. */
   #openedAnywhere(): number {
     return this.path.sessions?.()?.opened ?? this.#opened;
+  }
+
+  /**
+   * In a shard: whether any shard's session on the path got past its greeting within the last
+   * PEAK_WINDOW_MS. Sessions stalled in other shards can fill a tarpit's slots after every greeted
+   * one has ended, so "none greeted while this one waited" does not make the receiver unreachable.
+   */
+  #greetedLately(): boolean {
+    const sessions = this.path.sessions?.();
+    return sessions !== undefined && sessions.opened > 0 && this.#clock.now() - sessions.openedAt < PEAK_WINDOW_MS;
   }
 
   /** Sessions open on the path now, in this shard or (as last heard) any other. */

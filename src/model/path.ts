@@ -68,7 +68,12 @@ export interface PathLevels {
 }
 
 /** Sessions past the greeting on a path, in every shard: open now, and a number that grows with each one opened. */
-export interface PathSessions { readonly open: number; readonly opened: number }
+export interface PathSessions {
+  readonly open: number;
+  readonly opened: number;
+  /** When the last one got past its greeting (ms): a receiver that greeted us a moment ago is there. */
+  readonly openedAt: number;
+}
 
 /** A path's identity and live settings, as delivery holds it. */
 export interface PathHandle {

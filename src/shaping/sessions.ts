@@ -13,7 +13,7 @@ import type { PathLevels, PathSessions } from '../model/path.ts';
 /** A path with no session open and no change for this long is forgotten (its peak has aged out). */
 export const SESSIONS_IDLE_MS = 60_000;
 
-interface Tally { open: number; opened: number; changedAt: number; readonly peak: PeakMeter }
+interface Tally { open: number; opened: number; openedAt: number; changedAt: number; readonly peak: PeakMeter }
 
 export class SessionTally {
   readonly #paths = new Map<string, Tally>();
@@ -33,20 +33,23 @@ export class SessionTally {
     let tally = this.#paths.get(path);
     if (!tally) {
       if (delta < 0) return; // a session of a path forgotten: nothing to take it from
-      tally = { open: 0, opened: 0, changedAt: now, peak: new PeakMeter(Math.ceil(this.#peakWindowMs / 1000)) };
+      tally = { open: 0, opened: 0, openedAt: 0, changedAt: now, peak: new PeakMeter(Math.ceil(this.#peakWindowMs / 1000)) };
       this.#paths.set(path, tally);
     }
     tally.open = Math.max(0, tally.open + delta);
-    if (delta > 0) tally.opened = ++this.#sequence;
+    if (delta > 0) {
+      tally.opened = ++this.#sequence;
+      tally.openedAt = now;
+    }
     tally.changedAt = now;
     tally.peak.note(now, tally.open);
-    const sessions = { open: tally.open, opened: tally.opened };
+    const sessions = { open: tally.open, opened: tally.opened, openedAt: tally.openedAt };
     for (const listener of this.#listeners) listener(path, sessions);
   }
 
   sessions(path: string): PathSessions | undefined {
     const tally = this.#paths.get(path);
-    return tally && { open: tally.open, opened: tally.opened };
+    return tally && { open: tally.open, opened: tally.opened, openedAt: tally.openedAt };
   }
 
   /** A shard's levels with the connection count of every shard: at the time, or the peak since `peakFrom`. */

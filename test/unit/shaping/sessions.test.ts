@@ -19,7 +19,7 @@ t.test('every change reaches the listeners with the path\'s open sessions and a 
   stop();
   tally.change('p', -1, 3_000);
   t.equal(heard.length, 4, 'no word after unsubscribing');
-  t.same(tally.sessions('p'), { open: 0, opened: 3 });
+  t.same(tally.sessions('p'), { open: 0, opened: 3, openedAt: 1_000 }, 'the last greeted at 1 s');
   tally.change('r', -1, 3_000);
   t.equal(tally.sessions('r'), undefined, 'an end of a session it never counted is ignored, not a negative count');
 });
