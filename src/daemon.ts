@@ -10,6 +10,7 @@ import type { Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
 import { createSigner, loadKeys } from './dkim/index.ts';
 import type { Clock } from './lib/clock.ts';
+import type { QueueId } from './model/ids.ts';
 import { TernError } from './lib/errors.ts';
 import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
 import { createMetrics } from './metrics/index.ts';
@@ -103,6 +104,7 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
   const writes = openWrites(config.admin.state_dir, {
     suspensionsChanged: (list) => shards.setSuspensions(list),
     flush: (selector) => shards.flush(selector),
+    bounce: (selector, reason) => shards.bounce(selector, reason),
     counted: (action, result) => metrics.adminActions.labels({ action, result }).inc(),
   }, clock, log.child({ stage: 'admin' }));
   const admin = createAdmin(
@@ -121,6 +123,7 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
       kpi: (scope, id) => shards.kpi(scope, id),
       sites: async () => ({ paths: shaper.views(), pools: await shards.pools(), queued: await shards.queued() }),
       writes,
+      message: (id) => shards.message(id as QueueId),
     },
     log.child({ stage: 'admin' }),
     clock,

@@ -18,7 +18,7 @@ import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
 import type { QueueId } from './model/ids.ts';
 import type { JournalRecord } from './model/journal.ts';
 import type { SmtpReply } from './model/reply.ts';
-import { createQueue, matchesSelector, type Queue, type RecipientOutcome } from './queue/index.ts';
+import { createQueue, matchesSelector, type MessageView, type Operated, type Queue, type RecipientOutcome } from './queue/index.ts';
 import type { Change } from './shaping/index.ts';
 import type { Readiness } from './model/readiness.ts';
 import type { Selector } from './model/selector.ts';
@@ -63,7 +63,11 @@ export interface Pipeline {
   /** The operator's suspensions in force now (admin keeps them; a resume then flushes). */
   setSuspensions(list: readonly Suspension[]): void;
   /** Make due now the waiting mail a selector names (POST /api/v1/flush). */
-  flush(selector: Selector): Promise<{ messages: number; recipients: number }>;
+  flush(selector: Selector): Promise<Operated>;
+  /** Fail the waiting mail a selector names, cause "admin" (POST /api/v1/bounce). */
+  bounce(selector: Selector, reason: string): Promise<Operated>;
+  /** One message waiting in this pipeline's queue, or undefined. */
+  message(id: QueueId): Promise<MessageView | undefined>;
   smtpAddresses(): { host: string; port: number }[];
   /** What GET /readyz asks of this pipeline. */
   readiness(): Promise<Readiness>;
@@ -229,6 +233,8 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       suspensions = list;
     },
     flush: (selector) => queue.flush(matchesSelector(selector, resolver.route)),
+    bounce: (selector, reason) => queue.bounce(matchesSelector(selector, resolver.route), reason),
+    message: (id) => queue.inspect(id),
     smtpAddresses: () => ingress.addresses(),
     async readiness() {
       return { spool: await spool.healthy(), listening: ingress.listening(), outboxStalledMs: feedback.stalledMs() };

@@ -24,10 +24,12 @@ export interface AdminPorts {
   readonly sites: () => Promise<SitesInput<PathFacts>>;
   /** The write calls and the suspensions list (writes.ts). */
   readonly writes: Writes;
+  /** One waiting message, from whichever shard holds it; undefined if none does. */
+  readonly message: (id: string) => Promise<unknown>;
 }
 
 /** POST paths and the write call each makes. */
-const WRITE_CALLS = { '/api/v1/suspend': 'suspend', '/api/v1/resume': 'resume', '/api/v1/flush': 'flush' } as const;
+const WRITE_CALLS = { '/api/v1/suspend': 'suspend', '/api/v1/resume': 'resume', '/api/v1/flush': 'flush', '/api/v1/bounce': 'bounce' } as const;
 /** A write call's JSON body is a few selectors; anything larger is refused unread (413). */
 export const MAX_BODY_BYTES = 65_536;
 
@@ -39,8 +41,8 @@ export interface Admin {
 
 /**
  * The admin listener: /healthz, /readyz and /metrics open; every /api/v1/ call behind the bearer
- * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id, suspensions; POST
- * suspend, resume, flush (writes.ts).
+ * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id, messages/:id,
+ * suspensions; POST suspend, resume, flush, bounce (writes.ts).
  */
 export function createAdmin(options: { listen: string; token: string; readiness: { outbox_stall: number } }, ports: AdminPorts, log: Logger, clock: Clock): Admin {
   let server: Server | undefined;
@@ -63,6 +65,12 @@ export function createAdmin(options: { listen: string; token: string; readiness:
       const name = decodeURIComponent(site[1] as string).toLowerCase();
       const found = sitesView(await ports.sites()).find((s) => s.site === name);
       return found ? json(200, found) : json(404, { error: `no path to site "${name}" is known (a site is its MX host names, sorted, joined by commas)` });
+    }
+    const message = /^\/api\/v1\/messages\/([^/]+)$/.exec(path);
+    if (message) {
+      const id = decodeURIComponent(message[1] as string);
+      const view = /^[A-Za-z0-9._-]{1,64}$/.test(id) ? await ports.message(id) : undefined;
+      return view === undefined ? json(404, { error: `message ${id} is not in the queue (never accepted, or every recipient is final)` }) : json(200, view);
     }
     const kpi = /^\/api\/v1\/(campaigns|deliveries)\/([^/]+)$/.exec(path);
     if (kpi) {

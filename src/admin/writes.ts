@@ -9,7 +9,7 @@ import { openSuspensions, type Suspensions } from './suspensions.ts';
 
 /**
  * The admin write calls (BRIEF §3, docs/operations.md "Write calls"): suspend and resume a
- * domain or site, flush waiting mail. Each body is checked whole (a bad one is 400 with every
+ * domain or site, flush or bounce waiting mail. Each body is checked whole (a bad one is 400 with every
  * problem by key, and changes nothing), each call is written to the audit log and counted.
  */
 
@@ -24,6 +24,8 @@ export interface WritePorts {
   readonly suspensionsChanged: (list: readonly Suspension[]) => Promise<void>;
   /** Make due now the waiting mail a selector names, in every shard. */
   readonly flush: (selector: Selector) => Promise<{ messages: number; recipients: number }>;
+  /** Fail the waiting mail a selector names (cause "admin"), in every shard. */
+  readonly bounce: (selector: Selector, reason: string) => Promise<{ messages: number; recipients: number }>;
   readonly audit: Audit;
   /** Count a call (tern_admin_actions_total). */
   readonly counted: (action: string, result: string) => void;
@@ -48,13 +50,22 @@ const suspendBody = z.strictObject({
   reason: z.string().max(MAX_REASON_CHARS).default(''),
 }).refine(oneTarget, TARGET_PROBLEM);
 const resumeBody = z.strictObject(target).refine(oneTarget, TARGET_PROBLEM);
-const flushBody = z.strictObject({
+const selectorFields = {
   campaign: z.string().min(1).max(256).optional(),
   delivery: z.string().min(1).max(256).optional(),
   domain: domainField.optional(),
   site: siteField.optional(),
   queue_id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'is not a queue id').optional(),
-}).refine((v) => Object.values(v).filter((x) => x !== undefined).length === 1, { message: 'give exactly one of "campaign", "delivery", "domain", "site" or "queue_id"', path: [] });
+};
+const SELECTOR_PROBLEM = { message: 'give exactly one of "campaign", "delivery", "domain", "site" or "queue_id"', path: [] };
+const oneSelector = (v: Record<string, unknown>): boolean => Object.keys(selectorFields).filter((k) => v[k] !== undefined).length === 1;
+const flushBody = z.strictObject(selectorFields).refine(oneSelector, SELECTOR_PROBLEM);
+const bounceBody = z.strictObject({ ...selectorFields, reason: z.string().max(MAX_REASON_CHARS).default('') }).refine(oneSelector, SELECTOR_PROBLEM);
+
+/** The one selector key given, as the queue takes it. */
+function selectorOf(v: Record<string, unknown>): Record<string, string> {
+  return Object.fromEntries(Object.keys(selectorFields).flatMap((k) => (typeof v[k] === 'string' ? [[k, v[k]]] : [])));
+}
 
 function problems(error: z.ZodError): { path: string; problem: string }[] {
   return error.issues.map((i) => ({ path: i.path.join('.') || '(body)', problem: i.message }));
@@ -108,10 +119,18 @@ export function createWrites(ports: WritePorts, now: () => number) {
     async flush(body: unknown, remote: string | undefined): Promise<Answer> {
       const parsed = flushBody.safeParse(body);
       if (!parsed.success) return refused('flush', parsed.error);
-      const selector = Object.fromEntries(Object.entries(parsed.data).filter(([, v]) => v !== undefined)) as Record<string, string>;
+      const selector = selectorOf(parsed.data);
       const flushed = await ports.flush(selector as Selector);
       const extra = await done('flush', selector, remote, 'ok', flushed);
       return { status: 200, body: { flushed: selector, ...flushed, ...extra } };
+    },
+    async bounce(body: unknown, remote: string | undefined): Promise<Answer> {
+      const parsed = bounceBody.safeParse(body);
+      if (!parsed.success) return refused('bounce', parsed.error);
+      const selector = selectorOf(parsed.data);
+      const bounced = await ports.bounce(selector as Selector, parsed.data.reason);
+      const extra = await done('bounce', selector, remote, 'ok', { ...bounced, reason: parsed.data.reason });
+      return { status: 200, body: { bounced: selector, reason: parsed.data.reason, ...bounced, ...extra } };
     },
     list(): Answer {
       return { status: 200, body: { suspensions: ports.suspensions.list().map((s) => suspensionView(s, now())) } };

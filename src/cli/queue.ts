@@ -4,7 +4,7 @@ import { parseHostPort } from '../lib/net.ts';
 import type { Io } from './cli.ts';
 
 /**
- * `tern queue list|suspend|resume|flush`: the admin API's calls from a shell, for an SRE in an
+ * `tern queue list|show|suspend|resume|flush|bounce`: the admin API's calls from a shell, for an SRE in an
  * incident. The address and token come from the config (`admin.listen`, `admin.token` or
  * $TERN_ADMIN_TOKEN); output is a line or two for a person, or the API's JSON with --json.
  * Exit 0 when the call succeeded, 1 when the API refused it or could not be reached, 2 on usage.
@@ -15,7 +15,10 @@ export const QUEUE_USAGE = `  queue list [--json]            the queue's counts 
   queue resume (--domain D | --site S) [--json]
                                  end a suspension; its held mail goes now
   queue flush (--campaign C | --delivery D | --domain D | --site S | --queue-id Q) [--json]
-                                 retry the waiting mail it names now`;
+                                 retry the waiting mail it names now
+  queue bounce (--campaign C | --delivery D | --domain D | --site S | --queue-id Q) [--reason TEXT] [--json]
+                                 fail the waiting mail it names (a "failed" event each, cause "admin")
+  queue show QUEUE_ID [--json]   one message: each recipient's state, attempts, last reply, next attempt`;
 
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
@@ -44,8 +47,12 @@ function pick(values: Values, keys: readonly (keyof Values)[]): Record<string, s
   return Object.fromEntries(keys.flatMap((k) => (typeof values[k] === 'string' ? [[k === 'queue-id' ? 'queue_id' : k, values[k] as string]] : [])));
 }
 
-function callFor(sub: string, values: Values): Call | string {
+function callFor(sub: string, values: Values, positionals: readonly string[]): Call | string {
   switch (sub) {
+    case 'show':
+      return positionals.length === 1 ? { method: 'GET', path: `/api/v1/messages/${encodeURIComponent(positionals[0] as string)}` } : 'show takes one queue id';
+    case 'bounce':
+      return { method: 'POST', path: '/api/v1/bounce', body: pick(values, ['campaign', 'delivery', 'domain', 'site', 'queue-id', 'reason']) };
     case 'list':
       return { method: 'GET', path: '/api/v1/queue' };
     case 'suspend':
@@ -55,20 +62,21 @@ function callFor(sub: string, values: Values): Call | string {
     case 'flush':
       return { method: 'POST', path: '/api/v1/flush', body: pick(values, ['campaign', 'delivery', 'domain', 'site', 'queue-id']) };
     default:
-      return `unknown subcommand "${sub}" (list, suspend, resume, flush)`;
+      return `unknown subcommand "${sub}" (list, show, suspend, resume, flush, bounce)`;
   }
 }
 
 export async function queueCommand(args: readonly string[], io: Io): Promise<number> {
   const [sub = '', ...rest] = args;
   let values: Values;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({ args: rest, options: OPTIONS, strict: true }) as { values: Values });
+    ({ values, positionals } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: true }) as { values: Values; positionals: string[] });
   } catch (err) {
     io.err(`tern queue: ${(err as Error).message}\n${QUEUE_USAGE}`);
     return 2;
   }
-  const call = callFor(sub, values);
+  const call = callFor(sub, values, positionals);
   if (typeof call === 'string') {
     io.err(`tern queue: ${call}\n${QUEUE_USAGE}`);
     return 2;
@@ -135,6 +143,13 @@ function describe(sub: string, body: any): string[] {
     }
     case 'resume':
       return [`resumed ${body.resumed.target} ${body.resumed.name}: ${body.released.recipients} recipients in ${body.released.messages} messages go now`];
+    case 'bounce':
+      return [`bounced ${Object.entries(body.bounced).map(([k, v]) => `${k} ${v}`).join('')}: ${body.recipients} recipients in ${body.messages} messages fail now (cause "admin")`];
+    case 'show':
+      return [
+        `${body.queue_id} from ${body.sender}, received ${body.received_at}, expires ${body.expires_at}: ${body.state}${body.bounce !== undefined ? ' (bounced by an operator)' : ''}`,
+        ...body.recipients.map((r: any) => `  ${r.recipient}: ${r.state}, ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}${r.last_reply ? `, last "${r.last_reply}"` : ''}${r.next_attempt ? `, next ${r.next_attempt}` : ''}`),
+      ];
     default:
       return [`flushed ${Object.entries(body.flushed).map(([k, v]) => `${k} ${v}`).join('')}: ${body.recipients} recipients in ${body.messages} messages retried now`];
   }

@@ -47,8 +47,8 @@ export function createMetrics(scope: MetricsScope = 'all') {
   const deferrals = new Counter({ name: 'tern_deferrals_total', help: 'Recipients deferred, by provider and reason (a bounce reason, or paused / ready-queue-full / suspended when no attempt was made)', labelNames: ['provider', 'reason'] as const, registers: perShard });
   // level: the path's TLS level (4 values); version: what Node names the protocol, or "none" for plaintext (a handful).
   const deliveryTls = new Counter({ name: 'tern_delivery_tls_connections_total', help: 'Outbound SMTP connections opened, by the path\'s TLS level, the TLS version negotiated (none: plaintext) and whether the certificate verified', labelNames: ['level', 'version', 'verified'] as const, registers: perShard });
-  // action: one of the admin write calls (suspend, resume, flush); result: ok, not-found, refused, failed.
-  const adminActions = new Counter({ name: 'tern_admin_actions_total', help: 'Admin API write calls, by action and result (ok, not-found, refused: a bad request, failed)', labelNames: ['action', 'result'] as const, registers: perProcess });
+  // action: one of the admin write calls (suspend, resume, flush, bounce); result: ok, not-found, refused, failed.
+  const adminActions = new Counter({ name: 'tern_admin_actions_total', help: 'Admin API write calls (suspend, resume, flush, bounce), by action and result (ok, not-found, refused: a bad request, failed)', labelNames: ['action', 'result'] as const, registers: perProcess });
   const suspensions = new Gauge({ name: 'tern_admin_suspensions', help: 'Operator suspensions in force, by target (domain, site)', labelNames: ['target'] as const, registers: perProcess });
   return {
     registry, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,

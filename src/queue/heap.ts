@@ -53,14 +53,22 @@ export class MinHeap<T> {
     return removed;
   }
 
-  /** Move every matching entry to `due`, its value changed by `update` (made due at once by an action); O(n). */
-  updateWhere(match: (value: T) => boolean, due: number, update: (value: T) => T = (v) => v): number {
+  /** The first entry whose value matches (admin actions); O(n). */
+  find(match: (value: T) => boolean): HeapEntry<T> | undefined {
+    return this.#items.find((e) => match(e.value));
+  }
+
+  /**
+   * Move every matching entry to `due`, its value changed by `update` (made due at once by an
+   * action); entries already due by then are left as they are unless `evenIfDue`. O(n).
+   */
+  updateWhere(match: (value: T) => boolean, due: number, update: (value: T) => T = (v) => v, options: { evenIfDue?: boolean } = {}): number {
     const all = this.#items.splice(0);
     let moved = 0;
     for (const e of all) {
-      const hit = e.due > due && match(e.value);
+      const hit = (options.evenIfDue || e.due > due) && match(e.value);
       if (hit) moved++;
-      this.push(hit ? due : e.due, hit ? update(e.value) : e.value);
+      this.push(hit ? Math.min(due, e.due) : e.due, hit ? update(e.value) : e.value);
     }
     return moved;
   }

@@ -12,7 +12,7 @@ import { formatReply, type SmtpReply } from '../model/reply.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { decide, expiredReply, outcomeReplies, verdictWithoutAttempt, type Verdict } from './decide.ts';
 import { MinHeap } from './heap.ts';
-import { pickWaiting } from './flush.ts';
+import { adminBounce, messageView, pickWaiting, type MessageView } from './operator.ts';
 import { HeldLists, type HeldEntry } from './held.ts';
 import { dnsReply, groupByDomain, isHold, isUnreadable, logAttempt, pathOf, recipientDsn } from './recipients.ts';
 import type { RetryPolicy } from './retry.ts';
@@ -106,7 +106,14 @@ export interface Queue {
    * all its pending recipients attempted; messages being attempted now are left alone. Reads each
    * waiting message from the spool. How many messages and recipients.
    */
-  flush(match: (envelope: Envelope, pending: readonly number[]) => Promise<boolean>): Promise<{ messages: number; recipients: number }>;
+  flush(match: Match): Promise<Operated>;
+  /**
+   * Fail every pending recipient of each waiting message `match` picks (an operator's bounce),
+   * with cause "admin" and `reason` in the reply, as soon as it is activated. How many.
+   */
+  bounce(match: Match, reason: string): Promise<Operated>;
+  /** One message as the queue holds it (GET /api/v1/messages/:id); undefined if not waiting here. */
+  inspect(id: QueueId): Promise<MessageView | undefined>;
   start(): void;
   /** Stop activating messages; resolves when active ones are done or `graceMs` passes. */
   stop(graceMs: number): Promise<void>;
@@ -115,11 +122,17 @@ export interface Queue {
 /**
  * `now`: made due by an action (expedite, release): every pending recipient is attempted, whatever
  * its own time. `held`: every pending recipient was sent back untried (a hold), none deferred.
+ * `bounce`: an operator bounced it: its pending recipients fail when it is activated (the reason).
  * `heldIn`: the held list it is in: its path's, or a suspension's (released by a resume).
  * `gone`: no longer waiting here — popped on its own time (its place in the path's held list is
  * skipped), or released early (its heap entry stays until popped, and is skipped then).
  */
-interface Scheduled extends HeldEntry { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean; readonly heldIn?: string }
+interface Scheduled extends HeldEntry { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean; readonly heldIn?: string; readonly bounce?: string }
+
+/** Picks a waiting message for an operator's action from its envelope and pending recipients. */
+type Match = (envelope: Envelope, pending: readonly number[]) => Promise<boolean>;
+/** What an operator's action reached. */
+export interface Operated { readonly messages: number; readonly recipients: number }
 interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
 
 const WATCHDOG_MS = 30_000;
@@ -166,10 +179,20 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   /** Heap entries of released messages, not yet popped: not counted as scheduled. */
   let released = 0;
   const faults = new RepeatedLog(log, clock);
+  /** Messages an operator flushed or bounced while they were being attempted: applied when rescheduled. */
+  const afterAttempt = new Map<QueueId, { bounce?: string }>();
 
   function schedule(id: QueueId, due: number, pending: number, path?: string, flags: { held?: boolean; heldIn?: string | undefined; now?: boolean } = {}): void {
+    // An operator's flush or bounce that found the message in the middle of an attempt applies now.
+    const asked = afterAttempt.get(id);
+    afterAttempt.delete(id);
+    if (asked) return void pushScheduled(clock.now(), { id, pending, path, now: true, ...asked });
     const heldIn = flags.held ? (flags.heldIn ?? path) : undefined;
-    const value: Scheduled = { id, pending, path, ...(heldIn ? { held: true, heldIn } : {}), ...(flags.now ? { now: true } : {}) };
+    pushScheduled(due, { id, pending, path, ...(heldIn ? { held: true, heldIn } : {}), ...(flags.now ? { now: true } : {}) });
+  }
+
+  function pushScheduled(due: number, value: Scheduled): void {
+    const { path, pending, heldIn } = value;
     heap.push(due, value);
     if (path) byPath.set(path, (byPath.get(path) ?? 0) + pending);
     if (heldIn) heldByPath.add(heldIn, value);
@@ -209,7 +232,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         heldByPath.trim(top.value.heldIn);
       }
       unscheduled(top.value);
-      activate(top.value.id, top.value.pending, undefined, top.value.now);
+      activate(top.value.id, top.value.pending, undefined, top.value.now, top.value.bounce);
     }
     if (hasRoomFor(1)) arm();
   }
@@ -219,11 +242,11 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     return active.size < options.maxActive && (active.size === 0 || activeRecipients + recipients <= options.maxActiveRecipients);
   }
 
-  function activate(id: QueueId, pending: number, fresh: { envelope: Envelope; states: RecipientState[] } | undefined, expedited = false): void {
+  function activate(id: QueueId, pending: number, fresh: { envelope: Envelope; states: RecipientState[] } | undefined, expedited = false, bounced?: string): void {
     const entry: Active = { startedAt: clock.now(), pending, abandoned: false };
     active.set(id, entry);
     activeRecipients += pending;
-    void run(id, entry, fresh, expedited)
+    void run(id, entry, fresh, expedited, bounced)
       .catch(async (err: unknown) => {
         if (entry.abandoned) return;
         if (isUnreadable(err)) {
@@ -253,7 +276,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       });
   }
 
-  async function run(id: QueueId, entry: Active, fresh: { envelope: Envelope; states: RecipientState[] } | undefined, expedited: boolean): Promise<void> {
+  async function run(id: QueueId, entry: Active, fresh: { envelope: Envelope; states: RecipientState[] } | undefined, expedited: boolean, bounced: string | undefined): Promise<void> {
     const held = unwritten.get(id);
     const stuck = held ? await write(id, held).then(() => undefined, (err: unknown) => err ?? new Error('write failed')) : undefined;
     if (held && stuck === undefined) return;
@@ -263,19 +286,25 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     const now = clock.now();
     const due = states.flatMap((s, i) => (!s.final && (expedited || s.nextAt <= now) ? [i] : []));
     if (stuck !== undefined && due.length === 0) throw stuck;
-    const decisions = now >= envelope.expiresAt ? expireAll(states) : await attemptDue(envelope, states, due);
+    const decisions = bounced !== undefined
+      ? failAll(states, () => adminBounce(bounced))
+      : now >= envelope.expiresAt ? failAll(states, expired) : await attemptDue(envelope, states, due);
     if (entry.abandoned) return;
     await settle(id, entry, envelope, states, decisions);
   }
 
-  function expireAll(states: RecipientState[]): Map<number, Decision> {
+  /** Every pending recipient failed without an attempt: validity ended, or an operator bounced it. */
+  function failAll(states: RecipientState[], verdict: (s: RecipientState) => Verdict): Map<number, Decision> {
     const decisions = new Map<number, Decision>();
     states.forEach((s, i) => {
-      if (s.final) return;
-      const reply = expiredReply(s.lastReply);
-      decisions.set(i, { attempt: s.attempts, route: {}, verdict: { kind: 'failed', cause: 'expired', reply, bounce: ports.classify(reply) } });
+      if (!s.final) decisions.set(i, { attempt: s.attempts, route: {}, verdict: verdict(s) });
     });
     return decisions;
+  }
+
+  function expired(s: RecipientState): Verdict {
+    const reply = expiredReply(s.lastReply);
+    return { kind: 'failed', cause: 'expired', reply, bounce: ports.classify(reply) };
   }
 
   interface Decision { readonly attempt: number; readonly route: Route; readonly verdict: Verdict }
@@ -379,6 +408,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     if (pending.length === 0) {
       await ports.remove(id, w.journalled);
       unwritten.delete(id);
+      afterAttempt.delete(id);
       return;
     }
     if (w.records.length > 0) {
@@ -401,6 +431,43 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     timer?.handle.cancel();
     timer = undefined;
     arm();
+  }
+
+  /**
+   * An operator's flush or bounce: the waiting messages `match` picks (read back from the spool)
+   * are made due now, every pending recipient attempted (flush) or failed (bounce). A message in
+   * the middle of an attempt gets the same once the attempt is decided (if anyone is left pending).
+   */
+  async function operate(match: Match, action: 'flush' | 'bounce', reason = ''): Promise<Operated> {
+    const startedAt = clock.now();
+    const busy = (id: QueueId): boolean => active.has(id) || unwritten.has(id);
+    const ids = new Set([...heap.values().filter((v) => !v.gone).map((v) => v.id), ...active.keys(), ...unwritten.keys()]);
+    const peek = ports.peek ?? ports.load;
+    const picked = await pickWaiting([...ids], async (id) => unwritten.get(id) ?? peek(id), match);
+    const asked = action === 'bounce' ? { bounce: reason } : {};
+    let recipients = 0;
+    let later = 0;
+    for (const [id, count] of picked) {
+      if (!busy(id)) continue;
+      afterAttempt.set(id, asked);
+      recipients += count;
+      later++;
+    }
+    // Held entries leave their lists as they do when popped; the heap moves the rest. A bounce
+    // takes messages already due too: they may be waiting for room in the active window.
+    const moved = heap.updateWhere((v) => picked.has(v.id) && !v.gone && !busy(v.id), clock.now(), (v) => {
+      recipients += picked.get(v.id) ?? 0;
+      if (v.heldIn) {
+        v.gone = true;
+        heldByPath.trim(v.heldIn);
+      }
+      const { gone: _gone, held: _held, heldIn: _in, ...rest } = v;
+      return { ...rest, now: true, ...asked };
+    }, { evenIfDue: action === 'bounce' });
+    const messages = moved + later;
+    if (messages > 0) log.info({ action, messages, recipients, after_attempt: later, took_ms: clock.now() - startedAt }, `queue: ${action === 'flush' ? 'flushed' : 'bounced'} by an operator`);
+    rearm();
+    return { messages, recipients };
   }
 
   function runWatchdog(): void {
@@ -478,23 +545,14 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       if (taken.length > 0) log.debug({ path, messages: taken.length }, 'queue: messages the path held back made due now (it has room)');
       return taken.length;
     },
-    async flush(match) {
-      const now = clock.now();
-      const candidates = heap.values().filter((v) => !v.gone && !active.has(v.id) && !unwritten.has(v.id));
-      const picked = await pickWaiting(candidates.map((v) => v.id), ports.peek ?? ports.load, match);
-      // Held entries leave their lists as they do when popped; the heap moves the rest.
-      let recipients = 0;
-      const moved = heap.updateWhere((v) => picked.has(v.id) && !v.gone, clock.now(), (v) => {
-        recipients += picked.get(v.id) ?? 0;
-        if (!v.heldIn) return { ...v, now: true };
-        v.gone = true;
-        heldByPath.trim(v.heldIn);
-        const { gone: _gone, held: _held, heldIn: _in, ...rest } = v;
-        return { ...rest, now: true };
-      });
-      if (moved > 0) log.info({ messages: moved, recipients, took_ms: clock.now() - now }, 'queue: flushed by an operator');
-      rearm();
-      return { messages: moved, recipients };
+    flush: (match) => operate(match, 'flush'),
+    bounce: (match, reason) => operate(match, 'bounce', reason),
+    async inspect(id) {
+      const entry = heap.find((v) => v.id === id && !v.gone);
+      const state = active.has(id) ? 'active' : entry ? (entry.value.heldIn ? 'held' : 'scheduled') : undefined;
+      if (!state) return undefined;
+      const loaded = unwritten.get(id) ?? (await (ports.peek ?? ports.load)(id));
+      return messageView(loaded.envelope, loaded.states, { state, dueAt: entry?.due ?? clock.now(), now: !!entry?.value.now, ...(entry?.value.bounce !== undefined ? { bounce: entry.value.bounce } : {}) });
     },
     start() {
       running = true;

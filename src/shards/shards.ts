@@ -3,7 +3,9 @@ import type { PoolView } from '../delivery/index.ts';
 import type { DkimKey } from '../dkim/index.ts';
 import type { KpiScope, KpiView } from '../feedback/index.ts';
 import type { Readiness } from '../model/readiness.ts';
+import type { QueueId } from '../model/ids.ts';
 import type { Selector } from '../model/selector.ts';
+import type { MessageView, Operated } from '../queue/index.ts';
 import type { Suspension } from '../model/suspension.ts';
 import type { Pipeline } from '../pipeline.ts';
 import type { Change } from '../shaping/index.ts';
@@ -33,7 +35,11 @@ export interface Shards {
   /** The operator's suspensions in force now, to every shard (before it runs, and on each change). */
   setSuspensions(list: readonly Suspension[]): Promise<void>;
   /** POST /api/v1/flush: every shard's waiting mail the selector names, made due now; counts summed. */
-  flush(selector: Selector): Promise<{ messages: number; recipients: number }>;
+  flush(selector: Selector): Promise<Operated>;
+  /** POST /api/v1/bounce: every shard's waiting mail the selector names, failed (cause "admin"); counts summed. */
+  bounce(selector: Selector, reason: string): Promise<Operated>;
+  /** GET /api/v1/messages/:id: the shard whose queue holds it answers. */
+  message(id: QueueId): Promise<MessageView | undefined>;
   /** SIGHUP, the keys checked good (`keys`): every shard signs with the files as they are now. */
   reloadKeys(keys: readonly DkimKey[]): void;
   /** New MX rules are in force: every shard's paths get their settings afresh. */
@@ -60,6 +66,8 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
     shapingChanged: (change, path) => pipeline.shapingChanged(change, path),
     setSuspensions: async (list) => pipeline.setSuspensions(list),
     flush: (selector) => pipeline.flush(selector),
+    bounce: (selector, reason) => pipeline.bounce(selector, reason),
+    message: (id) => pipeline.message(id),
     reloadKeys,
     // The pools read the shaper's settings directly: nothing to push.
     rulesChanged: () => undefined,
@@ -90,6 +98,11 @@ export function sumQueueViews(views: readonly QueueView[]): QueueView {
     delivery: { sites: add((v) => v.delivery.sites), connections: add((v) => v.delivery.connections), waiting: add((v) => v.delivery.waiting) },
     feedback: { pending: add((v) => v.feedback.pending), bytes: add((v) => v.feedback.bytes), segments: add((v) => v.feedback.segments) },
   };
+}
+
+/** Several shards' counts of an operator's action, summed. */
+export function sumOperated(counts: readonly Operated[]): Operated {
+  return { messages: counts.reduce((n, c) => n + c.messages, 0), recipients: counts.reduce((n, c) => n + c.recipients, 0) };
 }
 
 /** Maps from several shards merged key by key. */

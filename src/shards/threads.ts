@@ -12,7 +12,8 @@ import { SessionTally } from '../shaping/sessions.ts';
 import { PEAK_WINDOW_MS } from '../delivery/limits.ts';
 import { shardConfig } from './config.ts';
 import { caller, type Caller } from './rpc.ts';
-import { sumMaps, sumQueueViews, type QueueView, type Shards } from './shards.ts';
+import { sumMaps, sumOperated, sumQueueViews, type QueueView, type Shards } from './shards.ts';
+import type { MessageView, Operated } from '../queue/index.ts';
 import type { ShardData, ShardNote } from './worker.ts';
 import type { Readiness } from '../model/readiness.ts';
 
@@ -127,9 +128,10 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     async setSuspensions(list) {
       await all('suspensions', list);
     },
-    async flush(selector) {
-      const counts = await all<{ messages: number; recipients: number }>('flush', selector);
-      return { messages: counts.reduce((n, c) => n + c.messages, 0), recipients: counts.reduce((n, c) => n + c.recipients, 0) };
+    flush: async (selector) => sumOperated(await all<Operated>('flush', selector)),
+    bounce: async (selector, reason) => sumOperated(await all<Operated>('bounce', { selector, reason })),
+    async message(id) {
+      return (await all<MessageView | undefined>('message', id)).find((m) => m !== undefined);
     },
     reloadKeys() {
       // Each shard reads the key files itself: no key material crosses threads.

@@ -4,6 +4,7 @@
  * then drives it by requests (src/shards/rpc.ts). Keys and bounce rules are read here, so no key
  * material crosses threads.
  */
+import type { QueueId } from '../model/ids.ts';
 import type { Selector } from '../model/selector.ts';
 import type { Suspension } from '../model/suspension.ts';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
@@ -79,6 +80,11 @@ answer(port, {
   },
   suspensions: (list) => pipeline.setSuspensions(list as Suspension[]),
   flush: (selector) => pipeline.flush(selector as Selector),
+  bounce: (arg) => {
+    const { selector, reason } = arg as { selector: Selector; reason: string };
+    return pipeline.bounce(selector, reason);
+  },
+  message: (id) => pipeline.message(id as QueueId),
   'reload-keys': () => {
     const fresh = loadKeys(config.dkim.keys);
     if (fresh.problems.length > 0) log.error({ problems: fresh.problems }, 'reload: DKIM keys not replaced in this shard; the previous keys stay in use');

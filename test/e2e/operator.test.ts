@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { ADMIN_TOKEN, adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
+import { WebhookReceiver } from '../support/webhook-receiver.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 /** The operator's write calls against the real daemon: suspend, resume, flush, and their audit. */
@@ -178,6 +179,17 @@ t.test('tern queue suspend|list|resume|flush talk to the admin API with the conf
   const again = await tern_('resume', '--domain', 'fallback.test');
   t.equal(again.code, 1, 'the API said 404');
   t.match(again.err, /404 no suspension of domain fallback\.test is in force/);
+  const bounceNothing = await tern_('bounce', '--campaign', 'nothing-here', '--reason', 'test', '--json');
+  t.same(JSON.parse(bounceNothing.out), { bounced: { campaign: 'nothing-here' }, reason: 'test', messages: 0, recipients: 0 });
+  const showNone = await tern_('show', 'NOSUCHID');
+  t.equal(showNone.code, 1);
+  t.match(showNone.err, /404 message NOSUCHID is not in the queue/);
+  t.match(await sendMail(tern.smtpPort, 'news@campaign.test', ['tempfail-7@a.test'], message({})), /^250 /);
+  await until(() => tern.outcomes('tempfail-7@a.test').length > 0, 10_000, 'deferred');
+  const id = tern.outcomes('tempfail-7@a.test')[0]?.queue_id as string;
+  const shown = await tern_('show', id);
+  t.equal(shown.code, 0, shown.err);
+  t.match(shown.out, new RegExp(`^${id} from news@campaign\\.test, received \\S+, expires \\S+: scheduled\\n  tempfail-7@a\\.test: pending, 1 attempt, last "451 4\\.3\\.0[^"]*", next \\S+\\n$`));
   const usage = await tern_('frob');
   t.equal(usage.code, 2);
   t.match(usage.err, /unknown subcommand "frob"/);
@@ -188,4 +200,55 @@ t.test('tern queue suspend|list|resume|flush talk to the admin API with the conf
   });
   t.equal(refused.code, 1);
   t.match(refused.err, /403/);
+});
+
+t.test('an operator bounce fails the waiting mail a campaign names: one failed event per recipient, cause "admin", and the KPIs; GET messages/:id before and after', async (t) => {
+  const receiver = new WebhookReceiver('s3cret');
+  const spool = tempDir();
+  dirs.push(spool);
+  const tern = await startTern({ ...configFor(spool.path), feedback: { webhook: { url: await receiver.start(), secret: 's3cret', max_wait: '20ms' } } });
+  t.teardown(async () => {
+    await tern.stop();
+    await receiver.stop();
+  });
+  const meta = (campaign: string) => message({ headers: [`X-Tern-Meta: {"campaign":"${campaign}"}`] });
+  // tempfail-9: deferred (an hour) after its first attempt; x@b.test is delivered at once.
+  const replies = [
+    await sendMail(tern.smtpPort, 'news@campaign.test', ['tempfail-9@a.test'], meta('autumn')),
+    await sendMail(tern.smtpPort, 'news@campaign.test', ['tempfail-9@fallback.test'], meta('autumn')),
+    await sendMail(tern.smtpPort, 'news@campaign.test', ['x@b.test', 'tempfail-9@b.test'], meta('autumn')),
+    await sendMail(tern.smtpPort, 'news@campaign.test', ['tempfail-9@mx1.a.test'], meta('winter')),
+  ];
+  const ids = replies.map((r) => /queued as (\S+)/.exec(r)?.[1] as string);
+  t.ok(ids.every(Boolean), 'queue ids');
+  const deferred = ['tempfail-9@a.test', 'tempfail-9@fallback.test', 'tempfail-9@b.test'];
+  await until(() => deferred.every((r) => receiver.acknowledged.some((e) => e.recipient === r && e.type === 'soft_bounce')) && receiver.acknowledged.some((e) => e.recipient === 'x@b.test' && e.type === 'delivered'), 10_000, 'deferred, and one delivered');
+
+  const before = await adminFetch(tern.adminPort, `/api/v1/messages/${ids[2]}`);
+  t.equal(before.status, 200);
+  const view = (await before.json()) as any;
+  t.match(view, { queue_id: ids[2], sender: 'news@campaign.test', meta: { campaign: 'autumn' }, state: 'scheduled' });
+  t.match(view.recipients, [
+    { recipient: 'x@b.test', state: 'delivered', attempts: 1, next_attempt: null },
+    { recipient: 'tempfail-9@b.test', state: 'pending', attempts: 1, last_reply: /^451 4\.3\.0/ },
+  ]);
+  t.ok(Date.parse(view.recipients[1].next_attempt) > Date.now() + 3_000_000, 'its next attempt an hour on');
+
+  const bounced = await post(tern, '/api/v1/bounce', { campaign: 'autumn', reason: 'campaign cancelled' });
+  t.match(bounced, { status: 200, body: { bounced: { campaign: 'autumn' }, reason: 'campaign cancelled', messages: 3, recipients: 3 } });
+  await until(() => deferred.every((r) => receiver.acknowledged.some((e) => e.recipient === r && e.type === 'failed')), 10_000, 'a failed event for each');
+  const failed = receiver.acknowledged.filter((e) => e.type === 'failed');
+  t.equal(failed.length, 3, 'exactly one failed event per bounced recipient, none for the delivered one or the other campaign');
+  for (const e of failed) t.match(e, { cause: 'admin', status: 'failed', meta: { campaign: 'autumn' }, bounce: { class: 25, category: 'admin', type: 'ignored', reason: 'admin' }, response: { code: 550, enhanced: '5.0.0', text: 'bounced by an operator: campaign cancelled' } });
+  const kpis = await until(async () => {
+    const k = await get(tern, '/api/v1/campaigns/autumn');
+    return k.in_progress === 0 && k;
+  }, 5_000, 'the campaign settled');
+  t.match(kpis, { relayed: 4, delivered: 1, failed: { total: 3, ignored: 3, hard: 0 }, in_progress: 0, success_pct: 25 });
+  t.equal((await adminFetch(tern.adminPort, `/api/v1/messages/${ids[0]}`)).status, 404, 'gone from the queue');
+  t.match(await get(tern, `/api/v1/messages/${ids[3]}`), { meta: { campaign: 'winter' }, recipients: [{ state: 'pending' }] }, 'the other campaign waits on');
+  t.match((await post(tern, '/api/v1/bounce', { campaign: 'autumn' })).body, { messages: 0, recipients: 0 }, 'nothing left to bounce');
+  t.equal((await adminFetch(tern.adminPort, '/api/v1/messages/no-such-id')).status, 404);
+  const audit = readFileSync(join(spool.path, 'admin', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.match(audit[0], { action: 'bounce', selector: { campaign: 'autumn' }, result: 'ok', detail: { messages: 3, recipients: 3, reason: 'campaign cancelled' } });
 });
