@@ -224,9 +224,12 @@ t.test('an operator bounce fails the waiting mail a campaign names: one failed e
   const deferred = ['tempfail-9@a.test', 'tempfail-9@fallback.test', 'tempfail-9@b.test'];
   await until(() => deferred.every((r) => receiver.acknowledged.some((e) => e.recipient === r && e.type === 'soft_bounce')) && receiver.acknowledged.some((e) => e.recipient === 'x@b.test' && e.type === 'delivered'), 10_000, 'deferred, and one delivered');
 
-  const before = await adminFetch(tern.adminPort, `/api/v1/messages/${ids[2]}`);
-  t.equal(before.status, 200);
-  const view = (await before.json()) as any;
+  // The event is made durable before the attempt's journal: the message is rescheduled a moment later.
+  const view = await until(async () => {
+    const res = await adminFetch(tern.adminPort, `/api/v1/messages/${ids[2]}`);
+    const body = (await res.json()) as any;
+    return res.status === 200 && body.state === 'scheduled' && body;
+  }, 5_000, 'the message scheduled again');
   t.match(view, { queue_id: ids[2], sender: 'news@campaign.test', meta: { campaign: 'autumn' }, state: 'scheduled' });
   t.match(view.recipients, [
     { recipient: 'x@b.test', state: 'delivered', attempts: 1, next_attempt: null },
