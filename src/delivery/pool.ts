@@ -386,11 +386,13 @@ export class PathPool {
 
   /**
    * A reused connection lost before MAIL was answered: the server hung up after its last message
-   * (a per-connection limit it does not announce). Nothing reached it, so the job goes again,
-   * once, on another connection, without an attempt.
+   * (a per-connection limit it does not announce). Nothing reached it, so the job goes again on
+   * another connection, without an attempt, as often as that happens: each time costs the
+   * receiver nothing, and a fresh connection (sent 0) is not excused. With shards a job can meet
+   * a second reused connection at its limit before the adaptive rule has lowered it.
    */
   #droppedBeforeAnswer(reply: SmtpReply, sent: number, pending: Pending): boolean {
-    if (sent === 0 || pending.resent || reply.origin !== 'local' || reply.command !== 'MAIL') return false;
+    if (sent === 0 || reply.origin !== 'local' || reply.command !== 'MAIL') return false;
     pending.resent = true;
     return true;
   }
