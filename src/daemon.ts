@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { createAdmin, openWrites } from './admin/index.ts';
 import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules } from './bounce/index.ts';
-import type { Config } from './config/index.ts';
+import { changedKeys, sortChanges, type Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
 import { createSigner, loadKeys } from './dkim/index.ts';
 import type { Clock } from './lib/clock.ts';
@@ -23,8 +23,12 @@ export interface Daemon {
   start(): Promise<void>;
   /** Stop accepting, let in-flight work finish within graceMs, then close everything. */
   stop(graceMs?: number): Promise<void>;
-  /** SIGHUP: re-read DKIM keys and MX rules; a bad file keeps what was in use and says why. */
-  reload(): { ok: boolean; problems: string[] };
+  /**
+   * SIGHUP with the config read again (`next`; without it, the one in force): what may change
+   * live changes (config/changes.ts), the rest is named as needing a restart; the DKIM keys and
+   * MX rules files are read again either way, and a bad one keeps what was in use and says why.
+   */
+  reload(next?: Config): Reloaded;
   smtpAddresses(): { host: string; port: number }[];
   adminAddress(): { host: string; port: number } | undefined;
 }
@@ -36,6 +40,17 @@ export interface DaemonDeps {
   readonly logLine?: (line: string) => void;
   /** With shards: one stopped (ADR 0010); the process should stop and be restarted. */
   readonly onFailure?: (err: Error) => void;
+  /** Sets the level of the logger passed in and every child of it (SIGHUP, log.level). */
+  readonly setLogLevel?: (level: string) => void;
+}
+
+export interface Reloaded {
+  readonly ok: boolean;
+  readonly problems: string[];
+  /** Changed keys now in force. */
+  readonly applied: string[];
+  /** Changed keys that wait for a restart. */
+  readonly restart: string[];
 }
 
 /** Problems in the files a valid config points at (DKIM keys, bounce and MX rules), reported like config problems. */
@@ -64,7 +79,10 @@ function loadShapingRules(config: Config): LoadedRuleSet {
   return { ok: false, problems: loaded.problems.map((p) => ({ path: `shaping.rules_file: ${p.path}`, problem: p.problem })) };
 }
 
-export function createDaemon(config: Config, { clock, log, logLine, onFailure }: DaemonDeps): Daemon {
+export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
+  const { clock, log, logLine, onFailure } = deps;
+  // The config in force: what a reload compares the file with (config/changes.ts).
+  let running = config;
   const threads = resolveThreads(config.tuning.threads);
   const metrics = createMetrics(threads === 1 ? 'all' : 'coordinator');
   const loaded = loadKeys(config.dkim.keys);
@@ -154,21 +172,37 @@ export function createDaemon(config: Config, { clock, log, logLine, onFailure }:
       await writes.audit.close();
       log.info('stopped');
     },
-    reload() {
-      const keys = loadKeys(config.dkim.keys);
-      const rules = loadShapingRules(config);
+    reload(next = running) {
+      const { live, restart } = sortChanges(changedKeys(running, next));
+      if (restart.length > 0) log.warn({ keys: restart }, 'reload: these changes need a restart; the running values stay in force');
+      const keys = loadKeys(next.dkim.keys);
+      const rules = loadShapingRules(next);
       const problems = [...keys.problems, ...(rules.ok ? [] : rules.problems)].map((p) => `${p.path}: ${p.problem}`);
       if (keys.problems.length > 0) log.error({ problems }, 'reload: DKIM keys not replaced; the previous keys stay in use');
       else {
         shards.reloadKeys(keys.keys);
+        running = { ...running, dkim: next.dkim };
         log.info({ keys: keys.keys.map((k) => `${k.selector}._domainkey.${k.domain}`) }, 'reload: DKIM keys re-read');
       }
       if (!rules.ok) log.error({ problems }, 'reload: MX rules not replaced; the previous rules stay in use');
       else {
-        shaper.setRules(rules.rules);
+        // Path defaults come from shaping.defaults (live) over the delivery timeouts in force.
+        shaper.setRules(rules.rules, baseSettings({ shaping: next.shaping, delivery: running.delivery }));
         shards.rulesChanged();
+        running = { ...running, shaping: next.shaping };
       }
-      return { ok: problems.length === 0, problems };
+      admin.reconfigure({ token: next.admin.token, readiness: next.admin.readiness });
+      running = { ...running, admin: { ...running.admin, token: next.admin.token, readiness: next.admin.readiness } };
+      const failed = new Set([...(keys.problems.length > 0 ? ['dkim.keys'] : []), ...(rules.ok ? [] : ['shaping'])]);
+      const applied = live.filter((k) => ![...failed].some((f) => k === f || k.startsWith(`${f}.`)));
+      // Said at the level in force when the signal came, before a new one silences it.
+      if (applied.length > 0) log.info({ keys: applied }, 'reload: applied');
+      if (next.log.level !== running.log.level) {
+        deps.setLogLevel?.(next.log.level);
+        shards.setLogLevel(next.log.level);
+        running = { ...running, log: { ...running.log, level: next.log.level } };
+      }
+      return { ok: problems.length === 0, problems, applied, restart };
     },
     smtpAddresses: () => shards.smtpAddresses(),
     adminAddress: () => admin.address(),

@@ -34,6 +34,8 @@ const WRITE_CALLS = { '/api/v1/suspend': 'suspend', '/api/v1/resume': 'resume', 
 export const MAX_BODY_BYTES = 65_536;
 
 export interface Admin {
+  /** SIGHUP: a new token and readiness limit apply to the next request. */
+  reconfigure(options: Pick<AdminOptions, 'token' | 'readiness'>): void;
   start(): Promise<void>;
   stop(): Promise<void>;
   address(): { host: string; port: number } | undefined;
@@ -44,7 +46,10 @@ export interface Admin {
  * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id, messages/:id,
  * suspensions; POST suspend, resume, flush, bounce (writes.ts).
  */
-export function createAdmin(options: { listen: string; token: string; readiness: { outbox_stall: number } }, ports: AdminPorts, log: Logger, clock: Clock): Admin {
+export interface AdminOptions { readonly listen: string; readonly token: string; readonly readiness: { readonly outbox_stall: number } }
+
+export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logger, clock: Clock): Admin {
+  let options = initial;
   let server: Server | undefined;
   // A client guessing tokens would otherwise write a line per guess.
   const refusals = new RepeatedLog(log, clock);
@@ -84,6 +89,9 @@ export function createAdmin(options: { listen: string; token: string; readiness:
   };
 
   return {
+    reconfigure({ token, readiness }) {
+      options = { ...options, token, readiness };
+    },
     async start() {
       const { host, port } = parseHostPort(options.listen) as { host: string; port: number };
       server = createServer((req, res) => {

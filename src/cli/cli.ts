@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { loadConfig, resolveConfigPath, type Loaded } from '../config/index.ts';
 import { checkFiles, createDaemon } from '../daemon.ts';
 import { systemClock } from '../lib/clock.ts';
+import { levelledLogger } from '../lib/log-level.ts';
 import { authCommand, plaintextPasswordWarnings } from './auth.ts';
 import { classifyCommand } from './classify.ts';
 import { QUEUE_USAGE, queueCommand } from './queue.ts';
@@ -136,12 +137,12 @@ async function start(args: readonly string[], io: Io): Promise<number> {
     pino({ base: { service: 'tern' }, timestamp: pino.stdTimeFunctions.isoTime }).fatal({ config: bad.source, problems: bad.problems, exit: EXIT_CONFIG }, 'configuration is invalid: nothing started');
     return EXIT_CONFIG;
   }
-  const log = pino({ level: loaded.config.log.level, base: { service: 'tern' }, timestamp: pino.stdTimeFunctions.isoTime });
+  const { log, setLevel } = levelledLogger({ level: loaded.config.log.level, base: { service: 'tern' }, timestamp: pino.stdTimeFunctions.isoTime });
   log.info({ config: loaded.source }, 'starting');
   let shardFailed: (() => void) | undefined;
   let daemon: ReturnType<typeof createDaemon> | undefined;
   try {
-    daemon = createDaemon(loaded.config, { clock: systemClock, log, onFailure: () => shardFailed?.() });
+    daemon = createDaemon(loaded.config, { clock: systemClock, log, onFailure: () => shardFailed?.(), setLogLevel: setLevel });
     await daemon.start();
   } catch (err) {
     log.fatal({ err: { message: (err as Error).message, code: (err as NodeJS.ErrnoException).code }, exit: 1 }, 'cannot start');
@@ -165,7 +166,14 @@ async function start(args: readonly string[], io: Io): Promise<number> {
     };
     process.on('SIGHUP', () => {
       log.info({ signal: 'SIGHUP' }, 'reload requested');
-      daemon.reload();
+      // The file as it is now; one that does not validate changes nothing.
+      const next = configFrom(args, io);
+      if (typeof next === 'number' || !next.ok) {
+        const problems = typeof next === 'number' ? [] : next.problems;
+        log.error({ config: loaded.source, problems }, 'reload: the configuration file is invalid; the running configuration stays in force');
+        return;
+      }
+      daemon.reload(next.config);
     });
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));

@@ -6,3 +6,4 @@ export { loadConfig, parseConfigText, resolveConfigPath, validateConfig, type Co
 export type { Config, SmtpConfig, DeliveryConfig, DnsConfig, SpoolConfig, ShapingDefaults } from './schema.ts';
 export { pathSettingFields } from './schema.ts';
 export { duration, rate } from './fields.ts';
+export { LIVE_KEYS, changedKeys, sortChanges } from './changes.ts';

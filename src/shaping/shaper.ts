@@ -51,8 +51,8 @@ export interface Shaper {
   /** Message grants a delivery shard took and did not use (src/shaping/remote.ts). */
   refund(path: string, messages: number): void;
   observe(path: PathHandle, observation: PathObservation, levels: PathLevels): void;
-  /** New rules (SIGHUP): paths pick up their new settings at their next question; effects stay. */
-  setRules(rules: RuleSet): void;
+  /** New rules (SIGHUP), and new path defaults if given: paths pick up their new settings at their next question; effects stay. */
+  setRules(rules: RuleSet, base?: PathSettings): void;
   views(): PathView[];
   /** Paths with a pause or failure in force, by provider label ("other" for none). */
   holds(): Map<string, number>;
@@ -77,6 +77,7 @@ function pressedLimit(kind: 'connection' | 'message', grant: Grant): LimitKey {
 export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
   const { clock, log } = deps;
   let rules = options.rules;
+  let base = options.base;
   let rulesVersion = 0;
   const adaptive = new AdaptiveState(rules.adaptive, deps.classify);
   const limiter = new Limiter(() => clock.now());
@@ -110,7 +111,7 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
   }
 
   function resolve(id: PathIdentity): Cached {
-    const stat = resolveLayers(options.base, layersOf(rules, id));
+    const stat = resolveLayers(base, layersOf(rules, id));
     const over = adaptive.overrides(id.key);
     let settings = stat.settings;
     const from: Record<string, string> = { ...stat.from };
@@ -134,7 +135,7 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
   }
 
   function staticOf(handle: Pick<PathIdentity, 'site' | 'domain' | 'provider'>): PathSettings {
-    return resolveLayers(options.base, layersOf(rules, handle)).settings;
+    return resolveLayers(base, layersOf(rules, handle)).settings;
   }
 
   function report(changes: readonly Change[]): void {
@@ -260,8 +261,9 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
       if (observation.kind === 'delivered') adaptive.delivered(path.key, observation.recipients, clock.now());
       else report(adaptive.observe({ key: path.key, provider: path.provider, base: () => staticOf(path) }, observation, levels, clock.now()));
     },
-    setRules(next) {
+    setRules(next, nextBase) {
       rules = next;
+      if (nextBase) base = nextBase;
       rulesVersion++;
       providers.clear();
       adaptive.setRules(next.adaptive);

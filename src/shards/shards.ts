@@ -44,6 +44,8 @@ export interface Shards {
   reloadKeys(keys: readonly DkimKey[]): void;
   /** New MX rules are in force: every shard's paths get their settings afresh. */
   rulesChanged(): void;
+  /** SIGHUP changed log.level: shards' loggers follow (one loop's is the daemon's own). */
+  setLogLevel(level: string): void;
   smtpAddresses(): { host: string; port: number }[];
   /** The exposition text: `registry` (the process's metrics) with every shard's. */
   metrics(registry: Registry): Promise<string>;
@@ -71,6 +73,7 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
     reloadKeys,
     // The pools read the shaper's settings directly: nothing to push.
     rulesChanged: () => undefined,
+    setLogLevel: () => undefined,
     smtpAddresses: () => pipeline.smtpAddresses(),
     metrics(registry) {
       pipeline.refreshGauges();

@@ -137,6 +137,9 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
       // Each shard reads the key files itself: no key material crosses threads.
       for (const s of shards) s.rpc.call('reload-keys').catch((err: unknown) => log.error({ err }, 'reload: a shard did not re-read its keys'));
     },
+    setLogLevel(level) {
+      for (const s of shards) s.rpc.call('log-level', level).catch((err: unknown) => log.warn({ err }, 'reload: a shard did not take the new log level'));
+    },
     rulesChanged() {
       for (const s of shards) s.link.reloaded();
     },

@@ -19,6 +19,7 @@ import type { FeedbackEvent } from '../model/event.ts';
 import { createPipeline } from '../pipeline.ts';
 import type { Change } from '../shaping/index.ts';
 import { RemoteShaping } from '../shaping/remote.ts';
+import { levelledLogger } from '../lib/log-level.ts';
 import { answer } from './rpc.ts';
 import { queueView } from './shards.ts';
 
@@ -43,7 +44,7 @@ const { config, shard, threads } = data;
 const note = (m: ShardNote): void => port.postMessage(m);
 // One write(2) a line (pino's sync destination): lines of several shards on one stdout do not interleave.
 const destination: DestinationStream = data.forwardLogs ? { write: (line: string) => note({ t: 'log', line }) } : pino.destination({ fd: 1, sync: true });
-const log = pino({ level: data.level, base: { service: 'tern', shard }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+const { log, setLevel: setLogLevel } = levelledLogger({ level: data.level, base: { service: 'tern', shard }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
 
 const keys = loadKeys(config.dkim.keys);
 const bounce = loadBounceRules(config.bounce.rules_file);
@@ -85,6 +86,7 @@ answer(port, {
     return pipeline.bounce(selector, reason);
   },
   message: (id) => pipeline.message(id as QueueId),
+  'log-level': (level) => setLogLevel(level as string),
   'reload-keys': () => {
     const fresh = loadKeys(config.dkim.keys);
     if (fresh.problems.length > 0) log.error({ problems: fresh.problems }, 'reload: DKIM keys not replaced in this shard; the previous keys stay in use');

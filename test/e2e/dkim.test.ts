@@ -70,6 +70,6 @@ t.test('SIGHUP reload: a bad key keeps the old one; a good one replaces it', asy
   const still = await relay('after-bad@a.test', 'From: news@example.com\r\nSubject: x\r\n\r\nhi\r\n');
   t.same(verifyWithDkimpy(still, keys.txt, keyDir.path), [true, true], 'still signing with the old keys');
   copyFileSync(keys.entries[0]!.key_file, liveRsa);
-  t.same(tern.daemon.reload(), { ok: true, problems: [] });
+  t.same(tern.daemon.reload(), { ok: true, problems: [], applied: [], restart: [] });
   t.ok(tern.logs.some((l) => l.msg === 'reload: DKIM keys not replaced; the previous keys stay in use'), 'the refusal is logged');
 });

@@ -71,3 +71,55 @@ t.test('SIGHUP: new rules apply, a broken file is refused, and the open connecti
   running.proc.kill('SIGTERM');
   t.equal(await running.exited, 0, 'a clean stop');
 });
+
+t.test('SIGHUP reads the whole config again: live keys apply, the rest is named as needing a restart, an invalid file changes nothing', async (t) => {
+  world ??= await startWorld();
+  const sink = world.sinks.get('127.0.0.2')!;
+  const sub = tempDir();
+  t.teardown(() => sub.remove());
+  const extra = { delivery: { timeouts: { connect: '2s', greeting: '2s', command: '3s', data: '5s', idle: '60s' } } };
+  const { configPath, smtpPort, adminPort } = await childConfig(sub.path, world, extra);
+  const child = await spawnTern(configPath);
+  t.teardown(async () => {
+    if (child.proc.exitCode === null) child.proc.kill('SIGKILL');
+    await child.exited;
+  });
+  const logged = (test: (l: Record<string, unknown>) => boolean, from: number, what: string) => until(() => child.lines.slice(from).find(test), 10_000, what);
+  const { readFileSync } = await import('node:fs');
+  const { parse, stringify } = await import('yaml');
+  const original = parse(readFileSync(configPath, 'utf8')) as Record<string, any>;
+
+  const next = structuredClone(original);
+  next.log.level = 'warn';
+  next.admin.token = 'rotated-token';
+  next.shaping = { ...(next.shaping ?? {}), defaults: { max_connections: 3 } };
+  next.smtp.max_recipients = 5;
+  writeFileSync(configPath, stringify(next));
+  let from = child.lines.length;
+  child.proc.kill('SIGHUP');
+  const restart = await logged((l) => l.msg === 'reload: these changes need a restart; the running values stay in force', from, 'the restart warning') as { keys: string[] };
+  t.same(restart.keys, ['smtp.max_recipients'], 'the key that needs a restart, by name');
+  const applied = await logged((l) => l.msg === 'reload: applied', from, 'the applied line') as { keys: string[] };
+  t.same(applied.keys, ['admin.token', 'log.level', 'shaping.defaults.max_connections']);
+
+  t.equal((await adminFetch(adminPort, '/api/v1/queue')).status, 403, 'the old token no longer opens the API');
+  const rotated = await fetch(`http://127.0.0.1:${adminPort}/api/v1/sites`, { headers: { authorization: 'Bearer rotated-token' } });
+  t.equal(rotated.status, 200, 'the new one does');
+  const many = Array.from({ length: 7 }, (_, i) => `r${i}@a.test`);
+  t.match(await sendMail(smtpPort, 'news@campaign.test', many, message({})), /^250 /, 'smtp.max_recipients 5 waits for a restart: 7 recipients still taken');
+  await until(() => many.every((r) => sink.received.some((m) => m.rcptTo.includes(r))), 10_000, 'delivered');
+  const site = (await (await fetch(`http://127.0.0.1:${adminPort}/api/v1/sites/mx1.a.test`, { headers: { authorization: 'Bearer rotated-token' } })).json()) as { paths: { limits: { max_connections: { value: number } } }[] };
+  t.equal(site.paths[0]?.limits.max_connections.value, 3, 'shaping.defaults in force');
+
+  // A warn line written after the delivery: every line of the delivery is before it.
+  from = child.lines.length;
+  writeFileSync(configPath, 'smtp: [unclosed\n');
+  child.proc.kill('SIGHUP');
+  const invalid = await logged((l) => String(l.msg).startsWith('reload: the configuration file is invalid'), from, 'the invalid file refused') as { problems: unknown[]; level: number };
+  t.ok(invalid.problems.length > 0, 'with its problems');
+  t.notOk(child.lines.some((l) => l.event === 'delivered'), 'log.level warn: no info lines since the reload');
+  t.equal(child.proc.exitCode, null, 'still running');
+  t.equal((await fetch(`http://127.0.0.1:${adminPort}/api/v1/queue`, { headers: { authorization: 'Bearer rotated-token' } })).status, 200, 'with the configuration in force');
+  child.proc.kill('SIGTERM');
+  t.equal(await child.exited, 0);
+});

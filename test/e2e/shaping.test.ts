@@ -219,7 +219,7 @@ t.test('a domain taking two recipients a message gets five as three transactions
 t.test('SIGHUP reloads the MX rules; a broken file keeps the rules in force', async (t) => {
   await allDelivered(await inject('a.test', 2, 'before-reload'));
   writeFileSync(rulesFile, `${RULES}sites:\n  - { site: mx1.a.test, max_connections: 3 }\n`);
-  t.same(tern.daemon.reload(), { ok: true, problems: [] });
+  t.same(tern.daemon.reload(), { ok: true, problems: [], applied: [], restart: [] });
   t.match((await siteView('mx1.a.test')).paths[0].limits.max_connections, { value: 3, rule: 'site:mx1.a.test' });
   await allDelivered(await inject('a.test', 5, 'after-reload'));
   writeFileSync(rulesFile, 'adaptive:\n  - { id: bad, match: "(", action: { pause: true }, duration: 1h }\n');

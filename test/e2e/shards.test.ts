@@ -121,7 +121,7 @@ t.test('a receiver that refuses above 3 sessions, a rule of 2: two shards togeth
 
   // SIGHUP: a site rule of one connection reaches both shards; a broken file changes nothing.
   writeFileSync(rules, 'domains:\n  - { domain: limited.test, max_connections: 1 }\n');
-  t.same(tern.daemon.reload(), { ok: true, problems: [] });
+  t.same(tern.daemon.reload(), { ok: true, problems: [], applied: [], restart: [] });
   sink.stats.peakSessions = sink.stats.sessions;
   await inject(tern.smtpPort, 'limited.test', 30, 'one', { sessions: 10 });
   await until(() => sink.received.length >= rcpts + 30, 30_000, 'the deliveries after the reload');
