@@ -1,4 +1,5 @@
-import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
 import t from 'tap';
 import { ADMIN_TOKEN, adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
@@ -52,6 +53,17 @@ t.test('/readyz answers 503 naming the spool while free space is below spool.min
   t.equal(res.status, 503);
   t.match(await res.json(), { status: 'not ready', checks: { spool: /below spool.min_free/, smtp: 'ok', outbox: 'ok' } });
   t.match(await sendMail(starved.smtpPort, 'a@b.test', ['r@a.test'], message({})).catch((e: Error) => e.message), /452/, 'and ingress does refuse mail, as /readyz said');
+  // The image's HEALTHCHECK command as Docker runs it, pointed at these listeners.
+  const healthcheck = (port: number) => {
+    const line = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8').split('\n').find((l) => l.trim().startsWith('CMD ["node", "-e"'));
+    const argv = JSON.parse((line as string).trim().slice(4)) as string[];
+    // Asynchronously: the daemon answering it runs in this process.
+    return new Promise<number>((resolve) => {
+      execFile(process.execPath, argv.slice(1).map((a) => a.replace('127.0.0.1:8025', `127.0.0.1:${port}`)), { timeout: 10_000 }, (err) => resolve(err ? Number((err as { code?: number }).code ?? -1) : 0));
+    });
+  };
+  t.equal(await healthcheck(starved.adminPort), 1, 'docker HEALTHCHECK: unhealthy while the spool is full');
+  t.equal(await healthcheck(tern.adminPort), 0, 'healthy where /readyz says ready');
 });
 
 t.test('every /api/v1 call needs the bearer token: 401 without, 403 with a wrong one; /healthz and /metrics stay open', async (t) => {
