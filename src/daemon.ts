@@ -189,7 +189,9 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
         // Path defaults come from shaping.defaults (live) over the delivery timeouts in force.
         shaper.setRules(rules.rules, baseSettings({ shaping: next.shaping, delivery: running.delivery }));
         shards.rulesChanged();
-        running = { ...running, shaping: next.shaping };
+        // Only the live keys: shaping.state_dir stays as it was, and says so at the next reload too.
+        const { rules_file, default_rules, defaults } = next.shaping;
+        running = { ...running, shaping: { ...running.shaping, rules_file, default_rules, defaults } };
       }
       admin.reconfigure({ token: next.admin.token, readiness: next.admin.readiness });
       running = { ...running, admin: { ...running.admin, token: next.admin.token, readiness: next.admin.readiness } };
