@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { duration, hostname } from '../config/fields.ts';
-import type { Selector } from '../model/selector.ts';
+import type { Operated, Selector } from '../model/selector.ts';
 import { suspensionKey, type Suspension } from '../model/suspension.ts';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
@@ -23,9 +23,9 @@ export interface WritePorts {
   /** Every shard's queue gets the list now in force. */
   readonly suspensionsChanged: (list: readonly Suspension[]) => Promise<void>;
   /** Make due now the waiting mail a selector names, in every shard. */
-  readonly flush: (selector: Selector) => Promise<{ messages: number; recipients: number }>;
+  readonly flush: (selector: Selector) => Promise<Operated>;
   /** Fail the waiting mail a selector names (cause "admin"), in every shard. */
-  readonly bounce: (selector: Selector, reason: string) => Promise<{ messages: number; recipients: number }>;
+  readonly bounce: (selector: Selector, reason: string) => Promise<Operated>;
   readonly audit: Audit;
   /** Count a call (tern_admin_actions_total). */
   readonly counted: (action: string, result: string) => void;
@@ -121,7 +121,7 @@ export function createWrites(ports: WritePorts, now: () => number) {
       if (!parsed.success) return refused('flush', parsed.error);
       const selector = selectorOf(parsed.data);
       const flushed = await ports.flush(selector as Selector);
-      const extra = await done('flush', selector, remote, 'ok', flushed);
+      const extra = await done('flush', selector, remote, 'ok', { ...flushed });
       return { status: 200, body: { flushed: selector, ...flushed, ...extra } };
     },
     async bounce(body: unknown, remote: string | undefined): Promise<Answer> {

@@ -9,8 +9,10 @@ export type Selector =
   | { readonly site: string }
   | { readonly queue_id: string };
 
-export const SELECTOR_KEYS = ['campaign', 'delivery', 'domain', 'site', 'queue_id'] as const;
-export type SelectorKey = (typeof SELECTOR_KEYS)[number];
+export type SelectorKey = 'campaign' | 'delivery' | 'domain' | 'site' | 'queue_id';
+
+/** What an operator's flush or bounce reached. */
+export interface Operated { readonly messages: number; readonly recipients: number }
 
 export function selectorKey(s: Selector): SelectorKey {
   return Object.keys(s)[0] as SelectorKey;

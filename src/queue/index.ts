@@ -8,5 +8,4 @@ export { nextAttempt, type RetryPolicy } from './retry.ts';
 export { decide, isTooManyRecipients, type Verdict } from './decide.ts';
 export { MinHeap } from './heap.ts';
 export { matchesSelector } from './select.ts';
-export type { Operated } from './queue.ts';
 export type { MessageView } from './operator.ts';

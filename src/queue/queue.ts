@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock, Timer } from '../lib/clock.ts';
 import type { Envelope, RecipientState } from '../model/envelope.ts';
 import type { QueueId, SiteName } from '../model/ids.ts';
+import type { Operated } from '../model/selector.ts';
 import { suspendedReply, suspensionKey, type Suspension } from '../model/suspension.ts';
 import type { JournalRecord } from '../model/journal.ts';
 import type { RouteAnswer } from '../model/route.ts';
@@ -121,18 +122,17 @@ export interface Queue {
 
 /**
  * `now`: made due by an action (expedite, release): every pending recipient is attempted, whatever
- * its own time. `held`: every pending recipient was sent back untried (a hold), none deferred.
- * `bounce`: an operator bounced it: its pending recipients fail when it is activated (the reason).
- * `heldIn`: the held list it is in: its path's, or a suspension's (released by a resume).
+ * its own time. `heldIn`: every pending recipient was sent back untried (a hold), none deferred;
+ * the held list it waits in: its path's, or a suspension's (apart, so a path with room does not
+ * take it back). `bounce`: an operator bounced it: its pending recipients fail when it is
+ * activated (the reason).
  * `gone`: no longer waiting here — popped on its own time (its place in the path's held list is
  * skipped), or released early (its heap entry stays until popped, and is skipped then).
  */
-interface Scheduled extends HeldEntry { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly held?: boolean; readonly heldIn?: string; readonly bounce?: string }
+interface Scheduled extends HeldEntry { readonly id: QueueId; readonly pending: number; readonly path: string | undefined; readonly now?: boolean; readonly heldIn?: string; readonly bounce?: string }
 
 /** Picks a waiting message for an operator's action from its envelope and pending recipients. */
 type Match = (envelope: Envelope, pending: readonly number[]) => Promise<boolean>;
-/** What an operator's action reached. */
-export interface Operated { readonly messages: number; readonly recipients: number }
 interface Active { readonly startedAt: number; readonly pending: number; abandoned: boolean }
 
 const WATCHDOG_MS = 30_000;
@@ -154,7 +154,7 @@ interface Unwritten {
   outcomes: readonly RecipientOutcome[];
   records: readonly JournalRecord[];
   readonly journalled: boolean;
-  /** Every pending recipient was sent back untried (see Scheduled.held). */
+  /** Every pending recipient was sent back untried (see Scheduled.heldIn). */
   readonly held: boolean;
   /** The held list to wait in, when not the path's (a suspension's). */
   readonly heldIn?: string | undefined;
@@ -179,6 +179,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   /** Heap entries of released messages, not yet popped: not counted as scheduled. */
   let released = 0;
   const faults = new RepeatedLog(log, clock);
+  /** Reading a message only to look at it (an operator's selector, GET messages/:id). */
+  const peek = ports.peek ?? ports.load;
   /** Messages an operator flushed or bounced while they were being attempted: applied when rescheduled. */
   const afterAttempt = new Map<QueueId, { bounce?: string }>();
 
@@ -188,7 +190,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     afterAttempt.delete(id);
     if (asked) return void pushScheduled(clock.now(), { id, pending, path, now: true, ...asked });
     const heldIn = flags.held ? (flags.heldIn ?? path) : undefined;
-    pushScheduled(due, { id, pending, path, ...(heldIn ? { held: true, heldIn } : {}), ...(flags.now ? { now: true } : {}) });
+    pushScheduled(due, { id, pending, path, ...(heldIn ? { heldIn } : {}), ...(flags.now ? { now: true } : {}) });
   }
 
   function pushScheduled(due: number, value: Scheduled): void {
@@ -420,7 +422,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     schedule(id, Math.min(nextDue, w.envelope.expiresAt), pending.length, pathOf(pending), { held: w.held, heldIn: w.heldIn });
   }
 
-  /** A suspension's held list when one held the message (its resume releases it); else the path's. */
+  /** A suspension's held list when one held the message; else (undefined) the path's. */
   function heldListOf(decisions: Map<number, Decision>): string | undefined {
     for (const d of decisions.values()) if (d.verdict.kind === 'retry' && d.verdict.heldIn) return d.verdict.heldIn;
     return undefined;
@@ -442,7 +444,6 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     const startedAt = clock.now();
     const busy = (id: QueueId): boolean => active.has(id) || unwritten.has(id);
     const ids = new Set([...heap.values().filter((v) => !v.gone).map((v) => v.id), ...active.keys(), ...unwritten.keys()]);
-    const peek = ports.peek ?? ports.load;
     const picked = await pickWaiting([...ids], async (id) => unwritten.get(id) ?? peek(id), match);
     const asked = action === 'bounce' ? { bounce: reason } : {};
     let recipients = 0;
@@ -461,7 +462,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         v.gone = true;
         heldByPath.trim(v.heldIn);
       }
-      const { gone: _gone, held: _held, heldIn: _in, ...rest } = v;
+      const { gone: _gone, heldIn: _in, ...rest } = v;
       return { ...rest, now: true, ...asked };
     }, { evenIfDue: action === 'bounce' });
     const messages = moved + later;
@@ -551,7 +552,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       const entry = heap.find((v) => v.id === id && !v.gone);
       const state = active.has(id) ? 'active' : entry ? (entry.value.heldIn ? 'held' : 'scheduled') : undefined;
       if (!state) return undefined;
-      const loaded = unwritten.get(id) ?? (await (ports.peek ?? ports.load)(id));
+      const loaded = unwritten.get(id) ?? (await peek(id));
       return messageView(loaded.envelope, loaded.states, { state, dueAt: entry?.due ?? clock.now(), now: !!entry?.value.now, ...(entry?.value.bounce !== undefined ? { bounce: entry.value.bounce } : {}) });
     },
     start() {

@@ -13,7 +13,8 @@ import { PEAK_WINDOW_MS } from '../delivery/limits.ts';
 import { shardConfig } from './config.ts';
 import { caller, type Caller } from './rpc.ts';
 import { sumMaps, sumOperated, sumQueueViews, type QueueView, type Shards } from './shards.ts';
-import type { MessageView, Operated } from '../queue/index.ts';
+import type { MessageView } from '../queue/index.ts';
+import type { Operated } from '../model/selector.ts';
 import type { ShardData, ShardNote } from './worker.ts';
 import type { Readiness } from '../model/readiness.ts';
 

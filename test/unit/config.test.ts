@@ -114,15 +114,17 @@ t.test('tern check-config exits non-zero and names each problem', async (t) => {
   t.match(run('check-config', '--config', join(dir.path, 'missing.yaml')).stderr, /cannot read/);
 });
 
+/** `tern <command> --config <dir>/<command>.yaml` with `yaml` written there first. */
+function ternWith(dir: string, command: 'check-config' | 'start', yaml: string) {
+  const file = join(dir, `${command}.yaml`);
+  writeFileSync(file, yaml);
+  return spawnSync(process.execPath, [new URL('../../bin/tern.js', import.meta.url).pathname, command, '--config', file], { encoding: 'utf8', cwd: dir, timeout: 30_000 });
+}
+
 t.test('check-config catches what start would die on: TLS files, URL schemes, zero deadlines', async (t) => {
   const dir = tempDir();
   t.teardown(() => dir.remove());
-  const root = new URL('../../', import.meta.url).pathname;
-  const check = (yaml: string) => {
-    const file = join(dir.path, 'c.yaml');
-    writeFileSync(file, yaml);
-    return spawnSync(process.execPath, [join(root, 'bin/tern.js'), 'check-config', '--config', file], { encoding: 'utf8', cwd: dir.path });
-  };
+  const check = (yaml: string) => ternWith(dir.path, 'check-config', yaml);
   const schema = check('feedback:\n  webhook: { url: "ftp://hooks.test/e" }\ndelivery:\n  timeouts: { connect: 0s }\ndns: { timeout: 0s }\n');
   t.equal(schema.status, 1);
   t.match(schema.stderr, /feedback\.webhook\.url: must be an http:\/\/ or https:\/\/ URL/);
@@ -150,12 +152,7 @@ t.test('check-config catches what start would die on: TLS files, URL schemes, ze
 t.test('start with a config that cannot work writes one JSON line naming every problem and exits 78; a start that fails writes one and exits 1', async (t) => {
   const dir = tempDir();
   t.teardown(() => dir.remove());
-  const root = new URL('../../', import.meta.url).pathname;
-  const start = (yaml: string) => {
-    const file = join(dir.path, 's.yaml');
-    writeFileSync(file, yaml);
-    return spawnSync(process.execPath, [join(root, 'bin/tern.js'), 'start', '--config', file], { encoding: 'utf8', cwd: dir.path, timeout: 30_000 });
-  };
+  const start = (yaml: string) => ternWith(dir.path, 'start', yaml);
   const bad = start(`smtp:\n  tls: { cert: ${join(dir.path, 'no.crt')}, key: ${join(dir.path, 'no.key')} }\ndelivery: { timeouts: { greeting: 0s } }\n`);
   t.equal(bad.status, 78);
   t.equal(bad.stderr, '', 'no stack trace');
