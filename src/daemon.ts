@@ -13,7 +13,7 @@ import type { Clock } from './lib/clock.ts';
 import type { QueueId } from './model/ids.ts';
 import { TernError } from './lib/errors.ts';
 import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
-import { createMetrics } from './metrics/index.ts';
+import { createMetrics, diskUsage, refreshProcessGauges } from './metrics/index.ts';
 import { checkListenerTls } from './ingress/index.ts';
 import { createPipeline } from './pipeline.ts';
 import { localShards, resolveThreads, workerShards, type Shards } from './shards/index.ts';
@@ -112,13 +112,14 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     ? singleLoop()
     : workerShards(config, threads, { clock, log, shaper, ...(logLine ? { logLine } : {}), onFailure: onFailure ?? (() => undefined) });
   function singleLoop(): Shards {
-    const signer = createSigner(loaded.keys);
+    const signer = createSigner(loaded.keys, (algorithm, seconds) => metrics.dkimSeconds.labels({ algorithm }).observe(seconds));
     const pipeline = createPipeline(config, {
       clock, log, metrics, classify, signer,
       shaping: { path: shaper.path, acquire: shaper.acquire, release: shaper.release, observe: shaper.observe },
     });
     return localShards(pipeline, (keys) => signer.setKeys(keys));
   }
+  const spoolDisk = diskUsage(config.spool.dir, clock);
   const writes = openWrites(config.admin.state_dir, {
     suspensionsChanged: (list) => shards.setSuspensions(list),
     flush: (selector) => shards.flush(selector),
@@ -129,11 +130,16 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     config.admin,
     {
       metricsType: metrics.registry.contentType,
-      metrics: () => {
-        metrics.suspensions.reset();
-        for (const s of writes.suspensions.list()) metrics.suspensions.labels({ target: s.target }).inc();
-        metrics.pausedPaths.reset();
-        for (const [provider, count] of shaper.holds()) metrics.pausedPaths.labels({ provider }).set(count);
+      metrics: async () => {
+        await refreshProcessGauges(metrics, {
+          queued: () => shards.queued(),
+          pools: () => shards.pools(),
+          recipients: async () => (await shards.queue()).recipients,
+          providerOf: (path) => shaper.providerOf(path),
+          holds: () => shaper.holds(),
+          suspensions: () => writes.suspensions.list(),
+          disk: spoolDisk,
+        });
         return shards.metrics(metrics.registry);
       },
       queue: () => shards.queue(),
@@ -170,6 +176,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       await shards.close();
       await admin.stop();
       await writes.audit.close();
+      metrics.loopDelay.stop();
       log.info('stopped');
     },
     reload(next = running) {

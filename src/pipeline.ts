@@ -15,7 +15,7 @@ import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { Metrics } from './metrics/index.ts';
 import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
-import type { QueueId } from './model/ids.ts';
+import { queueIdTime, type QueueId } from './model/ids.ts';
 import type { JournalRecord } from './model/journal.ts';
 import type { SmtpReply } from './model/reply.ts';
 import { createQueue, matchesSelector, type MessageView, type Queue, type RecipientOutcome } from './queue/index.ts';
@@ -108,7 +108,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   const relayedOwed = new Set<QueueId>();
   // The operator's suspensions (admin holds the list and sends it on every change).
   let suspensions: readonly Suspension[] = [];
-  const resolver = createResolver(config.dns, clock);
+  const resolver = createResolver(config.dns, clock, (type, result) => metrics.dnsLookups.labels({ type, result }).inc());
   const delivery = createDelivery(
     {
       port: config.delivery.port, localName: config.hostname, timeouts: { command: config.delivery.timeouts.command, data: config.delivery.timeouts.data },
@@ -154,7 +154,13 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       peek: (id) => spool.load(id),
       route: resolver.route,
       suspended: (domain, site) => suspensionFor(suspensions, domain, site, clock.now()),
-      deliver: delivery.deliver,
+      deliver: async (job) => {
+        const started = performance.now();
+        const outcome = await delivery.deliver(job);
+        // Only attempts: a hold or a failed path made no connection.
+        if (outcome.kind !== 'held' && outcome.kind !== 'path-failed') metrics.attemptSeconds.labels({ provider: outcome.route.provider ?? 'other' }).observe((performance.now() - started) / 1000);
+        return outcome;
+      },
       classify,
       report: (outcomes) => feedback.record(outcomes.flatMap((o) => eventOf(o, clock.now()))),
       observe: (o: RecipientOutcome) => {
@@ -186,6 +192,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
         metrics.acceptedRecipients.inc(envelope.recipients.length);
         relayed.accepted(envelope);
       },
+      refused: (code, enhanced) => metrics.ingressRefusals.labels({ code: String(code), enhanced }).inc(),
     },
     { clock, log: log.child({ stage: 'ingress' }) },
   );
@@ -248,6 +255,11 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       const f = feedback.stats();
       metrics.feedbackPending.set(f.pending);
       metrics.feedbackBytes.set(f.bytes);
+      const now = clock.now();
+      const oldest = queue.oldest();
+      metrics.oldestQueued.set(oldest ? Math.max(0, now - queueIdTime(oldest)) / 1000 : 0);
+      const pendingSince = feedback.oldestPendingAt();
+      metrics.oldestPending.set(pendingSince === undefined ? 0 : Math.max(0, now - pendingSince) / 1000);
     },
   };
 }

@@ -49,7 +49,11 @@ interface BuiltRoute { readonly answer: RouteAnswer; readonly from: Used }
 const TEMPORARY_TTL_MS = 5_000;
 const MIN_TTL_MS = 1_000;
 
-export function createResolver(options: ResolverOptions, clock: Clock): Resolver {
+/** What one query sent to the servers came to (cache hits are not queries): for metrics. */
+export type LookupResult = 'answer' | 'nxdomain' | 'temporary';
+const TYPE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(Object.entries(TYPE).map(([name, n]) => [n, name]));
+
+export function createResolver(options: ResolverOptions, clock: Clock, onLookup?: (type: string, result: LookupResult) => void): Resolver {
   const servers = resolveServers(options.servers);
   // ttlResolution 0: read the injected clock every time (lru-cache otherwise memoises "now").
   const cache = new LRUCache<string, Cached>({ max: options.cache_size, ttlResolution: 0, perf: { now: () => clock.now() } });
@@ -72,6 +76,7 @@ export function createResolver(options: ResolverOptions, clock: Clock): Resolver
     if (pending) return pending;
     const promise = askServers(name, type)
       .then((value) => {
+        onLookup?.(TYPE_NAMES[type] ?? String(type), value.kind === 'temporary' ? 'temporary' : value.rcode === RCODE.NXDOMAIN ? 'nxdomain' : 'answer');
         const entry = { value };
         cache.set(key, entry, { ttl: ttlOf(value) });
         return entry;

@@ -51,6 +51,8 @@ export interface Feedback {
   stats(): OutboxStats;
   /** The longest any endpoint's outbox has had events waiting without an acknowledgement (ms). */
   stalledMs(): number;
+  /** When the oldest event some endpoint has not acknowledged was recorded; undefined when none waits. */
+  oldestPendingAt(): number | undefined;
 }
 
 const KPI_SAVE_MS = 5_000;
@@ -158,6 +160,7 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
     recover,
     record,
     stalledMs: () => Math.max(outbox.stalledMs(), ...extras.map((e) => e.outbox.stalledMs())),
+    oldestPendingAt: () => earliest([outbox, ...extras.map((e) => e.outbox)].map((o) => o.oldestPendingAt())),
     start() {
       for (const e of endpoints) e.sender.start();
       scheduleSave();
@@ -178,3 +181,9 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
 }
 
 const sum = (list: readonly OutboxStats[], key: keyof OutboxStats): number => list.reduce((n, s) => n + s[key], 0);
+
+/** The earliest of some times, any of which may be missing. */
+export function earliest(times: readonly (number | undefined)[]): number | undefined {
+  const known = times.filter((t): t is number => t !== undefined);
+  return known.length > 0 ? Math.min(...known) : undefined;
+}

@@ -1,5 +1,5 @@
 import type { FeedbackEvent } from '../model/event.ts';
-import type { Feedback, Ledger } from './feedback.ts';
+import { earliest, type Feedback, type Ledger } from './feedback.ts';
 import { mergeKpiViews } from './kpis.ts';
 
 /**
@@ -27,6 +27,7 @@ export function joinFeedback(own: Feedback, adopted: readonly Feedback[]): Feedb
       return mergeKpiViews(all.map((f) => f.kpi(scope, id)));
     },
     stalledMs: () => Math.max(...all.map((f) => f.stalledMs())),
+    oldestPendingAt: () => earliest(all.map((f) => f.oldestPendingAt())),
     stats() {
       const stats = all.map((f) => f.stats());
       return {

@@ -46,6 +46,8 @@ export interface Outbox {
   stats(): OutboxStats;
   /** How long events have waited with none acknowledged (0 when none wait): a wedged endpoint's clock. */
   stalledMs(): number;
+  /** When the oldest event not yet acknowledged was appended (to a second); undefined when none waits. */
+  oldestPendingAt(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -65,6 +67,11 @@ const NAME = /^(\d{12})\.log$/;
 const READY_MAX = 10_000;
 /** A backlog is read back this many bytes at a time, from where the last read stopped. */
 const READ_CHUNK = 1_048_576;
+/** Recovered events closer in time than this share one time mark. */
+const MARK_SPACING_MS = 1_000;
+
+/** Events numbered from `n` on were appended at or after `at`: when, without a time per event in memory. */
+interface TimeMark { readonly n: number; readonly at: number }
 
 /**
  * The durable outbox (docs/feedback.md): events appended as JSON lines `{"n":…,"e":{…}}` to
@@ -96,6 +103,12 @@ export function openOutbox(options: OutboxOptions): Outbox {
   let housekeeping: Promise<void> = Promise.resolve();
   /** The last acknowledgement, or when events began to wait after none did. */
   let progressAt = options.now();
+  /** Ascending in n: one per append (and per second of recovered events); trimmed as events are acknowledged. */
+  const marks: TimeMark[] = [];
+  const mark = (n: number, at: number): void => {
+    const last = marks.at(-1);
+    if (!last || at - last.at >= MARK_SPACING_MS) marks.push({ n, at });
+  };
 
   const logPath = (seq: number): string => files.path(seq);
   const ackPath = (seq: number): string => join(options.dir, `${String(seq).padStart(12, '0')}.ack`);
@@ -117,6 +130,7 @@ export function openOutbox(options: OutboxOptions): Outbox {
         segment.lastN = Math.max(segment.lastN, stored.n);
         segment.count += 1;
         nextN = Math.max(nextN, stored.n + 1);
+        if (!acked.has(stored.n)) mark(stored.n, Date.parse(stored.event.time) || options.now());
         visit(stored, acked.has(stored.n));
       }
       segments.set(seq, segment);
@@ -134,6 +148,7 @@ export function openOutbox(options: OutboxOptions): Outbox {
     const numbered = batches.flatMap((b) => b.events.map((event) => ({ n: nextN++, event })));
     if (numbered.length === 0) return;
     if (stats().pending === 0) progressAt = options.now();
+    mark(numbered[0]?.n ?? nextN, options.now());
     const text = numbered.map((s) => `${JSON.stringify({ n: s.n, e: s.event })}\n`).join('');
     let placed: { seq: number; offset: number };
     try {
@@ -280,6 +295,24 @@ export function openOutbox(options: OutboxOptions): Outbox {
     }
   }
 
+  function oldestPendingAt(): number | undefined {
+    const oldest = firstPending();
+    if (oldest === undefined) return undefined;
+    let keep = 0;
+    while (keep + 1 < marks.length && (marks[keep + 1] as TimeMark).n <= oldest) keep++;
+    marks.splice(0, keep);
+    return marks[0]?.at;
+  }
+
+  /** The lowest event number not acknowledged: segments hold consecutive numbers, in order. */
+  function firstPending(): number | undefined {
+    for (const s of [...segments.values()].sort((a, b) => a.seq - b.seq)) {
+      if (s.count === s.acked.size) continue;
+      for (let n = s.firstN; n <= s.lastN; n++) if (!s.acked.has(n)) return n;
+    }
+    return undefined;
+  }
+
   function stats(): OutboxStats {
     let pending = 0;
     let bytes = 0;
@@ -300,6 +333,7 @@ export function openOutbox(options: OutboxOptions): Outbox {
     take,
     ack,
     stalledMs: () => (stats().pending === 0 ? 0 : Math.max(0, options.now() - progressAt)),
+    oldestPendingAt,
     async sweep() {
       for (const segment of [...segments.values()]) maybeDelete(segment);
       await housekeeping;

@@ -28,6 +28,8 @@ export interface IngressPorts {
    * header lines to send on top of it (the daemon wires DKIM signing here).
    */
   observeBody?(receivedAt: number): BodyObserver;
+  /** Optional: every 4xx/5xx reply sent to a client, by code and enhanced status code (metrics). */
+  refused?(code: number, enhanced: string): void;
 }
 
 /** The spool's side of one message being received (spool's MessageWriter). */
@@ -65,6 +67,7 @@ export interface Ingress {
 }
 
 const STORAGE_FULL = render(REPLIES.storageFull);
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3}(?= |$)/;
 
 export function createIngress(options: IngressOptions, ports: IngressPorts, deps: { clock: Clock; log: Logger }): Ingress {
   const { clock, log } = deps;
@@ -212,6 +215,16 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
   // put the password on the wire before the server could refuse it.
   const authOffered = (session: SmtpSession): boolean => authEnabled && (session.secure || options.auth.allow_insecure);
 
+  /**
+   * Counted, and logged: the first of each kind (code and enhanced code) at once with the client
+   * and the text, then once a minute with how many there were, so a hostile client cannot flood the log.
+   */
+  function onRefusal(reply: SmtpRefusal, remoteAddress: string): void {
+    const enhanced = ENHANCED.exec(reply.text)?.[0] ?? '';
+    ports.refused?.(reply.code, enhanced);
+    faults.info(`refused:${reply.code}:${enhanced}`, { event: 'refused', remote_ip: remoteAddress, code: reply.code, text: reply.text }, 'smtp: refused');
+  }
+
   function buildServer(): SmtpServer {
     return new SmtpServer({
       name: options.hostname,
@@ -224,6 +237,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       ...(tls ? { tls } : {}),
       authOffered,
       exemptFromClientLimits: mayRelay,
+      onRefusal,
     }, hooks);
   }
 

@@ -35,7 +35,11 @@ export class RepeatedLog {
     this.#write('warn', kind, fields, message);
   }
 
-  #write(level: 'error' | 'warn', kind: string, fields: Record<string, unknown>, message: string): void {
+  info(kind: string, fields: Record<string, unknown>, message: string): void {
+    this.#write('info', kind, fields, message);
+  }
+
+  #write(level: 'error' | 'warn' | 'info', kind: string, fields: Record<string, unknown>, message: string): void {
     const now = this.#clock.now();
     const run = this.#runs.get(kind);
     if (run && now - run.loggedAt < this.#intervalMs) {

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 const VERDICTS = ['delivered', 'retry', 'failed'] as const;
 const EVENT_TYPES = ['relayed', 'delivered', 'soft_bounce', 'failed'] as const;
@@ -11,8 +12,13 @@ const WEBHOOK_RESULTS = ['ok', 'refused', 'failed'] as const;
  */
 export type MetricsScope = 'all' | 'coordinator' | 'shard';
 
+/** Seconds: a delivery transaction from its first connect attempt to its last reply. */
+const ATTEMPT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** Seconds: one DKIM signature (RSA-2048 takes about a millisecond in the thread pool). */
+const SIGN_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+
 /** Every metric Tern exports, defined in one place; labels are closed sets. */
-export function createMetrics(scope: MetricsScope = 'all') {
+export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   const registry = new Registry();
   const perShard = scope === 'coordinator' ? [] : [registry];
   const perProcess = scope === 'shard' ? [] : [registry];
@@ -50,11 +56,47 @@ export function createMetrics(scope: MetricsScope = 'all') {
   // action: one of the admin write calls (suspend, resume, flush, bounce); result: ok, not-found, refused, failed.
   const adminActions = new Counter({ name: 'tern_admin_actions_total', help: 'Admin API write calls (suspend, resume, flush, bounce), by action and result (ok, not-found, refused: a bad request, failed)', labelNames: ['action', 'result'] as const, registers: perProcess });
   const suspensions = new Gauge({ name: 'tern_admin_suspensions', help: 'Operator suspensions in force, by target (domain, site)', labelNames: ['target'] as const, registers: perProcess });
+  // Over every shard, the oldest counts, not the sum (prom-client's aggregator for the merge).
+  const oldestQueued = new Gauge({ name: 'tern_queue_oldest_message_age_seconds', help: 'Age of the oldest message waiting in the queue (0 when empty)', aggregator: 'max', registers: perShard });
+  const attemptSeconds = new Histogram({ name: 'tern_delivery_attempt_duration_seconds', help: 'Delivery transactions (one message to one domain\'s recipients), connect to last reply, by provider', labelNames: ['provider'] as const, buckets: ATTEMPT_BUCKETS, registers: perShard });
+  // type: MX, A, AAAA, TXT; result: answer, nxdomain, temporary (every server failed or timed out).
+  const dnsLookups = new Counter({ name: 'tern_dns_lookups_total', help: 'DNS queries sent (cache misses), by record type and result (answer, nxdomain, temporary)', labelNames: ['type', 'result'] as const, registers: perShard });
+  const dkimSeconds = new Histogram({ name: 'tern_dkim_sign_duration_seconds', help: 'Time to make one DKIM signature, by algorithm', labelNames: ['algorithm'] as const, buckets: SIGN_BUCKETS, registers: perShard });
+  const oldestPending = new Gauge({ name: 'tern_feedback_oldest_pending_age_seconds', help: 'Age of the oldest event not yet acknowledged by the webhook (0 when none wait)', aggregator: 'max', registers: perShard });
+  // code and enhanced come from the reply catalogue (src/ingress/smtp/replies.ts): a closed set.
+  const ingressRefusals = new Counter({ name: 'tern_ingress_refusals_total', help: 'Replies 4xx/5xx sent to SMTP clients, by code and enhanced status code', labelNames: ['code', 'enhanced'] as const, registers: perShard });
+  const providerQueue = new Gauge({ name: 'tern_provider_queue_recipients', help: 'Recipients waiting, by the provider of the path of their last attempt ("other": not a configured provider; "unknown": not attempted yet)', labelNames: ['provider'] as const, registers: perProcess });
+  const providerConnections = new Gauge({ name: 'tern_provider_connections', help: 'Open outbound SMTP connections, by provider', labelNames: ['provider'] as const, registers: perProcess });
+  const spoolBytes = new Gauge({ name: 'tern_spool_bytes', help: 'Disk used by the spool (every partition)', registers: perProcess });
+  const spoolFree = new Gauge({ name: 'tern_spool_free_bytes', help: 'Free space on the spool\'s file system, for an unprivileged writer', registers: perProcess });
+  const loopDelay = eventLoopDelay(registry, thread);
   return {
-    registry, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
+    registry, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
     events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, deliveryTls,
     adminActions, suspensions,
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * The event loop's delay in this thread (`thread`: "main", or "shard-N"), p99 and max since the
+ * last scrape: a loop busy with one thing delays every connection it serves. Every thread has a
+ * label of its own, so merging shards' registries keeps them apart.
+ */
+function eventLoopDelay(registry: Registry, thread: string): { stop(): void } {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  const delay = new Gauge({
+    name: 'tern_event_loop_delay_seconds', help: 'Event-loop delay since the last scrape, by thread and statistic (p99, max)', labelNames: ['thread', 'stat'] as const, registers: [registry],
+    collect() {
+      // Nanoseconds; NaN before the first sample.
+      const seconds = (ns: number): number => (Number.isFinite(ns) ? ns / 1e9 : 0);
+      this.labels({ thread, stat: 'p99' }).set(seconds(histogram.percentile(99)));
+      this.labels({ thread, stat: 'max' }).set(seconds(histogram.max));
+      histogram.reset();
+    },
+  });
+  delay.labels({ thread, stat: 'p99' }).set(0);
+  return { stop: () => histogram.disable() };
+}

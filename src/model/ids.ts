@@ -45,6 +45,13 @@ function queueIdOf(nowMs: number, random: Uint8Array, offset: number): QueueId {
   return (time + tail) as QueueId;
 }
 
+/** When a queue id was made (ms since the epoch): its first 10 characters. */
+export function queueIdTime(id: QueueId): number {
+  let t = 0;
+  for (let i = 0; i < 10; i++) t = t * 32 + ALPHABET.indexOf(id[i] as string);
+  return t;
+}
+
 export const parseQueueId = (s: string): QueueId | undefined => (ULID.test(s) ? (s as QueueId) : undefined);
 
 export function siteNameOf(mxHosts: readonly string[]): SiteName {

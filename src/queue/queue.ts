@@ -91,6 +91,8 @@ export interface Queue {
   /** Messages found on disk at start; loads each to learn when it is next due. */
   recover(ids: readonly QueueId[]): Promise<void>;
   snapshot(): QueueSnapshot;
+  /** The oldest message waiting or being attempted (ids sort by arrival); O(messages), for a scrape. */
+  oldest(): QueueId | undefined;
   /** Recipients waiting per path (the path of their last attempt; unknown until there was one). */
   queuedByPath(): Map<string, number>;
   /** Make every waiting message of a path due now (an adaptive rule fails its mail); how many. */
@@ -527,6 +529,12 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       log.info({ messages: ids.length, recipients: queuedRecipients }, 'queue recovered');
     },
     snapshot: () => ({ scheduled: heap.size - released, active: active.size, recipients: queuedRecipients }),
+    oldest() {
+      let first: QueueId | undefined;
+      for (const v of heap.values()) if (!v.gone && (first === undefined || v.id < first)) first = v.id;
+      for (const id of active.keys()) if (first === undefined || id < first) first = id;
+      return first;
+    },
     queuedByPath: () => new Map(byPath),
     expedite(path) {
       heldByPath.clear(path);

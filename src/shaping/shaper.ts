@@ -56,6 +56,8 @@ export interface Shaper {
   views(): PathView[];
   /** Paths with a pause or failure in force, by provider label ("other" for none). */
   holds(): Map<string, number>;
+  /** The configured provider of a path key (metrics' bounded label), if any. */
+  providerOf(path: string): string | undefined;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -276,6 +278,7 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
       const keys = new Set([...handles.keys(), ...adaptive.keys()]);
       return [...keys].sort().map((k) => view(k, now));
     },
+    providerOf: (path) => identityOf(path).provider,
     holds() {
       const counts = new Map<string, number>();
       const now = clock.now();

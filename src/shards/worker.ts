@@ -50,8 +50,8 @@ const keys = loadKeys(config.dkim.keys);
 const bounce = loadBounceRules(config.bounce.rules_file);
 const problems = [...keys.problems, ...bounce.problems];
 if (problems.length > 0) throw new Error(problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
-const signer = createSigner(keys.keys);
-const metrics = createMetrics('shard');
+const metrics = createMetrics('shard', `shard-${shard}`);
+const signer = createSigner(keys.keys, (algorithm, seconds) => metrics.dkimSeconds.labels({ algorithm }).observe(seconds));
 const shaping = new RemoteShaping(data.shaping, systemClock);
 // The event log is one file, written by the coordinator.
 const eventLog: EventLog | undefined = config.feedback.log
@@ -74,6 +74,7 @@ answer(port, {
   close: async () => {
     await pipeline.close();
     shaping.close();
+    metrics.loopDelay.stop();
   },
   changed: (arg) => {
     const { change, path } = arg as { change: Change; path: string };

@@ -141,3 +141,33 @@ t.test('stalledMs counts from when events began to wait, and an acknowledgement 
   t.equal(outbox.stalledMs(), 0, 'all acknowledged');
   await outbox.close();
 });
+
+t.test('the oldest pending event: when it was appended, as events are acknowledged and after a restart', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  let now = Date.parse('2026-12-06T10:00:00Z');
+  const { outbox } = outboxAt(dir.path, { segmentBytes: 600, now: () => now });
+  await outbox.recover(() => undefined);
+  t.equal(outbox.oldestPendingAt(), undefined, 'none waits');
+  const times: number[] = [];
+  for (let i = 1; i <= 6; i++) {
+    times.push(now);
+    await outbox.append([event(i, new Date(now).toISOString())]);
+    now += 5_000;
+  }
+  t.equal(outbox.oldestPendingAt(), times[0]);
+  const taken = await outbox.take(6);
+  // Out of order, as concurrent POSTs finish: the oldest is the lowest number not acknowledged.
+  await outbox.ack([taken[0]!, taken[2]!]);
+  t.equal(outbox.oldestPendingAt(), times[1], 'the first acknowledged: the second is the oldest');
+  await outbox.ack([taken[1]!]);
+  t.equal(outbox.oldestPendingAt(), times[3], 'across a segment boundary too');
+  await outbox.close();
+
+  const again = outboxAt(dir.path, { now: () => now }).outbox;
+  await again.recover(() => undefined);
+  t.equal(again.oldestPendingAt(), times[3], 'a restart reads the times back from the events');
+  await again.ack(await again.take(10));
+  t.equal(again.oldestPendingAt(), undefined, 'all acknowledged');
+  await again.close();
+});

@@ -117,6 +117,7 @@ export class Connection {
 
   #send(reply: SmtpRefusal, more: readonly string[] = []): void {
     if (this.#mode === 'closed' || this.#socket.destroyed) return;
+    if (reply.code >= 400) this.#options.onRefusal?.(reply, this.#session.remoteAddress);
     const lines = [reply.text, ...more];
     this.#socket.write(lines.map((l, i) => `${reply.code}${i === lines.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
   }

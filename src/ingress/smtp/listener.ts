@@ -52,10 +52,10 @@ export class SmtpServer {
 
   #accept(socket: Socket): void {
     socket.on('error', () => undefined);
-    if (this.#connections.size >= this.#options.maxClients || this.#closing) return this.#turnAway(socket, REPLIES.tooManyClients);
     const address = plainAddress(socket.remoteAddress ?? '');
+    if (this.#connections.size >= this.#options.maxClients || this.#closing) return this.#turnAway(socket, REPLIES.tooManyClients, address);
     const refused = this.#clients.admit(address);
-    if (refused) return this.#turnAway(socket, refused);
+    if (refused) return this.#turnAway(socket, refused, address);
     const connection: Connection = new Connection(socket, {
       options: this.#options,
       limits: this.#limits,
@@ -70,8 +70,9 @@ export class SmtpServer {
     this.#connections.add(connection);
   }
 
-  #turnAway(socket: Socket, entry: ReplyEntry): void {
+  #turnAway(socket: Socket, entry: ReplyEntry, address: string): void {
     const reply = render(entry, { name: this.#options.name });
+    this.#options.onRefusal?.(reply, address);
     socket.end(`${reply.code} ${reply.text}\r\n`);
     cutOffLater(socket, CUT_OFF_MS);
   }

@@ -50,6 +50,8 @@ export interface SmtpServerOptions {
    * to: smtp.allow_networks, as Postfix exempts $mynetworks (smtpd_client_event_limit_exceptions).
    */
   readonly exemptFromClientLimits?: (address: string) => boolean;
+  /** Sees every 4xx/5xx reply sent, connection refusals included (counted and logged by ingress). */
+  readonly onRefusal?: (reply: SmtpRefusal, remoteAddress: string) => void;
   /** Epoch milliseconds; injectable so tests can move the per-address windows on. */
   readonly now?: () => number;
 }
