@@ -200,6 +200,15 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
         const { rules_file, default_rules, defaults } = next.shaping;
         running = { ...running, shaping: { ...running.shaping, rules_file, default_rules, defaults } };
       }
+      const { webhook, webhooks } = next.feedback;
+      if (changedKeys(running.feedback, next.feedback).some((k) => k === 'webhook' || k === 'webhooks' || k.startsWith('webhook.'))) {
+        // Senders stop and start again over the same outboxes: nothing recorded is lost meanwhile.
+        shards.setWebhooks({ ...running.feedback, webhook, webhooks }).then(
+          () => log.info({ urls: [...(webhook ? [webhook.url] : []), ...webhooks.map((w) => w.url)] }, 'reload: webhook endpoints in force'),
+          (err: unknown) => log.error({ err }, 'reload: the webhook endpoints could not all be changed'),
+        );
+        running = { ...running, feedback: { ...running.feedback, webhook, webhooks } };
+      }
       admin.reconfigure({ token: next.admin.token, readiness: next.admin.readiness });
       running = { ...running, admin: { ...running.admin, token: next.admin.token, readiness: next.admin.readiness } };
       const failed = new Set([...(keys.problems.length > 0 ? ['dkim.keys'] : []), ...(rules.ok ? [] : ['shaping'])]);

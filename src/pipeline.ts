@@ -10,7 +10,7 @@ import type { Config } from './config/index.ts';
 import { createDelivery, loadTrust, type Delivery, type DeliveryPorts } from './delivery/index.ts';
 import type { Signer } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
-import { createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackDeps, type FeedbackOptions, type Ledger } from './feedback/index.ts';
+import { createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackDeps, type FeedbackOptions, type Ledger, type WebhookOptions } from './feedback/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { Metrics } from './metrics/index.ts';
@@ -69,6 +69,8 @@ export interface Pipeline {
   /** One message waiting in this pipeline's queue, or undefined. */
   message(id: QueueId): Promise<MessageView | undefined>;
   smtpAddresses(): { host: string; port: number }[];
+  /** SIGHUP changed feedback.webhook or feedback.webhooks (the rest of feedback waits for a restart). */
+  setWebhooks(feedback: Config['feedback']): Promise<void>;
   /** What GET /readyz asks of this pipeline. */
   readiness(): Promise<Readiness>;
   /** Set the queue, connection and outbox gauges from live state (before a scrape). */
@@ -243,6 +245,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     bounce: (selector, reason) => queue.bounce(matchesSelector(selector, resolver.route), reason),
     message: (id) => queue.inspect(id),
     smtpAddresses: () => ingress.addresses(),
+    setWebhooks: (next) => feedback.setWebhooks(webhooksOf(next)),
     async readiness() {
       return { spool: await spool.healthy(), listening: ingress.listening(), outboxStalledMs: feedback.stalledMs() };
     },
@@ -266,17 +269,22 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
 
 function feedbackOptions(config: Config): FeedbackOptions {
   const { feedback } = config;
-  const endpoints = [...(feedback.webhook ? [feedback.webhook] : []), ...feedback.webhooks];
   return {
     dir: feedback.dir,
     retentionMs: feedback.retention,
     maxDiskBytes: feedback.max_disk,
-    webhooks: endpoints.map((w) => ({
-      url: w.url, secret: w.secret, maxBatch: w.max_batch, maxWaitMs: w.max_wait,
-      timeoutMs: w.timeout, concurrency: w.concurrency, backoffBaseMs: 1_000, backoffMaxMs: w.backoff_max,
-    })),
+    webhooks: webhooksOf(feedback),
     ...(feedback.log ? { log: { path: feedback.log.path, maxBytes: feedback.log.max_size, keep: feedback.log.keep } } : {}),
   };
+}
+
+/** feedback.webhook, then each of feedback.webhooks. */
+function webhooksOf(feedback: Config['feedback']): WebhookOptions[] {
+  const endpoints = [...(feedback.webhook ? [feedback.webhook] : []), ...feedback.webhooks];
+  return endpoints.map((w) => ({
+    url: w.url, secret: w.secret, maxBatch: w.max_batch, maxWaitMs: w.max_wait,
+    timeoutMs: w.timeout, concurrency: w.concurrency, backoffBaseMs: 1_000, backoffMaxMs: w.backoff_max,
+  }));
 }
 
 /** An adopted partition's events are not copied to the event log again: they were when recorded. */

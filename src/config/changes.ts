@@ -11,6 +11,8 @@ export const LIVE_KEYS = [
   'shaping.defaults',
   'admin.token',
   'admin.readiness',
+  'feedback.webhook',
+  'feedback.webhooks',
 ] as const;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

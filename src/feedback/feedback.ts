@@ -6,7 +6,7 @@ import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { isFinal, type FeedbackEvent } from '../model/event.ts';
 import { openEventLog, type EventLog, type EventLogOptions } from './event-log.ts';
 import { openKpis, type KpiScope, type KpiView } from './kpis.ts';
-import { openOutbox, type OutboxStats, type StoredEvent } from './outbox.ts';
+import { openOutbox, type Outbox, type OutboxStats, type StoredEvent } from './outbox.ts';
 import { createWebhookSender, type WebhookOptions, type WebhookResult } from './webhook.ts';
 
 export interface FeedbackOptions {
@@ -20,6 +20,14 @@ export interface FeedbackOptions {
   /** An event log opened elsewhere (shards share the coordinator's), used in place of `log`. */
   readonly eventLog?: EventLog;
 }
+
+interface Endpoint {
+  readonly webhook: WebhookOptions;
+  readonly outbox: Outbox;
+  readonly sender: ReturnType<typeof createWebhookSender>;
+}
+
+const sameWebhook = (a: WebhookOptions, b: WebhookOptions): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 export interface FeedbackDeps {
   readonly clock: Clock;
@@ -53,6 +61,8 @@ export interface Feedback {
   stalledMs(): number;
   /** When the oldest event some endpoint has not acknowledged was recorded; undefined when none waits. */
   oldestPendingAt(): number | undefined;
+  /** Endpoints changed by a reload (their outboxes stay: see the function). */
+  setWebhooks(webhooks: readonly WebhookOptions[]): Promise<void>;
 }
 
 const KPI_SAVE_MS = 5_000;
@@ -82,17 +92,21 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
   // The primary outbox numbers the events the KPIs and crash recovery rely on; it also serves the
   // first endpoint. Every further endpoint has its own outbox, named after its URL.
   const outbox = outboxFor(join(options.dir, 'outbox'), (lastN) => lastN <= kpis.savedThrough());
-  const endpoints = options.webhooks.map((webhook, i) => {
-    const own = i === 0 ? outbox : outboxFor(join(options.dir, `outbox-${createHash('sha256').update(webhook.url).digest('hex').slice(0, 12)}`));
-    const sender = createWebhookSender(webhook, {
+  const extraDir = (url: string): string => join(options.dir, `outbox-${createHash('sha256').update(url).digest('hex').slice(0, 12)}`);
+  const endpointOf = (webhook: WebhookOptions, own: Outbox): Endpoint => ({
+    webhook,
+    outbox: own,
+    sender: createWebhookSender(webhook, {
       clock, log, ...(deps.random ? { random: deps.random } : {}),
       take: (max) => own.take(max),
       ack: (events) => own.ack(events),
       ...(deps.onWebhook ? { onResult: deps.onWebhook } : {}),
-    });
-    return { outbox: own, sender };
+    }),
   });
-  const extras = endpoints.slice(1);
+  // Replaced as a whole by a reload (setWebhooks), never changed in place.
+  let endpoints: readonly Endpoint[] = options.webhooks.map((webhook, i) => endpointOf(webhook, i === 0 ? outbox : outboxFor(extraDir(webhook.url))));
+  let extras = endpoints.slice(1);
+  let started = false;
   const eventLog: EventLog | undefined = options.eventLog ?? (options.log ? openEventLog(options.log) : undefined);
   let saveTimer: Timer | undefined;
   let warnedAt = 0;
@@ -140,7 +154,7 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
   function warnIfGrowing(): void {
     const { pending, bytes } = stats();
     const level = GROWTH_WARNINGS.filter((t) => pending >= t).at(-1) ?? 0;
-    if (level > warnedAt) log.warn({ pending, bytes, urls: options.webhooks.map((w) => w.url) }, `feedback: ${pending} events waiting for the webhook`);
+    if (level > warnedAt) log.warn({ pending, bytes, urls: endpoints.map((e) => e.webhook.url) }, `feedback: ${pending} events waiting for the webhook`);
     warnedAt = level;
   }
 
@@ -156,16 +170,62 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
     });
   }
 
+  /**
+   * A reload's endpoints. Outboxes stay where they are: the first endpoint is served by the primary
+   * outbox whatever its URL (so a moved endpoint gets what waited for the old one), and further
+   * endpoints keep theirs by URL. A sender whose settings changed is replaced; its unacknowledged
+   * events are read again by the new one. A new further endpoint gets the events recorded from now
+   * on; a removed one's outbox stays on disk, with what it had not acknowledged.
+   */
+  async function setWebhooks(next: readonly WebhookOptions[]): Promise<void> {
+    const kept = new Map(extras.map((e) => [e.webhook.url, e]));
+    const primary = endpoints[0];
+    const fresh: Endpoint[] = [];
+    for (const [i, webhook] of next.entries()) {
+      const before = i === 0 ? primary : kept.get(webhook.url);
+      if (i > 0) kept.delete(webhook.url);
+      if (before && sameWebhook(before.webhook, webhook)) {
+        fresh.push(before);
+        continue;
+      }
+      if (before) {
+        await before.sender.stop();
+        await before.outbox.rewind();
+      }
+      const own = i === 0 ? outbox : before?.outbox ?? (await openExtra(webhook.url));
+      fresh.push(endpointOf(webhook, own));
+    }
+    if (primary && next.length === 0) await primary.sender.stop();
+    for (const gone of kept.values()) {
+      await gone.sender.stop();
+      await gone.outbox.close();
+      log.warn({ url: gone.webhook.url, unacknowledged: gone.outbox.stats().pending }, 'feedback: webhook endpoint removed by a reload; its outbox stays on disk');
+    }
+    endpoints = fresh;
+    extras = fresh.slice(1);
+    if (started) for (const e of fresh) e.sender.start();
+  }
+
+  /** A further endpoint's outbox, with whatever an earlier run left in it. */
+  async function openExtra(url: string): Promise<Outbox> {
+    const own = outboxFor(extraDir(url));
+    await own.recover(() => undefined);
+    return own;
+  }
+
   return {
     recover,
     record,
+    setWebhooks,
     stalledMs: () => Math.max(outbox.stalledMs(), ...extras.map((e) => e.outbox.stalledMs())),
     oldestPendingAt: () => earliest([outbox, ...extras.map((e) => e.outbox)].map((o) => o.oldestPendingAt())),
     start() {
+      started = true;
       for (const e of endpoints) e.sender.start();
       scheduleSave();
     },
     async stop() {
+      started = false;
       saveTimer?.cancel();
       await Promise.all(endpoints.map((e) => e.sender.stop()));
       // A snapshot that cannot be written (disk full) is not lost: the outbox keeps every event

@@ -8,4 +8,4 @@ export { openEventLog, type EventLog } from './event-log.ts';
 export { createRelayedRecorder, type RelayedRecorder } from './relayed.ts';
 export { joinFeedback } from './joined.ts';
 export { mergeKpiViews, type KpiScope, type KpiView } from './kpis.ts';
-export type { WebhookResult } from './webhook.ts';
+export type { WebhookOptions, WebhookResult } from './webhook.ts';

@@ -28,6 +28,9 @@ export function joinFeedback(own: Feedback, adopted: readonly Feedback[]): Feedb
     },
     stalledMs: () => Math.max(...all.map((f) => f.stalledMs())),
     oldestPendingAt: () => earliest(all.map((f) => f.oldestPendingAt())),
+    async setWebhooks(webhooks) {
+      for (const f of all) await f.setWebhooks(webhooks);
+    },
     stats() {
       const stats = all.map((f) => f.stats());
       return {

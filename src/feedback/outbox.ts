@@ -41,6 +41,11 @@ export interface Outbox {
   take(max: number): Promise<StoredEvent[]>;
   /** Mark events as delivered to the endpoint (written, not fsynced: a power loss only causes a re-send); deletes segments that are all done. */
   ack(events: readonly StoredEvent[]): Promise<void>;
+  /**
+   * Hand out again, from the oldest, every event not acknowledged: a new sender takes over from one
+   * that was stopped with events taken and unacknowledged (a reload changed the endpoint).
+   */
+  rewind(): Promise<void>;
   /** Retry deletions that `deletable` refused earlier. */
   sweep(): Promise<void>;
   stats(): OutboxStats;
@@ -182,10 +187,26 @@ export function openOutbox(options: OutboxOptions): Outbox {
     readPos = { ...placed };
   }
 
-  async function take(max: number): Promise<StoredEvent[]> {
-    const out = ready.splice(0, max);
-    if (out.length < max && !caughtUp()) out.push(...(await readBack(max - out.length)));
-    return dropExpired(out);
+  /** The take in progress: a rewind waits for it, so a read back does not move the cursor after. */
+  let taking: Promise<unknown> = Promise.resolve();
+
+  function take(max: number): Promise<StoredEvent[]> {
+    const taken = (async () => {
+      const out = ready.splice(0, max);
+      if (out.length < max && !caughtUp()) out.push(...(await readBack(max - out.length)));
+      return dropExpired(out);
+    })();
+    taking = taken.catch(() => undefined);
+    return taken;
+  }
+
+  async function rewind(): Promise<void> {
+    await taking;
+    ready = [];
+    const first = firstPending();
+    const segment = [...segments.values()].sort((a, b) => a.seq - b.seq).find((s) => first !== undefined && s.firstN <= first && first <= s.lastN);
+    cursorN = first ?? nextN;
+    readPos = segment ? { seq: segment.seq, offset: 0 } : undefined;
   }
 
   /**
@@ -331,6 +352,7 @@ export function openOutbox(options: OutboxOptions): Outbox {
       return item.stored;
     },
     take,
+    rewind,
     ack,
     stalledMs: () => (stats().pending === 0 ? 0 : Math.max(0, options.now() - progressAt)),
     oldestPendingAt,

@@ -1,6 +1,7 @@
 import type { Registry } from 'prom-client';
 import type { PoolView } from '../delivery/index.ts';
 import type { DkimKey } from '../dkim/index.ts';
+import type { Config } from '../config/index.ts';
 import type { KpiScope, KpiView } from '../feedback/index.ts';
 import type { Readiness } from '../model/readiness.ts';
 import type { QueueId } from '../model/ids.ts';
@@ -46,6 +47,8 @@ export interface Shards {
   rulesChanged(): void;
   /** SIGHUP changed log.level: shards' loggers follow (one loop's is the daemon's own). */
   setLogLevel(level: string): void;
+  /** SIGHUP changed the webhook endpoints: every shard's feedback sends to the new ones. */
+  setWebhooks(feedback: Config['feedback']): Promise<void>;
   smtpAddresses(): { host: string; port: number }[];
   /** The exposition text: `registry` (the process's metrics) with every shard's. */
   metrics(registry: Registry): Promise<string>;
@@ -74,6 +77,7 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
     // The pools read the shaper's settings directly: nothing to push.
     rulesChanged: () => undefined,
     setLogLevel: () => undefined,
+    setWebhooks: (feedback) => pipeline.setWebhooks(feedback),
     smtpAddresses: () => pipeline.smtpAddresses(),
     metrics(registry) {
       pipeline.refreshGauges();

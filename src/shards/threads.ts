@@ -144,6 +144,9 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     rulesChanged() {
       for (const s of shards) s.link.reloaded();
     },
+    async setWebhooks(feedback) {
+      await all('webhooks', feedback);
+    },
     smtpAddresses: () => [...addresses],
     async metrics(registry) {
       const parts = [await registry.getMetricsAsJSON(), ...(await all<MetricsJson>('metrics'))];

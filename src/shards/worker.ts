@@ -88,6 +88,7 @@ answer(port, {
   },
   message: (id) => pipeline.message(id as QueueId),
   'log-level': (level) => setLogLevel(level as string),
+  webhooks: (feedback) => pipeline.setWebhooks(feedback as Config['feedback']),
   'reload-keys': () => {
     const fresh = loadKeys(config.dkim.keys);
     if (fresh.problems.length > 0) log.error({ problems: fresh.problems }, 'reload: DKIM keys not replaced in this shard; the previous keys stay in use');

@@ -9,9 +9,9 @@ t.test('changed keys are named down to the leaves, lists whole', async (t) => {
 });
 
 t.test('live keys and their children apply; anything else waits for a restart', async (t) => {
-  t.same(sortChanges(['log.level', 'shaping.defaults.max_connections', 'dkim.keys', 'admin.token', 'admin.listen', 'spool.dir', 'shaping.state_dir', 'feedback.webhook.url']), {
+  t.same(sortChanges(['log.level', 'shaping.defaults.max_connections', 'dkim.keys', 'admin.token', 'admin.listen', 'spool.dir', 'shaping.state_dir', 'feedback.dir']), {
     live: ['log.level', 'shaping.defaults.max_connections', 'dkim.keys', 'admin.token'],
-    restart: ['admin.listen', 'spool.dir', 'shaping.state_dir', 'feedback.webhook.url'],
+    restart: ['admin.listen', 'spool.dir', 'shaping.state_dir', 'feedback.dir'],
   });
   t.same(sortChanges(['log.levels']).restart, ['log.levels'], 'a prefix of a name is not the name');
 });
