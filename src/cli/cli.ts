@@ -9,6 +9,7 @@ import { authCommand, plaintextPasswordWarnings } from './auth.ts';
 import { classifyCommand } from './classify.ts';
 import { QUEUE_USAGE, queueCommand } from './queue.ts';
 import { check, keygen } from './dkim.ts';
+import { CHECK_DOMAIN_USAGE, checkDomainCommand } from './check-domain.ts';
 
 export interface Io {
   readonly out: (line: string) => void;
@@ -26,6 +27,7 @@ commands:
   dkim keygen --domain D --selector S [--algorithm rsa-sha256|ed25519-sha256] [--bits N] [--out DIR]
                                  write a private key and print the DNS TXT record to publish
   dkim check [--config FILE]     check that each configured selector publishes its key
+${CHECK_DOMAIN_USAGE}
   auth hash                      read a password on stdin, print its scrypt hash for smtp.auth.users
   classify [--rules FILE] [REPLY]
                                  classify one SMTP reply and print JSON (reason, class, category,
@@ -51,6 +53,8 @@ export async function run(argv: readonly string[], io: Io): Promise<number> {
       return authCommand(rest, io, io.stdin ?? process.stdin);
     case 'queue':
       return queueCommand(rest, io);
+    case 'check-domain':
+      return checkDomainCommand(rest, io);
     case undefined:
     case 'help':
     case '--help':

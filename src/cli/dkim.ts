@@ -58,7 +58,8 @@ export async function check(config: Config, io: Io): Promise<number> {
   return failures === 0 ? 0 : 1;
 }
 
-function compare(records: readonly string[], expected: string): string {
+/** Whether TXT records publish `expected` (a key's public half): "ok", or what is wrong. */
+export function compare(records: readonly string[], expected: string): string {
   const dkim = records.filter((r) => /(^|;)\s*p=/.test(r));
   if (dkim.length === 0) return 'no DKIM key record (no p= tag)';
   const published = dkim.map((r) => /(?:^|;)\s*p=([^;]*)/.exec(r)?.[1]?.replace(/\s+/g, '') ?? '');

@@ -4,3 +4,4 @@
  * with negative caching. Null MX and NXDOMAIN are answers, not errors; only "temporary" defers.
  */
 export { createResolver, orderHosts, resolveServers, type Resolver, type MxAnswer, type AddressAnswer, type TxtAnswer, type ResolverOptions } from './resolver.ts';
+export { nodeStyleResolver, type NodeStyleResolve } from './node-style.ts';

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createResolver, orderHosts, resolveServers } from '../../src/dns/index.ts';
+import { createResolver, nodeStyleResolver, orderHosts, resolveServers } from '../../src/dns/index.ts';
 import type { Clock } from '../../src/lib/clock.ts';
 import { startDnsZone, type DnsZone } from '../support/dns-zone.ts';
 import { STANDARD_ZONE } from '../support/world.ts';
@@ -141,4 +141,19 @@ t.test('a truncated UDP answer is asked again over TCP', async (t) => {
   const r = createResolver({ ...options, servers: [`127.0.0.1:${port}`] }, manualClock());
   t.match(await r.route('big.test'), { kind: 'route', hosts: [{ name: 'mx.big.test', addresses: ['127.0.0.7'] }] });
   t.ok(tcpQueries >= 2, 'MX and A both retried over TCP');
+});
+
+t.test('the node-style adapter answers as dns.promises.resolve does, with its error codes', async (t) => {
+  const lookups: string[] = [];
+  const r = createResolver({ ...options, servers: [zone.server] }, manualClock(), (type, result) => lookups.push(`${type}:${result}`));
+  const resolve = nodeStyleResolver(r);
+  t.same(await resolve('multi.test', 'MX'), [{ exchange: 'b.mx.test', priority: 20 }, { exchange: 'a.mx.test', priority: 10 }, { exchange: 'gone.mx.test', priority: 5 }]);
+  t.same(await resolve('b.mx.test', 'A'), ['127.0.0.12', '127.0.0.13']);
+  await t.rejects(resolve('b.mx.test', 'AAAA'), { code: 'ENODATA' }, 'no AAAA: ENODATA');
+  await t.rejects(resolve('b.test', 'MX'), { code: 'ENODATA' }, 'an implicit MX is no MX record');
+  t.same(await resolve('null.test', 'MX'), [{ exchange: '', priority: 0 }]);
+  await t.rejects(resolve('missing.test', 'TXT'), { code: 'ENOTFOUND' });
+  await t.rejects(resolve('servfail.test', 'TXT'), { code: 'ETIMEOUT' }, 'every server failed: temporary');
+  await t.rejects(resolve('b.test', 'PTR'), { code: 'ENOTFOUND' }, 'types Tern does not ask for');
+  t.ok(lookups.includes('MX:answer') && lookups.includes('TXT:nxdomain') && lookups.includes('TXT:temporary'), `each query reported once, by type and result: ${lookups.join(' ')}`);
 });
