@@ -196,6 +196,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
         // Path defaults come from shaping.defaults (live) over the delivery timeouts in force.
         shaper.setRules(rules.rules, baseSettings({ shaping: next.shaping, delivery: running.delivery }));
         shards.rulesChanged();
+        log.info({ rules_file: next.shaping.rules_file ?? null, default_rules: next.shaping.default_rules }, 'reload: MX rules re-read');
         // Only the live keys: shaping.state_dir stays as it was, and says so at the next reload too.
         const { rules_file, default_rules, defaults } = next.shaping;
         running = { ...running, shaping: { ...running.shaping, rules_file, default_rules, defaults } };
