@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { childConfig, spawnTern, type TernProcess } from '../support/child.ts';
 import { adminFetch, tempDir } from '../support/daemon.ts';
-import { message, sendMail, until } from '../support/smtp-client.ts';
+import { message, RawSmtp, sendMail, until } from '../support/smtp-client.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 /**
@@ -122,4 +122,46 @@ t.test('SIGHUP reads the whole config again: live keys apply, the rest is named 
   t.equal((await fetch(`http://127.0.0.1:${adminPort}/api/v1/queue`, { headers: { authorization: 'Bearer rotated-token' } })).status, 200, 'with the configuration in force');
   child.proc.kill('SIGTERM');
   t.equal(await child.exited, 0);
+});
+
+t.test('SIGHUP with a good and then a bad config while a client relays on one open session: every message 250, the session never dropped', async (t) => {
+  world ??= await startWorld();
+  const sink = world.sinks.get('127.0.0.2')!;
+  const sub = tempDir();
+  t.teardown(() => sub.remove());
+  const { configPath, smtpPort } = await childConfig(sub.path, world);
+  const child = await spawnTern(configPath);
+  t.teardown(async () => {
+    if (child.proc.exitCode === null) child.proc.kill('SIGKILL');
+    await child.exited;
+  });
+  const { readFileSync } = await import('node:fs');
+  const { parse, stringify } = await import('yaml');
+  const good = parse(readFileSync(configPath, 'utf8')) as Record<string, any>;
+  const { client } = await RawSmtp.open(smtpPort);
+  t.teardown(() => client.close());
+  t.match(await client.command('EHLO client.test'), /^250/);
+  const relay = async (to: string): Promise<string> => {
+    await client.command('MAIL FROM:<news@campaign.test>');
+    await client.command(`RCPT TO:<${to}>`);
+    await client.command('DATA');
+    return client.data(`${message({ to })}\r\n.\r\n`);
+  };
+  t.match(await relay('one@a.test'), /^250 /, 'before any reload');
+  const reloaded = (msg: (m: string) => boolean, from: number, what: string) => until(() => child.lines.slice(from).find((l) => msg(String(l.msg))), 10_000, what);
+
+  let from = child.lines.length;
+  writeFileSync(configPath, stringify({ ...good, log: { level: 'debug' } }));
+  child.proc.kill('SIGHUP');
+  await reloaded((m) => m === 'reload: applied', from, 'the good config applied');
+  t.match(await relay('two@a.test'), /^250 /, 'on the same session after a good config');
+
+  from = child.lines.length;
+  writeFileSync(configPath, 'delivery: { port: "not a port" }\n');
+  child.proc.kill('SIGHUP');
+  await reloaded((m) => m.startsWith('reload: the configuration file is invalid'), from, 'the bad config refused');
+  t.match(await relay('three@a.test'), /^250 /, 'and after a bad one');
+  t.match(await client.command('QUIT'), /^221/, 'the session ends when the client ends it');
+  await until(() => ['one@a.test', 'two@a.test', 'three@a.test'].every((r) => sink.received.some((m) => m.rcptTo.includes(r))), 10_000, 'all three delivered');
+  t.equal(child.proc.exitCode, null, 'still running');
 });
