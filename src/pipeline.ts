@@ -171,10 +171,14 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
           metrics.deferrals.labels({ provider: o.route.provider ?? 'other', reason: v.held }).inc();
           return;
         }
+        const provider = o.route.provider ?? 'other';
+        if (v.kind === 'failed') metrics.failures.labels({ provider, cause: v.cause, reason: v.bounce.reason }).inc();
+        // An operator's bounce is no attempt: it shows in failures only.
+        if (v.kind === 'failed' && v.cause === 'admin') return;
         metrics.attempts.labels({ verdict: v.kind }).inc();
         if (v.kind === 'delivered') return;
         metrics.bounces.labels({ reason: v.bounce.reason, category: v.bounce.category, type: v.bounce.type, retry: String(v.bounce.retry) }).inc();
-        if (v.kind === 'retry') metrics.deferrals.labels({ provider: o.route.provider ?? 'other', reason: v.bounce.reason }).inc();
+        if (v.kind === 'retry') metrics.deferrals.labels({ provider, reason: v.bounce.reason }).inc();
       },
     },
     { clock, log: log.child({ stage: 'queue' }) },

@@ -51,6 +51,8 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   const shapingActions = new Counter({ name: 'tern_shaping_actions_total', help: 'Changes made by adaptive rules, by rule and action (lower, relower, extend, pause, fail, raise, recovered, expired)', labelNames: ['rule', 'action'] as const, registers: perProcess });
   const pausedPaths = new Gauge({ name: 'tern_shaping_paused_paths', help: 'Delivery paths paused or failing by an adaptive rule, by provider', labelNames: ['provider'] as const, registers: perProcess });
   const deferrals = new Counter({ name: 'tern_deferrals_total', help: 'Recipients deferred, by provider and reason (a bounce reason, or paused / ready-queue-full / suspended when no attempt was made)', labelNames: ['provider', 'reason'] as const, registers: perShard });
+  // cause: bounce, expired, adaptive, admin (the event's cause); reason: a bounce reason (closed).
+  const failures = new Counter({ name: 'tern_failures_total', help: 'Recipients failed for good, by provider, cause (bounce, expired, adaptive, admin) and bounce reason', labelNames: ['provider', 'cause', 'reason'] as const, registers: perShard });
   // level: the path's TLS level (4 values); version: what Node names the protocol, or "none" for plaintext (a handful).
   const deliveryTls = new Counter({ name: 'tern_delivery_tls_connections_total', help: 'Outbound SMTP connections opened, by the path\'s TLS level, the TLS version negotiated (none: plaintext) and whether the certificate verified', labelNames: ['level', 'version', 'verified'] as const, registers: perShard });
   // action: one of the admin write calls (suspend, resume, flush, bounce); result: ok, not-found, refused, failed.
@@ -72,7 +74,7 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   const loopDelay = eventLoopDelay(registry, thread);
   return {
     registry, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
-    events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, deliveryTls,
+    events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, failures, deliveryTls,
     adminActions, suspensions,
   };
 }

@@ -59,7 +59,7 @@ const declared = (text: string): Set<string> => new Set([...text.matchAll(/^# TY
 t.test('queue age, attempt durations, DNS, DKIM, the spool and the outbox move with the traffic', async (t) => {
   // Delivered now; retried for ever on a configured provider's path; never routed (SERVFAIL).
   // (Two messages: a message waits on one path, and this one's recipients would take two.)
-  await sendMail(tern.smtpPort, 'news@example.com', ['m1@a.test', 'tempfail-1000@a.test'], message({ from: 'news@example.com' }));
+  await sendMail(tern.smtpPort, 'news@example.com', ['m1@a.test', 'tempfail-1000@a.test', 'user-unknown@a.test'], message({ from: 'news@example.com' }));
   await sendMail(tern.smtpPort, 'news@example.com', ['m2@servfail.test'], message({ from: 'news@example.com' }));
   const body = await until(async () => {
     const text = await scrape();
@@ -74,6 +74,7 @@ t.test('queue age, attempt durations, DNS, DKIM, the spool and the outbox move w
   });
   t.ok((sample(body, 'tern_delivery_attempt_duration_seconds_count{provider="testmail"}') ?? 0) >= 1, 'attempts on the provider\'s path are timed');
   t.equal(sample(body, 'tern_provider_queue_recipients{provider="unknown"}'), 1, 'the SERVFAIL recipient has no path yet');
+  t.equal(sample(body, 'tern_failures_total{provider="testmail",cause="bounce",reason="userunknown"}'), 1, 'the hard bounce, by provider, cause and reason');
   t.ok((sample(body, 'tern_dns_lookups_total{type="MX",result="answer"}') ?? 0) >= 1, 'MX lookups answered');
   t.ok((sample(body, 'tern_dns_lookups_total{type="MX",result="temporary"}') ?? 0) >= 1, 'the SERVFAIL is counted as temporary');
   t.equal(sample(body, 'tern_dkim_sign_duration_seconds_count{algorithm="rsa-sha256"}'), 2, 'an RSA signature per message');

@@ -248,6 +248,9 @@ t.test('an operator bounce fails the waiting mail a campaign names: one failed e
     return k.in_progress === 0 && k;
   }, 5_000, 'the campaign settled');
   t.match(kpis, { relayed: 4, delivered: 1, failed: { total: 3, ignored: 3, hard: 0 }, in_progress: 0, success_pct: 25 });
+  const scrape = await (await fetch(`http://127.0.0.1:${tern.adminPort}/metrics`)).text();
+  t.equal(metric(scrape, 'tern_failures_total{provider="other",cause="admin",reason="admin"}'), 3, 'counted as failures by cause');
+  t.equal(metric(scrape, 'tern_delivery_attempts_total{verdict="failed"}'), 0, 'and not as attempts: none was made');
   t.equal((await adminFetch(tern.adminPort, `/api/v1/messages/${ids[0]}`)).status, 404, 'gone from the queue');
   t.match(await get(tern, `/api/v1/messages/${ids[3]}`), { meta: { campaign: 'winter' }, recipients: [{ state: 'pending' }] }, 'the other campaign waits on');
   t.match((await post(tern, '/api/v1/bounce', { campaign: 'autumn' })).body, { messages: 0, recipients: 0 }, 'nothing left to bounce');
