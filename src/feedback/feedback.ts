@@ -66,6 +66,8 @@ export interface Feedback {
 }
 
 const KPI_SAVE_MS = 5_000;
+/** Events read back at once when a reload leaves no endpoint and the backlog is marked done. */
+const READ_BATCH = 10_000;
 const GROWTH_WARNINGS = [10_000, 100_000, 1_000_000, 10_000_000];
 
 /**
@@ -195,7 +197,10 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
       const own = i === 0 ? outbox : before?.outbox ?? (await openExtra(webhook.url));
       fresh.push(endpointOf(webhook, own));
     }
-    if (primary && next.length === 0) await primary.sender.stop();
+    if (primary && next.length === 0) {
+      await primary.sender.stop();
+      await markAllDone();
+    }
     for (const gone of kept.values()) {
       await gone.sender.stop();
       await gone.outbox.close();
@@ -204,6 +209,20 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
     endpoints = fresh;
     extras = fresh.slice(1);
     if (started) for (const e of fresh) e.sender.start();
+  }
+
+  /**
+   * The last endpoint is gone: what waited for it is marked done, as a start with no webhook does
+   * (recover), or it would wait for ever and make /readyz say the outbox is wedged.
+   */
+  async function markAllDone(): Promise<void> {
+    await outbox.rewind();
+    let done = 0;
+    for (let batch = await outbox.take(READ_BATCH); batch.length > 0; batch = await outbox.take(READ_BATCH)) {
+      await outbox.ack(batch);
+      done += batch.length;
+    }
+    if (done > 0) log.info({ events: done }, 'feedback: no webhook is configured any more; events left unacknowledged are marked done');
   }
 
   /** A further endpoint's outbox, with whatever an earlier run left in it. */

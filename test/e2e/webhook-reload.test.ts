@@ -8,7 +8,8 @@ import { startWorld, type World } from '../support/world.ts';
 /**
  * SIGHUP changes the webhook endpoints of a running daemon (docs/feedback.md, "Changing endpoints"):
  * events that waited for the old first endpoint go to the new one, an added endpoint gets what is
- * recorded from then on, a removed one gets nothing more, and nothing recorded is lost.
+ * recorded from then on, a removed one gets nothing more, and nothing recorded is lost; with no
+ * endpoint left, what waited is marked done.
  */
 let world: World;
 let tern: RunningTern;
@@ -81,4 +82,17 @@ t.test('changed settings of an endpoint apply without losing what waits', async 
   t.same(eventsFor(moved, 'fourth@a.test'), ['relayed', 'delivered']);
   const after = moved.batches.filter((b) => b.status === 200 && b.events.some((e) => e.recipient === 'fourth@a.test'));
   t.ok(after.every((b) => b.events.length === 1), 'sent one event a batch, as max_batch now says');
+});
+
+t.test('no endpoint left: what waited is marked done, as at a start with no webhook, and the outbox is not wedged', async (t) => {
+  moved.answer = () => ({ status: 503 });
+  await sendMail(tern.smtpPort, 'news@campaign.test', ['fifth@a.test'], message());
+  await until(() => tern.outcomes('fifth@a.test').some((l) => l.event === 'delivered') && moved.batches.some((b) => b.status === 503 && b.events.some((e) => e.recipient === 'fifth@a.test')), 10_000, 'the endpoint to refuse');
+  const result = reload({});
+  t.match(result, { ok: true, applied: ['feedback.webhook'] });
+  await until(() => tern.logs.some((l) => l.msg === 'feedback: no webhook is configured any more; events left unacknowledged are marked done'), 10_000, 'the backlog marked done');
+  const metrics = await (await fetch(`http://127.0.0.1:${tern.adminPort}/metrics`)).text();
+  t.match(metrics, /^tern_feedback_pending_events 0$/m, 'nothing waits');
+  t.match(metrics, /^tern_feedback_oldest_pending_age_seconds 0$/m);
+  t.equal((await fetch(`http://127.0.0.1:${tern.adminPort}/readyz`)).status, 200, 'ready');
 });
