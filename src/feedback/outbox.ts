@@ -72,8 +72,10 @@ const NAME = /^(\d{12})\.log$/;
 const READY_MAX = 10_000;
 /** A backlog is read back this many bytes at a time, from where the last read stopped. */
 const READ_CHUNK = 1_048_576;
-/** Recovered events closer in time than this share one time mark. */
+/** Events appended closer in time than this share one time mark. */
 const MARK_SPACING_MS = 1_000;
+/** Past this many time marks (about a quarter of an hour of appends), an acknowledgement trims them. */
+const MARKS_UNREAD = 1_024;
 
 /** Events numbered from `n` on were appended at or after `at`: when, without a time per event in memory. */
 interface TimeMark { readonly n: number; readonly at: number }
@@ -108,7 +110,7 @@ export function openOutbox(options: OutboxOptions): Outbox {
   let housekeeping: Promise<void> = Promise.resolve();
   /** The last acknowledgement, or when events began to wait after none did. */
   let progressAt = options.now();
-  /** Ascending in n: one per append (and per second of recovered events); trimmed as events are acknowledged. */
+  /** Ascending in n: at most one a second of appends; trimmed past the oldest event not acknowledged. */
   const marks: TimeMark[] = [];
   const mark = (n: number, at: number): void => {
     const last = marks.at(-1);
@@ -279,6 +281,8 @@ export function openOutbox(options: OutboxOptions): Outbox {
       maybeDelete(segment);
     }
     progressAt = options.now();
+    // Marks are trimmed when the age is read (a scrape); with nobody reading, here.
+    if (marks.length > MARKS_UNREAD) oldestPendingAt();
   });
 
   const acking = new Set<Promise<void>>();
