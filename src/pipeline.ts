@@ -15,7 +15,7 @@ import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { Metrics } from './metrics/index.ts';
 import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
-import { queueIdTime, type QueueId } from './model/ids.ts';
+import type { QueueId } from './model/ids.ts';
 import type { JournalRecord } from './model/journal.ts';
 import type { SmtpReply } from './model/reply.ts';
 import { createQueue, matchesSelector, type MessageView, type Queue, type RecipientOutcome } from './queue/index.ts';
@@ -263,8 +263,8 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       metrics.feedbackPending.set(f.pending);
       metrics.feedbackBytes.set(f.bytes);
       const now = clock.now();
-      const oldest = queue.oldest();
-      metrics.oldestQueued.set(oldest ? Math.max(0, now - queueIdTime(oldest)) / 1000 : 0);
+      const arrived = queue.oldestArrival();
+      metrics.oldestQueued.set(arrived === undefined ? 0 : Math.max(0, now - arrived) / 1000);
       const pendingSince = feedback.oldestPendingAt();
       metrics.oldestPending.set(pendingSince === undefined ? 0 : Math.max(0, now - pendingSince) / 1000);
     },

@@ -12,6 +12,7 @@ import type { AttemptOutcome, Route } from '../model/outcome.ts';
 import { formatReply, type SmtpReply } from '../model/reply.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { decide, expiredReply, outcomeReplies, verdictWithoutAttempt, type Verdict } from './decide.ts';
+import { Arrivals } from './arrivals.ts';
 import { MinHeap } from './heap.ts';
 import { adminBounce, messageView, pickWaiting, type MessageView } from './operator.ts';
 import { HeldLists, type HeldEntry } from './held.ts';
@@ -91,8 +92,8 @@ export interface Queue {
   /** Messages found on disk at start; loads each to learn when it is next due. */
   recover(ids: readonly QueueId[]): Promise<void>;
   snapshot(): QueueSnapshot;
-  /** The oldest message waiting or being attempted (ids sort by arrival); O(messages), for a scrape. */
-  oldest(): QueueId | undefined;
+  /** When the oldest message in the queue arrived, to the minute (ms); undefined when it is empty. */
+  oldestArrival(): number | undefined;
   /** Recipients waiting per path (the path of their last attempt; unknown until there was one). */
   queuedByPath(): Map<string, number>;
   /** Make every waiting message of a path due now (an adaptive rule fails its mail); how many. */
@@ -185,6 +186,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
   const peek = ports.peek ?? ports.load;
   /** Messages an operator flushed or bounced while they were being attempted: applied when rescheduled. */
   const afterAttempt = new Map<QueueId, { bounce?: string }>();
+  const arrivals = new Arrivals();
 
   function schedule(id: QueueId, due: number, pending: number, path?: string, flags: { held?: boolean; heldIn?: string | undefined; now?: boolean } = {}): void {
     // An operator's flush or bounce that found the message in the middle of an attempt applies now.
@@ -256,6 +258,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         if (isUnreadable(err)) {
           // Retrying a file that cannot be parsed would loop forever; set it aside instead.
           queuedRecipients -= entry.pending;
+          arrivals.remove(id);
           log.error({ err, queue_id: id }, 'message unreadable; moved to the spool\'s corrupt/ folder');
           await ports.quarantine(id).catch((e: unknown) => log.error({ err: e, queue_id: id }, 'quarantine failed'));
           return;
@@ -411,6 +414,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     const pending = w.states.filter((s) => !s.final);
     if (pending.length === 0) {
       await ports.remove(id, w.journalled);
+      arrivals.remove(id);
       unwritten.delete(id);
       afterAttempt.delete(id);
       return;
@@ -492,6 +496,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
     enqueue(envelope) {
       const count = envelope.recipients.length;
       queuedRecipients += count;
+      arrivals.add(envelope.id);
       const states = envelope.recipients.map(() => ({ attempts: 0, nextAt: 0 }));
       if (running && hasRoomFor(count) && (heap.peek()?.due ?? Infinity) > clock.now()) {
         activate(envelope.id, count, { envelope, states });
@@ -512,6 +517,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
               continue;
             }
             queuedRecipients += pending.length;
+            arrivals.add(id);
             schedule(id, Math.min(envelope.expiresAt, ...pending.map((s) => s.nextAt)), pending.length, pathOf(pending));
           } catch (err) {
             if (isUnreadable(err)) {
@@ -520,6 +526,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
             } else {
               // Readable later, perhaps (EMFILE, EIO): try again; its count is learnt when loaded.
               log.error({ err, queue_id: id }, 'cannot load message yet; retrying');
+              arrivals.add(id);
               schedule(id, clock.now() + RETRY_AFTER_FAULT_MS, 0);
             }
           }
@@ -529,12 +536,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       log.info({ messages: ids.length, recipients: queuedRecipients }, 'queue recovered');
     },
     snapshot: () => ({ scheduled: heap.size - released, active: active.size, recipients: queuedRecipients }),
-    oldest() {
-      let first: QueueId | undefined;
-      for (const v of heap.values()) if (!v.gone && (first === undefined || v.id < first)) first = v.id;
-      for (const id of active.keys()) if (first === undefined || id < first) first = id;
-      return first;
-    },
+    oldestArrival: () => arrivals.oldest(),
     queuedByPath: () => new Map(byPath),
     expedite(path) {
       heldByPath.clear(path);

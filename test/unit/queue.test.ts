@@ -74,6 +74,7 @@ t.test('retries follow the schedule and the message is removed once all are fina
   h.queue.enqueue(e);
   await settle();
   t.equal(calls, 1);
+  t.equal(h.queue.oldestArrival(), Math.floor(clock.now() / MIN) * MIN, 'waiting since the minute it came');
   await clock.advance(19 * MIN);
   t.equal(calls, 1, 'nothing before 20 minutes');
   await clock.advance(1 * MIN);
@@ -85,6 +86,7 @@ t.test('retries follow the schedule and the message is removed once all are fina
   t.same(h.outcomes.map((o) => [o.verdict.kind, o.attempt]), [['retry', 1], ['retry', 2], ['delivered', 3]]);
   t.equal(h.disk.size, 0, 'removed from the spool');
   t.same(h.queue.snapshot(), { scheduled: 0, active: 0, recipients: 0 });
+  t.equal(h.queue.oldestArrival(), undefined, 'nothing waits: no oldest');
   await h.queue.stop(0);
 });
 
@@ -155,6 +157,7 @@ t.test('recovery schedules each message at its recorded next attempt and drops f
   await h.queue.recover([later.id, finished.id]);
   t.equal(h.disk.has(finished.id), false, 'a message with no owed recipient is removed');
   t.same(h.queue.snapshot(), { scheduled: 1, active: 0, recipients: 1 });
+  t.ok(h.queue.oldestArrival() !== undefined, 'a recovered message counts as waiting');
   await clock.advance(29 * MIN);
   t.same(delivered, []);
   await clock.advance(1 * MIN);
@@ -175,6 +178,7 @@ t.test('an unreadable message is set aside, not retried forever', async (t) => {
   h.queue.start();
   await h.queue.recover([bad.id]);
   t.same(h.quarantined, [bad.id]);
+  t.equal(h.queue.oldestArrival(), undefined, 'set aside: no longer the oldest in the queue');
   await clock.advance(60 * MIN);
   t.equal(calls, 0);
   t.same(h.queue.snapshot(), { scheduled: 0, active: 0, recipients: 0 });
