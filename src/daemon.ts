@@ -9,6 +9,7 @@ import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules } from
 import { changedKeys, sortChanges, type Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
 import { createSigner, loadKeys } from './dkim/index.ts';
+import { checkEgressAddresses } from './egress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { QueueId } from './model/ids.ts';
 import { TernError } from './lib/errors.ts';
@@ -53,10 +54,13 @@ export interface Reloaded {
   readonly restart: string[];
 }
 
-/** Problems in the files a valid config points at (DKIM keys, bounce and MX rules), reported like config problems. */
+/** Problems in what a valid config points at (DKIM keys, bounce and MX rules, TLS files, egress addresses), reported like config problems. */
 export function checkFiles(config: Config): { path: string; problem: string }[] {
   const shaping = loadShapingRules(config);
-  return [...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config.bounce.rules_file).problems, ...(shaping.ok ? [] : shaping.problems), ...checkTrust(config), ...checkListenerTls(config.smtp.tls)];
+  return [
+    ...loadKeys(config.dkim.keys).problems, ...loadBounceRules(config.bounce.rules_file).problems, ...(shaping.ok ? [] : shaping.problems),
+    ...checkTrust(config), ...checkListenerTls(config.smtp.tls), ...checkEgressAddresses(config.egress),
+  ];
 }
 
 
@@ -135,7 +139,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
           queued: () => shards.queued(),
           pools: () => shards.pools(),
           recipients: async () => (await shards.queue()).recipients,
-          providerOf: (path) => shaper.providerOf(path),
+          labelsOf: (path) => shaper.labelsOf(path),
           holds: () => shaper.holds(),
           suspensions: () => writes.suspensions.list(),
           disk: spoolDisk,

@@ -10,6 +10,7 @@ import type { Config } from './config/index.ts';
 import { createDelivery, loadTrust, type Delivery, type DeliveryPorts } from './delivery/index.ts';
 import type { Signer } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
+import { planEgress } from './egress/index.ts';
 import { createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackDeps, type FeedbackOptions, type Ledger, type WebhookOptions } from './feedback/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
@@ -110,10 +111,12 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   const relayedOwed = new Set<QueueId>();
   // The operator's suspensions (admin holds the list and sends it on every change).
   let suspensions: readonly Suspension[] = [];
+  const egress = planEgress(config.egress, config.hostname);
   const resolver = createResolver(config.dns, clock, (type, result) => metrics.dnsLookups.labels({ type, result }).inc());
   const delivery = createDelivery(
     {
       port: config.delivery.port, localName: config.hostname, timeouts: { command: config.delivery.timeouts.command, data: config.delivery.timeouts.data },
+      egress,
       shards: layout.threads,
       ...(config.delivery.tls_ca_file ? { tlsTrust: loadTrust(config.delivery.tls_ca_file) } : {}),
     },
@@ -176,6 +179,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
         // An operator's bounce is no attempt: it shows in failures only.
         if (v.kind === 'failed' && v.cause === 'admin') return;
         metrics.attempts.labels({ verdict: v.kind }).inc();
+        if (o.route.source) metrics.egressAttempts.labels({ pool: o.route.pool ?? 'default', source: o.route.source, verdict: v.kind }).inc();
         if (v.kind === 'delivered') return;
         metrics.bounces.labels({ reason: v.bounce.reason, category: v.bounce.category, type: v.bounce.type, retry: String(v.bounce.retry) }).inc();
         if (v.kind === 'retry') metrics.deferrals.labels({ provider, reason: v.bounce.reason }).inc();
@@ -185,7 +189,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   );
   const relayed = createRelayedRecorder({ record: feedback.record, onRecorded: queue.enqueue, clock, log: log.child({ stage: 'feedback' }) });
   const ingress = createIngress(
-    { ...config.smtp, hostname: config.hostname, validity: config.delivery.validity, reusePort: layout.threads > 1 },
+    { ...config.smtp, hostname: config.hostname, validity: config.delivery.validity, reusePort: layout.threads > 1, pools: egress.pools },
     {
       begin: spool.begin,
       // An outbox that fails holds accepted mail (src/feedback/relayed.ts): take no more meanwhile.

@@ -5,5 +5,6 @@
 export { loadConfig, parseConfigText, resolveConfigPath, validateConfig, type ConfigProblem, type Loaded } from './load.ts';
 export type { Config, SmtpConfig, DeliveryConfig, DnsConfig, SpoolConfig, ShapingDefaults } from './schema.ts';
 export { pathSettingFields } from './schema.ts';
+export type { EgressConfig } from './egress.ts';
 export { duration, rate } from './fields.ts';
 export { LIVE_KEYS, changedKeys, sortChanges } from './changes.ts';

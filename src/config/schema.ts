@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isLoopbackListen } from '../lib/net.ts';
+import { egress } from './egress.ts';
 import { cidr, duration, hostPort, hostname, rate, size, tlsPolicy } from './fields.ts';
 
 /** A deadline or period of 0 would fail every attempt at once (or spin): refused at check-config. */
@@ -218,6 +219,7 @@ export const configSchema = z.strictObject({
   dkim: z.strictObject({ keys: z.array(dkimKey).default([]) }).default({ keys: [] }),
   shaping: shaping.default(() => shaping.parse({})),
   feedback: feedback.default(() => feedback.parse({})),
+  egress: egress.default(() => egress.parse({})),
   bounce: bounce.default({}),
   log: log.default({ level: 'info' }),
   tuning: tuning.default(() => tuning.parse({})),

@@ -1,3 +1,4 @@
+import type { EgressPlan, EgressSource } from '../model/egress.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome } from '../model/outcome.ts';
 import type { PathHandle } from '../model/path.ts';
@@ -8,7 +9,12 @@ export interface DeliveryPorts extends PathPorts {
    * The path a domain's mail takes to a site (shaping decides; the same handle while in use).
    * A promise when shaping is in another thread and has not seen the path yet (ADR 0010).
    */
-  path(site: SiteName, mxHosts: readonly string[], domain: string): PathHandle | Promise<PathHandle>;
+  path(site: SiteName, mxHosts: readonly string[], domain: string, source: string): PathHandle | Promise<PathHandle>;
+}
+
+/** The pools' settings, and the egress sources mail is sent from (docs/egress.md). */
+export interface DeliverySettings extends PoolSettings {
+  readonly egress: EgressPlan;
 }
 
 /** One path's pool as the admin API shows it. */
@@ -29,7 +35,8 @@ export interface Delivery {
 // Pools of paths with no traffic are dropped after this long, so a million domains do not pin memory.
 const POOL_SWEEP_MS = 60_000;
 
-export function createDelivery(settings: PoolSettings, ports: DeliveryPorts, deps: PoolDeps): Delivery {
+export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts, deps: PoolDeps): Delivery {
+  const { egress } = settings;
   const pools = new Map<string, PathPool>();
   let sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   let stopped = false;
@@ -39,11 +46,11 @@ export function createDelivery(settings: PoolSettings, ports: DeliveryPorts, dep
     if (!stopped) sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   }
 
-  function poolFor(path: PathHandle): PathPool {
+  function poolFor(path: PathHandle, source: EgressSource): PathPool {
     let pool = pools.get(path.key);
     // A reload can give the key a new handle (a provider or domain rule changed): use the new one.
     if (!pool || (pool.path !== path && !pool.busy)) {
-      pool = new PathPool(path, settings, ports, deps);
+      pool = new PathPool(path, { ...settings, localName: source.ehlo, ...(source.address ? { localAddress: source.address } : {}) }, ports, deps);
       pools.set(path.key, pool);
     }
     return pool;
@@ -51,8 +58,13 @@ export function createDelivery(settings: PoolSettings, ports: DeliveryPorts, dep
 
   return {
     deliver(job) {
-      const path = ports.path(job.site, job.hosts.map((h) => h.name), job.domain);
-      return path instanceof Promise ? path.then((p) => poolFor(p).submit(job)) : poolFor(path).submit(job);
+      // A pool named by mail spooled before a restart that removed it: the default pool carries it.
+      const asked = job.pool !== undefined && egress.pools.includes(job.pool) ? job.pool : egress.defaultPool;
+      const source = egress.pick(asked) as EgressSource;
+      const sent = (p: PathHandle): Promise<AttemptOutcome> =>
+        poolFor(p, source).submit(job).then((outcome) => ({ ...outcome, route: { ...outcome.route, pool: asked, source: source.name } }));
+      const path = ports.path(job.site, job.hosts.map((h) => h.name), job.domain, source.name);
+      return path instanceof Promise ? path.then(sent) : sent(path);
     },
     stop() {
       stopped = true;

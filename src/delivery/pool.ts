@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
@@ -23,6 +24,8 @@ export interface DeliveryJob {
   readonly hosts: readonly DeliveryHost[];
   readonly envelope: Envelope;
   readonly openBody: () => Readable;
+  /** The egress pool the mail asked for (X-Tern-Meta); the default pool when absent. */
+  readonly pool?: string;
 }
 
 /** What a pool asks of shaping: its grants, and an ear for what receivers said. */
@@ -41,6 +44,8 @@ export interface PathPorts {
 export interface PoolSettings {
   readonly port: number;
   readonly localName: string;
+  /** The egress source's address, bound before connecting; undefined lets the kernel choose. */
+  readonly localAddress?: string;
   readonly timeouts: { readonly command: number; readonly data: number };
   /** The CAs TLS level verify trusts (from delivery.tls_ca_file), built once; absent: Node's default store. */
   readonly tlsTrust?: SecureContext;
@@ -447,8 +452,10 @@ export class PathPool {
     let last: Opened | undefined;
     let tried = 0;
     const settings = this.path.settings();
+    const family = this.#settings.localAddress ? isIP(this.#settings.localAddress) : 0;
     for (const host of hosts) {
-      for (const address of host.addresses) {
+      // A source binds one family: an IPv4 source cannot reach an IPv6 address, nor the reverse.
+      for (const address of family ? host.addresses.filter((a) => isIP(a) === family) : host.addresses) {
         if (tried++ >= MAX_ADDRESSES_PER_ATTEMPT) break;
         const route: Route = { mx: host.name, remoteIp: address };
         const result = await this.#connectOne(host.name, address, settings, tlsLevel(settings.tls), startedAt);
@@ -457,7 +464,8 @@ export class PathPool {
         last = { ...result, route };
       }
     }
-    return last ?? { kind: 'failed', route: {}, reply: localReply(451, '4.4.4', 'no MX host address to try', 'CONNECT') };
+    const none = family ? `no IPv${family} address of an MX host for source ${this.#settings.localAddress}` : 'no MX host address to try';
+    return last ?? { kind: 'failed', route: {}, reply: localReply(451, '4.4.4', none, 'CONNECT') };
   }
 
   /**
@@ -470,6 +478,7 @@ export class PathPool {
       servername: mx,
       port: this.#settings.port,
       localName: this.#settings.localName,
+      ...(this.#settings.localAddress ? { localAddress: this.#settings.localAddress } : {}),
       tls,
       ...(this.#settings.tlsTrust ? { trust: this.#settings.tlsTrust } : {}),
       timeouts: { connect: settings.connect_timeout, greeting: settings.greeting_timeout, command: this.#settings.timeouts.command, data: this.#settings.timeouts.data },

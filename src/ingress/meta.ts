@@ -6,8 +6,8 @@ export type MetaResult =
 
 const MAX_META_BYTES = 16 * 1024;
 
-/** X-Tern-Meta must be a JSON object; `validity` must be a duration and `pool` a name. */
-export function parseMeta(values: readonly string[]): MetaResult {
+/** X-Tern-Meta must be a JSON object; `validity` must be a duration and `pool` one of `pools` (when given). */
+export function parseMeta(values: readonly string[], pools?: readonly string[]): MetaResult {
   if (values.length === 0) return { ok: true, meta: {} };
   if (values.length > 1) return { ok: false, problem: 'X-Tern-Meta appears more than once' };
   const text = (values[0] as string).trim();
@@ -24,6 +24,9 @@ export function parseMeta(values: readonly string[]): MetaResult {
   const meta = parsed as Record<string, unknown>;
   if (meta.pool !== undefined && (typeof meta.pool !== 'string' || !/^[\w.-]{1,64}$/.test(meta.pool))) {
     return { ok: false, problem: 'X-Tern-Meta "pool" must be a name of letters, digits, ".", "_" or "-"' };
+  }
+  if (typeof meta.pool === 'string' && pools && !pools.includes(meta.pool)) {
+    return { ok: false, problem: `X-Tern-Meta "pool" ${JSON.stringify(meta.pool)} is not an egress pool here (${pools.join(', ')})` };
   }
   if (meta.validity === undefined) return { ok: true, meta };
   const validityMs = typeof meta.validity === 'string' ? parseDuration(meta.validity) : undefined;

@@ -50,6 +50,8 @@ export interface IngressOptions extends SmtpConfig {
   readonly validity: number;
   /** Share each listening address with other threads of this process (ADR 0010; Linux, FreeBSD). */
   readonly reusePort?: boolean;
+  /** The egress pools X-Tern-Meta `pool` may name; another is refused at DATA (554 5.6.0). */
+  readonly pools?: readonly string[];
 }
 
 export interface Ingress {
@@ -151,7 +153,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       return LOCAL_ERROR;
     }
     const refused = failure ? STORAGE_FULL : contentRefusal(stream, rewriter);
-    const meta = parseMeta(rewriter.facts.metaValues);
+    const meta = parseMeta(rewriter.facts.metaValues, options.pools);
     if (refused || !meta.ok) {
       await writer.abort();
       const answer = refused ?? render(REPLIES.badMeta, { problem: meta.ok ? '' : meta.problem });

@@ -69,11 +69,14 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   const ingressRefusals = new Counter({ name: 'tern_ingress_refusals_total', help: 'Replies 4xx/5xx sent to SMTP clients, by code and enhanced status code', labelNames: ['code', 'enhanced'] as const, registers: perShard });
   const providerQueue = new Gauge({ name: 'tern_provider_queue_recipients', help: 'Recipients waiting, by the provider of the path of their last attempt ("other": not a configured provider; "unknown": not attempted yet)', labelNames: ['provider'] as const, registers: perProcess });
   const providerConnections = new Gauge({ name: 'tern_provider_connections', help: 'Open outbound SMTP connections, by provider', labelNames: ['provider'] as const, registers: perProcess });
+  // pool and source: names from egress (configured), or "default" without it.
+  const egressAttempts = new Counter({ name: 'tern_egress_attempts_total', help: 'Per-recipient delivery attempts by egress pool, source and verdict', labelNames: ['pool', 'source', 'verdict'] as const, registers: perShard });
+  const sourceConnections = new Gauge({ name: 'tern_egress_connections', help: 'Open outbound SMTP connections, by egress source', labelNames: ['source'] as const, registers: perProcess });
   const spoolBytes = new Gauge({ name: 'tern_spool_bytes', help: 'Disk used by the spool (every partition)', registers: perProcess });
   const spoolFree = new Gauge({ name: 'tern_spool_free_bytes', help: 'Free space on the spool\'s file system, for an unprivileged writer', registers: perProcess });
   const loopDelay = eventLoopDelay(registry, thread);
   return {
-    registry, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
+    registry, egressAttempts, sourceConnections, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
     events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, failures, deliveryTls,
     adminActions, suspensions,
   };

@@ -15,8 +15,8 @@ export interface ProcessState {
   pools(): Promise<Map<string, { readonly connections: number }>>;
   /** Every recipient waiting, over every shard (those never attempted have no path yet). */
   recipients(): Promise<number>;
-  /** The configured provider a path belongs to, if any. */
-  providerOf(path: string): string | undefined;
+  /** The configured provider a path belongs to (if any), and its egress source. */
+  labelsOf(path: string): { readonly provider: string | undefined; readonly source: string };
   /** Paths paused or failing by an adaptive rule, per provider label. */
   holds(): Map<string, number>;
   /** Suspensions in force, by target. */
@@ -31,7 +31,7 @@ export async function refreshProcessGauges(metrics: Metrics, state: ProcessState
   metrics.pausedPaths.reset();
   for (const [provider, count] of state.holds()) metrics.pausedPaths.labels({ provider }).set(count);
   const [queued, pools, recipients, disk] = await Promise.all([state.queued(), state.pools(), state.recipients(), state.disk()]);
-  const label = (path: string): string => state.providerOf(path) ?? 'other';
+  const label = (path: string): string => state.labelsOf(path).provider ?? 'other';
   metrics.providerQueue.reset();
   let placed = 0;
   for (const [path, count] of queued) {
@@ -40,7 +40,11 @@ export async function refreshProcessGauges(metrics: Metrics, state: ProcessState
   }
   metrics.providerQueue.labels({ provider: 'unknown' }).set(Math.max(0, recipients - placed));
   metrics.providerConnections.reset();
-  for (const [path, pool] of pools) metrics.providerConnections.labels({ provider: label(path) }).inc(pool.connections);
+  metrics.sourceConnections.reset();
+  for (const [path, pool] of pools) {
+    metrics.providerConnections.labels({ provider: label(path) }).inc(pool.connections);
+    metrics.sourceConnections.labels({ source: state.labelsOf(path).source }).inc(pool.connections);
+  }
   metrics.spoolBytes.set(disk.bytes);
   metrics.spoolFree.set(disk.free);
 }

@@ -29,6 +29,8 @@ export interface FeedbackEvent {
   readonly mx?: string;
   readonly remote_ip?: string;
   readonly source_ip?: string;
+  /** The egress pool the attempt was sent from (docs/egress.md). */
+  readonly pool?: string;
   /** The TLS session the attempt went over; absent when it went in plaintext. */
   readonly tls?: { readonly version: string; readonly cipher: string; readonly verified: boolean };
   readonly response?: { readonly code: number; readonly enhanced?: string; readonly text: string };
@@ -67,6 +69,7 @@ export function fateEvent(envelope: Envelope, index: number, attempt: number, fa
     ...(route.mx ? { mx: route.mx } : {}),
     ...(route.remoteIp ? { remote_ip: route.remoteIp } : {}),
     ...(route.sourceIp ? { source_ip: route.sourceIp } : {}),
+    ...(route.pool ? { pool: route.pool } : {}),
     ...(route.tls ? { tls: { version: route.tls.version, cipher: route.tls.cipher, verified: route.tls.verified } } : {}),
     response,
   };

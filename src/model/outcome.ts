@@ -17,6 +17,9 @@ export interface Route {
   /** The delivery path (source, site[, domain]) and its provider, for the queue's per-path counts and metrics. */
   readonly path?: string;
   readonly provider?: string;
+  /** The egress pool the mail asked for (or the default) and the source drawn from it. */
+  readonly pool?: string;
+  readonly source?: string;
 }
 
 /** Why mail waits without an attempt: its path is paused, or already has all the mail it can send soon, or an operator suspended its destination. */

@@ -34,6 +34,8 @@ export interface QueueJob {
     ret?: string;
   };
   readonly openBody: () => Readable;
+  /** The egress pool X-Tern-Meta named, if any (docs/egress.md). */
+  readonly pool?: string;
 }
 
 /** A decision about one recipient, for logs, metrics and (later) events. */
@@ -368,6 +370,7 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
         ...(envelope.ret ? { ret: envelope.ret } : {}),
       },
       openBody: () => ports.openBody(envelope),
+      ...(typeof envelope.meta.pool === 'string' ? { pool: envelope.meta.pool } : {}),
     });
   }
 

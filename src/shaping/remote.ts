@@ -28,7 +28,7 @@ interface Identity { readonly key: string; readonly site: SiteName; readonly sou
 interface Snapshot { readonly settings: PathSettings; readonly hold: PathHold | undefined }
 
 type ToCoordinator =
-  | { readonly t: 'path'; readonly id: number; readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string }
+  | { readonly t: 'path'; readonly id: number; readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string; readonly source: string }
   | { readonly t: 'acquire'; readonly path: string; readonly kind: GrantRequest['kind']; readonly count: number }
   | { readonly t: 'release'; readonly path: string; readonly connections: number }
   | { readonly t: 'refund'; readonly path: string; readonly messages: number }
@@ -62,7 +62,7 @@ export interface ShardLink {
 export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>, sessions: SessionTally, clock: Pick<Clock, 'now'>): ShardLink {
   // The question each path was first asked with: asked again on use, so the shaper keeps the path
   // (it forgets paths nobody asks about) and a reload's new handle is picked up.
-  const known = new Map<string, { readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string; handle: PathHandle; usedAt: number }>();
+  const known = new Map<string, { readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string; readonly source: string; handle: PathHandle; usedAt: number }>();
   let sweptAt = clock.now();
   const snapshotOf = (h: PathHandle): Snapshot => ({ settings: h.settings(), hold: h.hold() });
   const send = (m: ToShard): void => channel.postMessage(m);
@@ -75,7 +75,7 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
     const entry = known.get(key);
     if (!entry) return undefined;
     entry.usedAt = clock.now();
-    const h = shaper.path(entry.site, entry.mx, entry.domain);
+    const h = shaper.path(entry.site, entry.mx, entry.domain, entry.source);
     if (h.key === key) entry.handle = h;
     return entry.handle;
   };
@@ -91,8 +91,8 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
       case 'path': {
         const now = clock.now();
         if (now - sweptAt > ROUTE_IDLE_MS) sweep(now);
-        const h = shaper.path(m.site, m.mx, m.domain);
-        known.set(h.key, { site: m.site, mx: m.mx, domain: m.domain, handle: h, usedAt: now });
+        const h = shaper.path(m.site, m.mx, m.domain, m.source);
+        known.set(h.key, { site: m.site, mx: m.mx, domain: m.domain, source: m.source, handle: h, usedAt: now });
         send({ t: 'path', id: m.id, identity: { key: h.key, site: h.site, source: h.source, domain: h.domain, provider: h.provider }, snapshot: snapshotOf(h), sessions: sessions.sessions(h.key) });
         return;
       }
@@ -170,8 +170,8 @@ export class RemoteShaping {
   }
 
   /** The path a domain's mail takes; a round trip to the coordinator the first time only. */
-  path(site: SiteName, mxHosts: readonly string[], domain: string): PathHandle | Promise<PathHandle> {
-    const route = `${site}|${domain}`;
+  path(site: SiteName, mxHosts: readonly string[], domain: string, source: string): PathHandle | Promise<PathHandle> {
+    const route = `${source}|${site}|${domain}`;
     const now = this.#clock.now();
     if (now - this.#sweptAt > ROUTE_IDLE_MS) this.#sweep(now);
     const known = this.#routes.get(route);
@@ -189,7 +189,7 @@ export class RemoteShaping {
       });
     });
     this.#routes.set(route, { answer, usedAt: now });
-    this.#send({ t: 'path', id, site, mx: mxHosts, domain });
+    this.#send({ t: 'path', id, site, mx: mxHosts, domain, source });
     return answer;
   }
 

@@ -45,7 +45,8 @@ export interface PathView {
 
 export interface Shaper {
   /** The path a domain's mail takes to a site; the same object while it is in use. */
-  path(site: SiteName, mxHosts: readonly string[], domain: string): PathHandle;
+  /** `source`: the egress source's name (docs/egress.md); "default" when none is configured. */
+  path(site: SiteName, mxHosts: readonly string[], domain: string, source?: string): PathHandle;
   acquire(requests: readonly GrantRequest[]): Grant[];
   release(path: string, connections: number): void;
   /** Message grants a delivery shard took and did not use (src/shaping/remote.ts). */
@@ -56,8 +57,8 @@ export interface Shaper {
   views(): PathView[];
   /** Paths with a pause or failure in force, by provider label ("other" for none). */
   holds(): Map<string, number>;
-  /** The configured provider of a path key (metrics' bounded label), if any. */
-  providerOf(path: string): string | undefined;
+  /** A path key's configured provider (if any) and egress source: metrics' bounded labels. */
+  labelsOf(path: string): { readonly provider: string | undefined; readonly source: string };
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -234,14 +235,14 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
   }
 
   return {
-    path(site, mxHosts, domain) {
+    path(site, mxHosts, domain, source = DEFAULT_SOURCE) {
       // Asked for every message: a known path is a map lookup; only a new one is matched to rules.
-      const known = handles.get(pathKey(DEFAULT_SOURCE, site, rules.domains.has(domain) ? domain : undefined));
+      const known = handles.get(pathKey(source, site, rules.domains.has(domain) ? domain : undefined));
       if (known) {
         known.usedAt = clock.now();
         return known.handle;
       }
-      return handleFor(identify(rules, DEFAULT_SOURCE, site, mxHosts, domain));
+      return handleFor(identify(rules, source, site, mxHosts, domain));
     },
     acquire(requests) {
       // The limiter holds each path to its settings as of now (an adaptive change, a reload).
@@ -278,7 +279,10 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
       const keys = new Set([...handles.keys(), ...adaptive.keys()]);
       return [...keys].sort().map((k) => view(k, now));
     },
-    providerOf: (path) => identityOf(path).provider,
+    labelsOf(path) {
+      const id = identityOf(path);
+      return { provider: id.provider, source: id.source };
+    },
     holds() {
       const counts = new Map<string, number>();
       const now = clock.now();

@@ -6,6 +6,9 @@ export interface Received {
   readonly rcptTo: string[];
   readonly data: Buffer;
   readonly secure: boolean;
+  /** The sender's address and the name it gave in EHLO/HELO. */
+  readonly peer: string;
+  readonly helo: string;
   readonly envid?: string;
   /** NOTIFY/ORCPT per recipient, as the sink's RCPT parser (smtp-server) read them. */
   readonly rcptDsn?: readonly ({ notify?: string[]; orcpt?: string } | undefined)[];
@@ -169,6 +172,8 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
           rcptTo: rcpts,
           data: Buffer.concat(chunks),
           secure: session.secure,
+          peer: session.remoteAddress.replace(/^::ffff:/, ''),
+          helo: session.hostNameAppearsAs,
           ...(session.envelope.dsn?.envid ? { envid: session.envelope.dsn.envid } : {}),
           rcptDsn: session.envelope.rcptTo.map((r) => (r as { dsn?: { notify?: string[]; orcpt?: string } }).dsn),
         });

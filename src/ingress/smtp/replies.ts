@@ -66,7 +66,7 @@ export const REPLIES = {
   longLine: entry(550, '5.6.0', 'Message has a line longer than {limit} octets', 'a DATA line over smtp.limits.line_length (read to its end, not kept)'),
   nulInMessage: entry(550, '5.6.0', 'Message contains a NUL octet', 'a NUL byte anywhere in DATA (read to its end, not kept)'),
   messageRefused: entry(554, '5.6.0', 'Message refused: {problem}', 'a header block over smtp.limits.header_size'),
-  badMeta: entry(554, '5.6.0', '{problem}', 'X-Tern-Meta is not a JSON object, appears twice, or has a bad validity'),
+  badMeta: entry(554, '5.6.0', '{problem}', 'X-Tern-Meta is not a JSON object, appears twice, has a bad validity, or names a pool not in egress.pools'),
   storageFull: entry(452, '4.3.1', 'Insufficient system storage, try again later', 'MAIL or DATA while the spool is short of space or failing, or the event outbox is', true),
   localError: entry(451, '4.3.0', 'Local error in processing, try again later', 'an internal error (a hook that threw); a client that left mid-DATA', true),
   signingFailed: entry(451, '4.3.0', 'Local error in processing (signing), try again later', 'DKIM signing failed', true),

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { MessageChannel } from 'node:worker_threads';
 import { pino } from 'pino';
 import { createDelivery } from '../../../src/delivery/index.ts';
+import { planEgress } from '../../../src/egress/index.ts';
 import { systemClock } from '../../../src/lib/clock.ts';
 import t from 'tap';
 import type { SiteName } from '../../../src/model/ids.ts';
@@ -53,7 +54,7 @@ function setup(t: { teardown(fn: () => unknown): void }, clock: FakeClock | type
 }
 
 async function pathOf(shard: RemoteShaping): Promise<PathHandle> {
-  return shard.path(SITE, ['mx.big.test'], 'big.test');
+  return shard.path(SITE, ['mx.big.test'], 'big.test', 'default');
 }
 
 /** Ask until the shard's answer holds still: what a pool asking again at retryAt would end up with. */
@@ -165,8 +166,8 @@ adaptive:
 `;
   const { shards, shaper } = setup(t, systemClock, rules);
   const deliveries = shards.map((shard) => createDelivery(
-    { port, localName: 'tern.test', timeouts: { command: 5_000, data: 5_000 } },
-    { path: (site, mx, domain) => shard.path(site, mx, domain), acquire: (r) => shard.acquire(r), release: (p, n) => shard.release(p, n), observe: (h, o, l) => shard.observe(h, o, l), session: (p, d) => shard.session(p, d) },
+    { port, localName: 'tern.test', timeouts: { command: 5_000, data: 5_000 }, egress: planEgress({ sources: [], pools: [] }, 'tern.test') },
+    { path: (site, mx, domain, source) => shard.path(site, mx, domain, source), acquire: (r) => shard.acquire(r), release: (p, n) => shard.release(p, n), observe: (h, o, l) => shard.observe(h, o, l), session: (p, d) => shard.session(p, d) },
     { clock: systemClock, log: pino({ level: 'silent' }) },
   ));
   t.teardown(() => { for (const d of deliveries) d.abort(); });
@@ -197,12 +198,12 @@ adaptive:
 t.test('a shard forgets routes nobody has used for ten minutes, as the shaper forgets paths', async (t) => {
   const { clock, shards } = setup(t);
   const [a] = shards as [RemoteShaping];
-  t.ok(a.path(SITE, ['mx.big.test'], 'big.test') instanceof Promise, 'new: asked of the coordinator');
+  t.ok(a.path(SITE, ['mx.big.test'], 'big.test', 'default') instanceof Promise, 'new: asked of the coordinator');
   await pathOf(a);
-  t.notOk(a.path(SITE, ['mx.big.test'], 'big.test') instanceof Promise, 'known: answered at once');
+  t.notOk(a.path(SITE, ['mx.big.test'], 'big.test', 'default') instanceof Promise, 'known: answered at once');
   await clock.advance(ROUTE_IDLE_MS + 1);
-  await a.path(SITE, ['mx.big.test'], 'other.test');
-  t.ok(a.path(SITE, ['mx.big.test'], 'big.test') instanceof Promise, 'forgotten: asked of the coordinator again');
+  await a.path(SITE, ['mx.big.test'], 'other.test', 'default');
+  t.ok(a.path(SITE, ['mx.big.test'], 'big.test', 'default') instanceof Promise, 'forgotten: asked of the coordinator again');
 });
 
 t.test('two delivery shards with real pools against a receiver counting sessions: never more sessions or messages a second than the site allows, all delivered', async (t) => {
@@ -211,8 +212,8 @@ t.test('two delivery shards with real pools against a receiver counting sessions
   t.teardown(() => sink.close());
   const { shards } = setup(t, systemClock);
   const deliveries = shards.map((shard) => createDelivery(
-    { port, localName: 'tern.test', timeouts: { command: 5_000, data: 5_000 } },
-    { path: (site, mx, domain) => shard.path(site, mx, domain), acquire: (r) => shard.acquire(r), release: (p, n) => shard.release(p, n), observe: (h, o, l) => shard.observe(h, o, l), session: (p, d) => shard.session(p, d) },
+    { port, localName: 'tern.test', timeouts: { command: 5_000, data: 5_000 }, egress: planEgress({ sources: [], pools: [] }, 'tern.test') },
+    { path: (site, mx, domain, source) => shard.path(site, mx, domain, source), acquire: (r) => shard.acquire(r), release: (p, n) => shard.release(p, n), observe: (h, o, l) => shard.observe(h, o, l), session: (p, d) => shard.session(p, d) },
     { clock: systemClock, log: pino({ level: 'silent' }) },
   ));
   t.teardown(() => { for (const d of deliveries) d.abort(); });
@@ -237,7 +238,7 @@ t.test('a path nobody named for half an hour, forgotten by the shard (and by the
   const first = await pathOf(a);
   await clock.advance(3 * ROUTE_IDLE_MS + 1);
   // Another domain's first message sweeps the shard's routes, then the coordinator's paths.
-  await a.path('mx.other.test' as SiteName, ['mx.other.test'], 'other.test');
+  await a.path('mx.other.test' as SiteName, ['mx.other.test'], 'other.test', 'default');
   const again = await pathOf(a);
   t.not(again, first, 'the shard asked the coordinator afresh');
   t.equal(again.key, first.key, 'for the same path');
