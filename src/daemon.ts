@@ -9,7 +9,7 @@ import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules } from
 import { changedKeys, sortChanges, type Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
 import { createSigner, loadKeys } from './dkim/index.ts';
-import { checkEgressAddresses } from './egress/index.ts';
+import { checkEgressAddresses, createWarmup, egressView, warmupObserver, warmupSources } from './egress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { QueueId } from './model/ids.ts';
 import { TernError } from './lib/errors.ts';
@@ -100,12 +100,18 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
   const classify = classifyReplies(createClassifier(bounceRules.rules));
   const shapingRules = loadShapingRules(config);
   if (!shapingRules.ok) throw new TernError('TERN_CONFIG_INVALID', shapingRules.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
+  const { egress } = config;
+  const warmup = createWarmup(
+    { sources: warmupSources(egress), timezone: egress.timezone, stateDir: egress.state_dir, badShare: egress.warmup_hold_above },
+    { clock, log: log.child({ stage: 'egress' }), onChange: () => shards.egressChanged(warmup.capped()) },
+  );
   const shaper = createShaper(
     { base: baseSettings(config), rules: shapingRules.rules, stateDir: config.shaping.state_dir },
     {
       clock,
       log: log.child({ stage: 'shaping' }),
       classify,
+      onObserved: warmupObserver(warmup, classify),
       onChange: (change: Change, path: PathIdentity) => {
         metrics.shapingActions.labels({ rule: change.rule, action: change.change }).inc();
         shards.shapingChanged(change, path.key);
@@ -114,12 +120,12 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
   );
   const shards: Shards = threads === 1
     ? singleLoop()
-    : workerShards(config, threads, { clock, log, shaper, ...(logLine ? { logLine } : {}), onFailure: onFailure ?? (() => undefined) });
+    : workerShards(config, threads, { clock, log, shaper, warmup, ...(logLine ? { logLine } : {}), onFailure: onFailure ?? (() => undefined) });
   function singleLoop(): Shards {
     const signer = createSigner(loaded.keys, (algorithm, seconds) => metrics.dkimSeconds.labels({ algorithm }).observe(seconds));
     const pipeline = createPipeline(config, {
       clock, log, metrics, classify, signer,
-      shaping: { path: shaper.path, acquire: shaper.acquire, release: shaper.release, observe: shaper.observe },
+      shaping: { path: shaper.path, acquire: shaper.acquire, release: shaper.release, observe: shaper.observe, warmup },
     });
     return localShards(pipeline, (keys) => signer.setKeys(keys));
   }
@@ -129,6 +135,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     flush: (selector) => shards.flush(selector),
     bounce: (selector, reason) => shards.bounce(selector, reason),
     counted: (action, result) => metrics.adminActions.labels({ action, result }).inc(),
+    warmup: (source, action, days) => (action === 'skip' ? warmup.skip(source, days) : warmup[action](source)),
   }, clock, log.child({ stage: 'admin' }));
   const admin = createAdmin(
     config.admin,
@@ -143,6 +150,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
           holds: () => shaper.holds(),
           suspensions: () => writes.suspensions.list(),
           disk: spoolDisk,
+          warmups: () => warmup.views(),
         });
         return shards.metrics(metrics.registry);
       },
@@ -152,6 +160,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       sites: async () => ({ paths: shaper.views(), pools: await shards.pools(), queued: await shards.queued() }),
       writes,
       message: (id) => shards.message(id as QueueId),
+      egress: () => egressView(egress, config.hostname, warmup.views()),
     },
     log.child({ stage: 'admin' }),
     clock,
@@ -166,6 +175,8 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       // (an fsync before a 250, V8 joining its compile or GC jobs) waits for ever (ADR 0010).
       if (threads === 1) await lowerHelpers(config.tuning, log);
       await shaper.start();
+      await warmup.start();
+      shards.egressChanged(warmup.capped());
       // Before the queue runs: a restart must not send what an operator suspended.
       await shards.setSuspensions(writes.suspensions.list());
       const recovered = shards.run();
@@ -177,6 +188,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       log.info('stopping: no new mail accepted, finishing in-flight deliveries');
       await shards.drain(graceMs);
       await shaper.stop();
+      await warmup.stop();
       await shards.close();
       await admin.stop();
       await writes.audit.close();

@@ -34,7 +34,7 @@ export interface PipelineDeps {
   readonly classify: (reply: SmtpReply) => Classification;
   readonly signer: Signer;
   /** The shaper, or a shard's view of it (src/shaping/remote.ts). */
-  readonly shaping: Pick<DeliveryPorts, 'path' | 'acquire' | 'release' | 'observe' | 'session'>;
+  readonly shaping: Pick<DeliveryPorts, 'path' | 'acquire' | 'release' | 'observe' | 'session' | 'warmup'>;
 }
 
 /** Which shard of how many this pipeline is (ADR 0010); a single loop is shard 0 of 1. */

@@ -26,10 +26,12 @@ export interface AdminPorts {
   readonly writes: Writes;
   /** One waiting message, from whichever shard holds it; undefined if none does. */
   readonly message: (id: string) => Promise<unknown>;
+  /** Sources, pools and warm-up progress (docs/egress.md). */
+  readonly egress: () => unknown;
 }
 
 /** POST paths and the write call each makes. */
-const WRITE_CALLS = { '/api/v1/suspend': 'suspend', '/api/v1/resume': 'resume', '/api/v1/flush': 'flush', '/api/v1/bounce': 'bounce' } as const;
+const WRITE_CALLS = { '/api/v1/suspend': 'suspend', '/api/v1/resume': 'resume', '/api/v1/flush': 'flush', '/api/v1/bounce': 'bounce', '/api/v1/egress/warmup': 'warmup' } as const;
 /** A write call's JSON body is a few selectors; anything larger is refused unread (413). */
 export const MAX_BODY_BYTES = 65_536;
 
@@ -44,7 +46,7 @@ export interface Admin {
 /**
  * The admin listener: /healthz, /readyz and /metrics open; every /api/v1/ call behind the bearer
  * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id, messages/:id,
- * suspensions; POST suspend, resume, flush, bounce (writes.ts).
+ * suspensions, egress; POST suspend, resume, flush, bounce, egress/warmup (writes.ts).
  */
 export interface AdminOptions { readonly listen: string; readonly token: string; readonly readiness: { readonly outbox_stall: number } }
 
@@ -64,6 +66,7 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
     if (path === '/metrics') return { status: 200, type: ports.metricsType, body: await ports.metrics() };
     if (path === '/api/v1/queue') return json(200, await ports.queue());
     if (path === '/api/v1/suspensions') return answer(ports.writes.list());
+    if (path === '/api/v1/egress') return json(200, ports.egress());
     if (path === '/api/v1/sites') return json(200, { sites: sitesView(await ports.sites()) });
     const site = /^\/api\/v1\/sites\/([^/]+)$/.exec(path);
     if (site) {

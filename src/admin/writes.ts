@@ -9,7 +9,7 @@ import { openSuspensions, type Suspensions } from './suspensions.ts';
 
 /**
  * The admin write calls (BRIEF §3, docs/operations.md "Write calls"): suspend and resume a
- * domain or site, flush or bounce waiting mail. Each body is checked whole (a bad one is 400 with every
+ * domain or site, flush or bounce waiting mail, pause, resume or move a source's warm-up. Each body is checked whole (a bad one is 400 with every
  * problem by key, and changes nothing), each call is written to the audit log and counted.
  */
 
@@ -29,6 +29,8 @@ export interface WritePorts {
   readonly audit: Audit;
   /** Count a call (tern_admin_actions_total). */
   readonly counted: (action: string, result: string) => void;
+  /** Pause, resume or move a source's warm-up ramp (docs/egress.md); false: no such warming source. */
+  readonly warmup: (source: string, action: 'pause' | 'resume' | 'skip', days: number) => boolean;
 }
 
 export interface Answer { readonly status: number; readonly body: unknown }
@@ -61,6 +63,13 @@ const SELECTOR_PROBLEM = { message: 'give exactly one of "campaign", "delivery",
 const oneSelector = (v: Record<string, unknown>): boolean => Object.keys(selectorFields).filter((k) => v[k] !== undefined).length === 1;
 const flushBody = z.strictObject(selectorFields).refine(oneSelector, SELECTOR_PROBLEM);
 const bounceBody = z.strictObject({ ...selectorFields, reason: z.string().max(MAX_REASON_CHARS).default('') }).refine(oneSelector, SELECTOR_PROBLEM);
+
+const warmupBody = z.strictObject({
+  source: z.string().regex(/^[\w.-]{1,64}$/, 'must be a source name from egress.sources'),
+  action: z.enum(['pause', 'resume', 'skip']),
+  /** skip: how many steps to move the ramp (negative goes back). */
+  days: z.number().int().min(-366).max(366).refine((d) => d !== 0, 'must not be 0').optional(),
+}).refine((v) => (v.action === 'skip') === (v.days !== undefined), { message: '"days" goes with "skip", and only with it', path: ['days'] });
 
 /** The one selector key given, as the queue takes it. */
 function selectorOf(v: Record<string, unknown>): Record<string, string> {
@@ -131,6 +140,17 @@ export function createWrites(ports: WritePorts, now: () => number) {
       const bounced = await ports.bounce(selector as Selector, parsed.data.reason);
       const extra = await done('bounce', selector, remote, 'ok', { ...bounced, reason: parsed.data.reason });
       return { status: 200, body: { bounced: selector, reason: parsed.data.reason, ...bounced, ...extra } };
+    },
+    async warmup(body: unknown, remote: string | undefined): Promise<Answer> {
+      const parsed = warmupBody.safeParse(body);
+      if (!parsed.success) return refused('warmup', parsed.error);
+      const { source, action, days = 0 } = parsed.data;
+      if (!ports.warmup(source, action, days)) {
+        await done('warmup', { source }, remote, 'not-found', { action });
+        return { status: 404, body: { error: `no source "${source}" is warming up (egress.sources[].warmup)` } };
+      }
+      const extra = await done('warmup', { source }, remote, 'ok', { action, ...(action === 'skip' ? { days } : {}) });
+      return { status: 200, body: { warmup: { source, action, ...(action === 'skip' ? { days } : {}) }, ...extra } };
     },
     list(): Answer {
       return { status: 200, body: { suspensions: ports.suspensions.list().map((s) => suspensionView(s, now())) } };

@@ -2,8 +2,29 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { hostname } from './fields.ts';
 
+function validTimezone(timezone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: timezone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Source and pool names: what X-Tern-Meta `pool` may say (src/ingress/meta.ts). */
 const name = z.string().regex(/^[\w.-]{1,64}$/, 'must be 1 to 64 letters, digits, ".", "_" or "-"');
+
+const curve = z.array(z.number().int().min(0)).min(1).max(366);
+const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date, YYYY-MM-DD').refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), 'is not a date');
+
+/** A new address's ramp (docs/egress.md, "Warm-up"): daily caps from `start`, one step a day of sending. */
+const warmup = z.strictObject({
+  start: date,
+  /** Daily caps on everything the source sends; default: Tern's curve (50, 100, 250, ... 500,000 over 18 days). */
+  schedule: curve.optional(),
+  /** Daily caps per provider (names from the MX rules); default: a slower curve for gmail, outlook, office365, yahoo and apple. */
+  providers: z.record(name, curve).optional(),
+});
 
 const source = z.strictObject({
   name,
@@ -11,6 +32,7 @@ const source = z.strictObject({
   address: z.string().refine((a) => isIP(a) !== 0, 'must be an IPv4 or IPv6 address'),
   /** The name given in EHLO from this address; its PTR record should say the same. Default: hostname. */
   ehlo: hostname.optional(),
+  warmup: warmup.optional(),
 });
 
 const member = z.union([name, z.strictObject({ source: name, weight: z.number().int().min(1).max(1000) })]);
@@ -23,6 +45,12 @@ export const egress = z.strictObject({
   pools: z.array(z.strictObject({ name, sources: z.array(member).min(1) })).default([]),
   /** The pool of mail whose X-Tern-Meta names none; default: the first pool. */
   default_pool: name.optional(),
+  /** The operator's time zone (IANA name): warm-up days turn at its midnight. */
+  timezone: z.string().refine(validTimezone, 'must be a time zone name such as "UTC" or "Europe/Paris"').default('UTC'),
+  /** A warming source whose day had more throttle and block replies than this share holds its ramp. */
+  warmup_hold_above: z.number().min(0).max(1).default(0.05),
+  /** Warm-up progress across restarts; empty means <spool.dir>/egress. */
+  state_dir: z.string().default(''),
 }).superRefine((e, ctx) => {
   const sources = new Set<string>();
   e.sources.forEach((s, i) => {

@@ -1,6 +1,7 @@
-import type { EgressPlan, EgressSource } from '../model/egress.ts';
+import type { EgressPlan, EgressSource, WarmupPort } from '../model/egress.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome } from '../model/outcome.ts';
+import { localReply } from '../model/reply.ts';
 import type { PathHandle } from '../model/path.ts';
 import { PathPool, type DeliveryJob, type PathPorts, type PoolDeps, type PoolSettings } from './pool.ts';
 
@@ -10,6 +11,8 @@ export interface DeliveryPorts extends PathPorts {
    * A promise when shaping is in another thread and has not seen the path yet (ADR 0010).
    */
   path(site: SiteName, mxHosts: readonly string[], domain: string, source: string): PathHandle | Promise<PathHandle>;
+  /** Warm-up caps (docs/egress.md): asked before an attempt from a warming source, when some source warms. */
+  readonly warmup?: WarmupPort;
 }
 
 /** The pools' settings, and the egress sources mail is sent from (docs/egress.md). */
@@ -60,11 +63,31 @@ export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts,
     deliver(job) {
       // A pool named by mail spooled before a restart that removed it: the default pool carries it.
       const asked = job.pool !== undefined && egress.pools.includes(job.pool) ? job.pool : egress.defaultPool;
-      const source = egress.pick(asked) as EgressSource;
-      const sent = (p: PathHandle): Promise<AttemptOutcome> =>
+      const mx = job.hosts.map((h) => h.name);
+      const send = (p: PathHandle, source: EgressSource): Promise<AttemptOutcome> =>
         poolFor(p, source).submit(job).then((outcome) => ({ ...outcome, route: { ...outcome.route, pool: asked, source: source.name } }));
-      const path = ports.path(job.site, job.hosts.map((h) => h.name), job.domain, source.name);
-      return path instanceof Promise ? path.then(sent) : sent(path);
+      const first = egress.pick(asked) as EgressSource;
+      const path = ports.path(job.site, mx, job.domain, first.name);
+      const warmup = ports.warmup;
+      if (!egress.warming || !warmup) return path instanceof Promise ? path.then((p) => send(p, first)) : send(path, first);
+      return Promise.resolve(path).then(async (p) => {
+        // The provider is the site's, whichever source sends: the first path tells it.
+        const provider = p.provider ?? 'other';
+        const recipients = job.envelope.recipients.length;
+        const counted = (source: EgressSource, q: PathHandle): Promise<AttemptOutcome> => send(q, source).then((outcome) => {
+          // Nothing reached a receiver: the cap was not used.
+          if (outcome.kind === 'site-unreachable' || outcome.kind === 'held' || outcome.kind === 'path-failed') warmup.giveBack(source.name, provider, recipients);
+          return outcome;
+        });
+        if (warmup.take(first.name, provider, recipients)) return counted(first, p);
+        const refused = new Set([first.name]);
+        for (;;) {
+          const other = egress.pick(asked, (s) => !refused.has(s) && warmup.cappedUntil(s, provider) === undefined);
+          if (!other) return warmupHold(asked, provider, egress, (s) => warmup.cappedUntil(s, provider));
+          if (warmup.take(other.name, provider, recipients)) return counted(other, await ports.path(job.site, mx, job.domain, other.name));
+          refused.add(other.name);
+        }
+      });
     },
     stop() {
       stopped = true;
@@ -84,5 +107,18 @@ export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts,
       return { sites: pools.size, connections, waiting };
     },
     pools: () => new Map([...pools].map(([key, pool]) => [key, { connections: pool.connections, waiting: pool.depth }])),
+  };
+}
+
+/**
+ * Every source of the pool has sent its warm-up cap today (for this provider): the mail waits
+ * untried until the first cap lifts (the next local midnight), within its validity.
+ */
+function warmupHold(pool: string, provider: string, egress: EgressPlan, capped: (source: string) => number | undefined): AttemptOutcome {
+  // Every member is capped (that is why the mail is held), so each has a time its cap lifts.
+  const until = Math.min(...egress.members(pool).map((s) => capped(s) ?? Infinity));
+  return {
+    kind: 'held', route: { pool }, until, reason: 'warmup',
+    reply: localReply(451, '4.7.0', `warm-up: every source of pool ${pool} has sent today's cap${provider === 'other' ? '' : ` for ${provider}`}`, 'QUEUE'),
   };
 }

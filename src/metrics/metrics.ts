@@ -72,11 +72,14 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   // pool and source: names from egress (configured), or "default" without it.
   const egressAttempts = new Counter({ name: 'tern_egress_attempts_total', help: 'Per-recipient delivery attempts by egress pool, source and verdict', labelNames: ['pool', 'source', 'verdict'] as const, registers: perShard });
   const sourceConnections = new Gauge({ name: 'tern_egress_connections', help: 'Open outbound SMTP connections, by egress source', labelNames: ['source'] as const, registers: perProcess });
+  // source: a warming source from egress.sources; scope: "total" or a provider in its schedule.
+  const warmupDay = new Gauge({ name: 'tern_egress_warmup_day', help: 'The step of its warm-up schedule each warming source is on (-1: not started)', labelNames: ['source'] as const, registers: perProcess });
+  const warmupRemaining = new Gauge({ name: 'tern_egress_warmup_remaining', help: 'What a warming source may still send today, in all (scope "total") or to a provider', labelNames: ['source', 'scope'] as const, registers: perProcess });
   const spoolBytes = new Gauge({ name: 'tern_spool_bytes', help: 'Disk used by the spool (every partition)', registers: perProcess });
   const spoolFree = new Gauge({ name: 'tern_spool_free_bytes', help: 'Free space on the spool\'s file system, for an unprivileged writer', registers: perProcess });
   const loopDelay = eventLoopDelay(registry, thread);
   return {
-    registry, egressAttempts, sourceConnections, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
+    registry, egressAttempts, sourceConnections, warmupDay, warmupRemaining, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
     events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, failures, deliveryTls,
     adminActions, suspensions,
   };

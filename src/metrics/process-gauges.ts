@@ -23,6 +23,8 @@ export interface ProcessState {
   suspensions(): readonly { readonly target: string }[];
   /** The spool's size on disk and the free space under it. */
   disk(): Promise<{ bytes: number; free: number }>;
+  /** Each warming source's step and what it may still send today (null: no cap). */
+  warmups(): readonly { readonly source: string; readonly day: number; readonly remaining: number | null; readonly providers: Readonly<Record<string, { readonly remaining: number | null }>> }[];
 }
 
 export async function refreshProcessGauges(metrics: Metrics, state: ProcessState): Promise<void> {
@@ -44,6 +46,13 @@ export async function refreshProcessGauges(metrics: Metrics, state: ProcessState
   for (const [path, pool] of pools) {
     metrics.providerConnections.labels({ provider: label(path) }).inc(pool.connections);
     metrics.sourceConnections.labels({ source: state.labelsOf(path).source }).inc(pool.connections);
+  }
+  metrics.warmupDay.reset();
+  metrics.warmupRemaining.reset();
+  for (const w of state.warmups()) {
+    metrics.warmupDay.labels({ source: w.source }).set(w.day);
+    if (w.remaining !== null) metrics.warmupRemaining.labels({ source: w.source, scope: 'total' }).set(w.remaining);
+    for (const [provider, p] of Object.entries(w.providers)) if (p.remaining !== null) metrics.warmupRemaining.labels({ source: w.source, scope: provider }).set(p.remaining);
   }
   metrics.spoolBytes.set(disk.bytes);
   metrics.spoolFree.set(disk.free);

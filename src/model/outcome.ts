@@ -22,8 +22,8 @@ export interface Route {
   readonly source?: string;
 }
 
-/** Why mail waits without an attempt: its path is paused, or already has all the mail it can send soon, or an operator suspended its destination. */
-export type HoldReason = 'paused' | 'ready-queue-full' | 'suspended';
+/** Why mail waits without an attempt: its path is paused, or already has all the mail it can send soon, or an operator suspended its destination, or every source of its pool has sent its warm-up cap today. */
+export type HoldReason = 'paused' | 'ready-queue-full' | 'suspended' | 'warmup';
 
 /**
  * What delivery reports: a value with a scope, never an exception. The queue decides what to do.

@@ -1,4 +1,5 @@
 import type { Clock, Timer } from '../lib/clock.ts';
+import { cappedIn, type CappedSources, type WarmupPort } from '../model/egress.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { Grant, GrantRequest, PathHandle, PathHold, PathLevels, PathObservation, PathSessions, PathSettings } from '../model/path.ts';
 import type { SessionTally } from './sessions.ts';
@@ -33,13 +34,15 @@ type ToCoordinator =
   | { readonly t: 'release'; readonly path: string; readonly connections: number }
   | { readonly t: 'refund'; readonly path: string; readonly messages: number }
   | { readonly t: 'observe'; readonly path: string; readonly observation: PathObservation; readonly levels: PathLevels }
-  | { readonly t: 'session'; readonly path: string; readonly delta: 1 | -1 };
+  | { readonly t: 'session'; readonly path: string; readonly delta: 1 | -1 }
+  | { readonly t: 'warmup'; readonly op: 'take' | 'giveBack'; readonly source: string; readonly provider: string; readonly recipients: number };
 
 type ToShard =
   | { readonly t: 'path'; readonly id: number; readonly identity: Identity; readonly snapshot: Snapshot; readonly sessions: PathSessions | undefined }
   | { readonly t: 'settings'; readonly path: string; readonly snapshot: Snapshot }
   | { readonly t: 'grant'; readonly path: string; readonly kind: GrantRequest['kind']; readonly grant: Grant }
-  | { readonly t: 'sessions'; readonly path: string; readonly sessions: PathSessions };
+  | { readonly t: 'sessions'; readonly path: string; readonly sessions: PathSessions }
+  | { readonly t: 'capped'; readonly capped: CappedSources };
 
 /** A pool told "not yet" while its shard's request is on its way asks again this soon. */
 export const ASK_AGAIN_MS = 5;
@@ -56,10 +59,12 @@ export interface ShardLink {
   changed(path: string): void;
   /** New rules: every path the shard knows gets its settings afresh. */
   reloaded(): void;
+  /** Warm-up caps changed (docs/egress.md): the shard's deliveries pick sources by these. */
+  capped(capped: CappedSources): void;
   close(): void;
 }
 
-export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>, sessions: SessionTally, clock: Pick<Clock, 'now'>): ShardLink {
+export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>, sessions: SessionTally, clock: Pick<Clock, 'now'>, warmup?: WarmupPort): ShardLink {
   // The question each path was first asked with: asked again on use, so the shaper keeps the path
   // (it forgets paths nobody asks about) and a reload's new handle is picked up.
   const known = new Map<string, { readonly site: SiteName; readonly mx: readonly string[]; readonly domain: string; readonly source: string; handle: PathHandle; usedAt: number }>();
@@ -111,6 +116,11 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
         if (h) shaper.observe(h, m.observation, sessions.levels(m.path, m.levels, clock.now()));
         return;
       }
+      case 'warmup':
+        // The shard has sent already (it checks the caps it was told): counted here, where the caps live.
+        if (m.op === 'take') warmup?.take(m.source, m.provider, m.recipients);
+        else warmup?.giveBack(m.source, m.provider, m.recipients);
+        return;
       case 'session': {
         ours.set(m.path, (ours.get(m.path) ?? 0) + m.delta);
         if (ours.get(m.path) === 0) ours.delete(m.path);
@@ -128,6 +138,7 @@ export function serveShard(channel: Channel, shaper: Pick<Shaper, 'path' | 'acqu
     reloaded() {
       for (const key of known.keys()) push(touch(key) as PathHandle);
     },
+    capped: (capped) => send({ t: 'capped', capped }),
     close: () => {
       channel.off?.('message', listener);
       unlisten();
@@ -160,6 +171,8 @@ export class RemoteShaping {
   #sweptAt: number;
   readonly #waiting = new Map<number, (m: Extract<ToShard, { t: 'path' }>) => void>();
   readonly #credit = new Map<string, Credit>();
+  /** Warm-up caps as the coordinator last told (docs/egress.md). */
+  #capped: CappedSources = {};
   #nextId = 0;
 
   constructor(channel: Channel, clock: Clock) {
@@ -192,6 +205,20 @@ export class RemoteShaping {
     this.#send({ t: 'path', id, site, mx: mxHosts, domain, source });
     return answer;
   }
+
+  /**
+   * Warm-up as this shard sees it: the caps the coordinator last told, and every attempt counted
+   * there. Shards may together pass a cap by what they send in the moment before they are told.
+   */
+  readonly warmup: WarmupPort = {
+    take: (source, provider, recipients) => {
+      if (this.warmup.cappedUntil(source, provider) !== undefined) return false;
+      this.#send({ t: 'warmup', op: 'take', source, provider, recipients });
+      return true;
+    },
+    giveBack: (source, provider, recipients) => this.#send({ t: 'warmup', op: 'giveBack', source, provider, recipients }),
+    cappedUntil: (source, provider) => cappedIn(this.#capped, source, provider, this.#clock.now()),
+  };
 
   acquire(requests: readonly GrantRequest[]): Grant[] {
     return requests.map((r) => this.#grant(r));
@@ -260,6 +287,9 @@ export class RemoteShaping {
         if (known) known.sessions = m.sessions;
         return;
       }
+      case 'capped':
+        this.#capped = m.capped;
+        return;
       case 'grant': {
         const key = creditKey(m.path, m.kind);
         const credit = this.#credit.get(key);

@@ -26,6 +26,8 @@ export interface ShaperDeps {
   readonly classify: (reply: SmtpReply) => { readonly reason: string };
   /** Every change an adaptive rule makes, after it is made (metrics; failing queued mail). */
   readonly onChange?: (change: Change, path: PathIdentity) => void;
+  /** Every observation delivery reports, after the rules saw it (egress counts a source's sends and refusals). */
+  readonly onObserved?: (path: Pick<PathIdentity, 'source' | 'provider'>, observation: PathObservation) => void;
 }
 
 /** A path as the admin API shows it. */
@@ -263,6 +265,7 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
       // The common case, a delivery, costs two counters: no rule is tried, nothing is allocated.
       if (observation.kind === 'delivered') adaptive.delivered(path.key, observation.recipients, clock.now());
       else report(adaptive.observe({ key: path.key, provider: path.provider, base: () => staticOf(path) }, observation, levels, clock.now()));
+      deps.onObserved?.(path, observation);
     },
     setRules(next, nextBase) {
       rules = next;

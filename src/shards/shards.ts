@@ -3,6 +3,7 @@ import type { PoolView } from '../delivery/index.ts';
 import type { DkimKey } from '../dkim/index.ts';
 import type { Config } from '../config/index.ts';
 import type { KpiScope, KpiView } from '../feedback/index.ts';
+import type { CappedSources } from '../model/egress.ts';
 import type { Readiness } from '../model/readiness.ts';
 import type { QueueId } from '../model/ids.ts';
 import type { Operated, Selector } from '../model/selector.ts';
@@ -47,6 +48,8 @@ export interface Shards {
   rulesChanged(): void;
   /** SIGHUP changed log.level: shards' loggers follow (one loop's is the daemon's own). */
   setLogLevel(level: string): void;
+  /** Warm-up caps changed (docs/egress.md): every shard picks sources by them (one loop reads them directly). */
+  egressChanged(capped: CappedSources): void;
   /** SIGHUP changed the webhook endpoints: every shard's feedback sends to the new ones. */
   setWebhooks(feedback: Config['feedback']): Promise<void>;
   smtpAddresses(): { host: string; port: number }[];
@@ -78,6 +81,7 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
     rulesChanged: () => undefined,
     setLogLevel: () => undefined,
     setWebhooks: (feedback) => pipeline.setWebhooks(feedback),
+    egressChanged: () => undefined,
     smtpAddresses: () => pipeline.smtpAddresses(),
     metrics(registry) {
       pipeline.refreshGauges();

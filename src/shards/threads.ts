@@ -7,6 +7,7 @@ import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import type { PoolView } from '../delivery/index.ts';
 import { mergeKpiViews, openEventLog, type EventLog, type KpiView } from '../feedback/index.ts';
 import type { Shaper } from '../shaping/index.ts';
+import type { WarmupPort } from '../model/egress.ts';
 import { serveShard, type ShardLink } from '../shaping/remote.ts';
 import { SessionTally } from '../shaping/sessions.ts';
 import { PEAK_WINDOW_MS } from '../delivery/limits.ts';
@@ -34,6 +35,8 @@ export interface WorkerShardsDeps {
   readonly log: Logger;
   /** The shaper every shard's pools ask (src/shaping/remote.ts). */
   readonly shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>;
+  /** Warm-up's counts, which shards' attempts go into (docs/egress.md). */
+  readonly warmup?: WarmupPort;
   /** Where shards' log lines go; without it each shard writes its own to stdout. */
   readonly logLine?: (line: string) => void;
   /** A shard died: its partition is stuck until the process restarts (the spool keeps it safe). */
@@ -88,7 +91,7 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     });
     worker.on('error', failed);
     worker.on('exit', (code) => failed(new Error(`shard ${shard} exited with code ${code}`)));
-    return { worker, rpc, link: serveShard(port1, deps.shaper, sessions, deps.clock) };
+    return { worker, rpc, link: serveShard(port1, deps.shaper, sessions, deps.clock, deps.warmup) };
   };
   const shards = Array.from({ length: threads }, (_, k) => spawn(k));
   const all = <T>(op: string, arg?: unknown): Promise<T[]> => Promise.all(shards.map((s) => s.rpc.call<T>(op, arg)));
@@ -143,6 +146,9 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     },
     rulesChanged() {
       for (const s of shards) s.link.reloaded();
+    },
+    egressChanged(capped) {
+      for (const s of shards) s.link.capped(capped);
     },
     async setWebhooks(feedback) {
       await all('webhooks', feedback);

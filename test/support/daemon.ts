@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { validateConfig, type Config } from '../../src/config/index.ts';
 import { createDaemon, type Daemon } from '../../src/daemon.ts';
-import { systemClock } from '../../src/lib/clock.ts';
+import { systemClock, type Clock } from '../../src/lib/clock.ts';
 
 /** A log line as pino writes it; tests read outcomes from these, as an operator would. */
 export type LogLine = Record<string, unknown> & { msg: string; event?: string; recipient?: string; reply?: string; cause?: string };
@@ -66,7 +66,7 @@ export function tempDir(prefix = 'tern-test-'): { path: string; remove(): void }
 }
 
 /** The real daemon, in process: real spool on disk, real sockets, real DNS server. */
-export async function startTern(raw: Record<string, unknown>): Promise<RunningTern> {
+export async function startTern(raw: Record<string, unknown>, clock: Clock = systemClock): Promise<RunningTern> {
   const loaded = validateConfig(raw, 'test', process.cwd());
   if (!loaded.ok) throw new Error(`bad test config: ${JSON.stringify(loaded.problems)}`);
   const config = loaded.config;
@@ -77,7 +77,7 @@ export async function startTern(raw: Record<string, unknown>): Promise<RunningTe
     if (echo) process.stderr.write(line);
   };
   const log = pino({ level: echo ? config.log.level : 'info' }, { write: logLine });
-  const daemon = createDaemon(config, { clock: systemClock, log, logLine });
+  const daemon = createDaemon(config, { clock, log, logLine });
   await daemon.start();
   const smtp = daemon.smtpAddresses()[0];
   const admin = daemon.adminAddress();
