@@ -9,7 +9,7 @@ import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules } from
 import { changedKeys, sortChanges, type Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
 import { createSigner, loadKeys } from './dkim/index.ts';
-import { checkEgressAddresses, createWarmup, egressView, warmupObserver, warmupSources } from './egress/index.ts';
+import { checkEgressAddresses, createCalendar, createWarmup, egressObserver, egressView, ReputationBook, warmupSources } from './egress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { QueueId } from './model/ids.ts';
 import { TernError } from './lib/errors.ts';
@@ -105,13 +105,17 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     { sources: warmupSources(egress), timezone: egress.timezone, stateDir: egress.state_dir, badShare: egress.warmup_hold_above },
     { clock, log: log.child({ stage: 'egress' }), onChange: () => shards.egressChanged(warmup.capped()) },
   );
+  const reputation = new ReputationBook(
+    { days: egress.reputation_days, dir: egress.state_dir, calendar: createCalendar(egress.timezone) },
+    { clock, log: log.child({ stage: 'egress' }) },
+  );
   const shaper = createShaper(
     { base: baseSettings(config), rules: shapingRules.rules, stateDir: config.shaping.state_dir },
     {
       clock,
       log: log.child({ stage: 'shaping' }),
       classify,
-      onObserved: warmupObserver(warmup, classify),
+      onObserved: egressObserver(warmup, reputation, classify),
       onChange: (change: Change, path: PathIdentity) => {
         metrics.shapingActions.labels({ rule: change.rule, action: change.change }).inc();
         shards.shapingChanged(change, path.key);
@@ -157,7 +161,8 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       queue: () => shards.queue(),
       readiness: () => shards.readiness(),
       kpi: (scope, id) => shards.kpi(scope, id),
-      sites: async () => ({ paths: shaper.views(), pools: await shards.pools(), queued: await shards.queued() }),
+      sites: async () => ({ paths: shaper.views().map((p) => ({ ...p, reputation: reputation.summary(p.source, p.site) ?? null })), pools: await shards.pools(), queued: await shards.queued() }),
+      reputation: (filter) => reputation.list(filter),
       writes,
       message: (id) => shards.message(id as QueueId),
       egress: () => egressView(egress, config.hostname, warmup.views()),
@@ -176,6 +181,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       if (threads === 1) await lowerHelpers(config.tuning, log);
       await shaper.start();
       await warmup.start();
+      await reputation.start();
       shards.egressChanged(warmup.capped());
       // Before the queue runs: a restart must not send what an operator suspended.
       await shards.setSuspensions(writes.suspensions.list());
@@ -189,6 +195,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       await shards.drain(graceMs);
       await shaper.stop();
       await warmup.stop();
+      await reputation.stop();
       await shards.close();
       await admin.stop();
       await writes.audit.close();

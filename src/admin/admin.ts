@@ -28,6 +28,8 @@ export interface AdminPorts {
   readonly message: (id: string) => Promise<unknown>;
   /** Sources, pools and warm-up progress (docs/egress.md). */
   readonly egress: () => unknown;
+  /** What receivers said to each source, per (source, site), over egress.reputation_days. */
+  readonly reputation: (filter: { source?: string; site?: string }) => unknown;
 }
 
 /** POST paths and the write call each makes. */
@@ -46,7 +48,7 @@ export interface Admin {
 /**
  * The admin listener: /healthz, /readyz and /metrics open; every /api/v1/ call behind the bearer
  * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id, messages/:id,
- * suspensions, egress; POST suspend, resume, flush, bounce, egress/warmup (writes.ts).
+ * suspensions, egress, egress/reputation; POST suspend, resume, flush, bounce, egress/warmup (writes.ts).
  */
 export interface AdminOptions { readonly listen: string; readonly token: string; readonly readiness: { readonly outbox_stall: number } }
 
@@ -57,7 +59,7 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
   const refusals = new RepeatedLog(log, clock);
   let bound: { host: string; port: number } | undefined;
 
-  const handler = async (path: string): Promise<{ status: number; type: string; body: string }> => {
+  const handler = async (path: string, query: URLSearchParams): Promise<{ status: number; type: string; body: string }> => {
     if (path === '/healthz') return { status: 200, type: 'application/json', body: '{"status":"ok"}\n' };
     if (path === '/readyz') {
       const view = judgeReadiness(await ports.readiness(), options.readiness.outbox_stall);
@@ -67,6 +69,11 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
     if (path === '/api/v1/queue') return json(200, await ports.queue());
     if (path === '/api/v1/suspensions') return answer(ports.writes.list());
     if (path === '/api/v1/egress') return json(200, ports.egress());
+    if (path === '/api/v1/egress/reputation') {
+      const source = query.get('source') ?? undefined;
+      const site = query.get('site')?.toLowerCase() ?? undefined;
+      return json(200, { pairs: ports.reputation({ ...(source ? { source } : {}), ...(site ? { site } : {}) }) });
+    }
     if (path === '/api/v1/sites') return json(200, { sites: sitesView(await ports.sites()) });
     const site = /^\/api\/v1\/sites\/([^/]+)$/.exec(path);
     if (site) {
@@ -98,7 +105,8 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
     async start() {
       const { host, port } = parseHostPort(options.listen) as { host: string; port: number };
       server = createServer((req, res) => {
-        const path = new URL(req.url ?? '/', 'http://admin').pathname;
+        const url = new URL(req.url ?? '/', 'http://admin');
+        const path = url.pathname;
         if (!PUBLIC_PATHS.has(path)) {
           const access = checkBearer(req.headers.authorization, options.token);
           if (!access.ok) {
@@ -115,7 +123,7 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
         }
         const reply = write
           ? readJson(req).then((body) => ('error' in body ? json(body.status, { error: body.error }) : ports.writes[write](body.value, req.socket.remoteAddress).then(answer)))
-          : handler(path);
+          : handler(path, url.searchParams);
         reply.then(
           (r) => res.writeHead(r.status, { 'content-type': r.type }).end(r.body),
           (err: unknown) => {

@@ -49,7 +49,9 @@ export const egress = z.strictObject({
   timezone: z.string().refine(validTimezone, 'must be a time zone name such as "UTC" or "Europe/Paris"').default('UTC'),
   /** A warming source whose day had more throttle and block replies than this share holds its ramp. */
   warmup_hold_above: z.number().min(0).max(1).default(0.05),
-  /** Warm-up progress across restarts; empty means <spool.dir>/egress. */
+  /** Days of history kept per (source, site): what receivers said to each address. */
+  reputation_days: z.number().int().min(1).max(90).default(7),
+  /** Warm-up progress and reputation history across restarts; empty means <spool.dir>/egress. */
   state_dir: z.string().default(''),
 }).superRefine((e, ctx) => {
   const sources = new Set<string>();

@@ -4,7 +4,8 @@
  */
 export { planEgress, warmupSources } from './plan.ts';
 export { createWarmup, DEFAULT_CURVE, SLOW_CURVE, SLOW_PROVIDERS, type Warmup, type WarmupView } from './warmup.ts';
-export { isThrottleOrBlock } from './reputation.ts';
+export { isThrottleOrBlock, ReputationBook, type ReputationSummary } from './reputation.ts';
+export { createCalendar } from './calendar.ts';
 export { checkEgressAddresses } from './addresses.ts';
 export { egressView } from './view.ts';
-export { warmupObserver } from './observe.ts';
+export { egressObserver } from './observe.ts';

@@ -27,7 +27,7 @@ export interface ShaperDeps {
   /** Every change an adaptive rule makes, after it is made (metrics; failing queued mail). */
   readonly onChange?: (change: Change, path: PathIdentity) => void;
   /** Every observation delivery reports, after the rules saw it (egress counts a source's sends and refusals). */
-  readonly onObserved?: (path: Pick<PathIdentity, 'source' | 'provider'>, observation: PathObservation) => void;
+  readonly onObserved?: (path: Pick<PathIdentity, 'source' | 'provider' | 'site'>, observation: PathObservation) => void;
 }
 
 /** A path as the admin API shows it. */

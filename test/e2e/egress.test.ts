@@ -107,3 +107,23 @@ t.test('check-config: a source address not on this host, a pool of unknown sourc
   const good = run({ sources: [{ name: 'ip1', address: '127.0.0.10', ehlo: 'mta1.example.com' }], pools: [{ name: 'p', sources: ['ip1'] }] });
   t.equal(good.status, 0, good.stderr);
 });
+
+t.test('each source\'s history with each receiver: delivered, deferred by reason, throttled; in the API and the sites view', async (t) => {
+  const b = world.sinks.get('127.0.0.3')!;
+  b.patience.rate = { count: 0, windowMs: 60_000 }; // every RCPT: 451 4.7.0 [TSS04]
+  t.teardown(() => {
+    b.patience.rate = undefined;
+  });
+  for (const r of ['rep1@b.test', 'rep2@b.test', 'rep3@b.test']) await sendMail(tern.smtpPort, 'news@campaign.test', [r], withPool('transactional', r));
+  const pair = await until(async () => {
+    const body = (await (await adminFetch(tern.adminPort, '/api/v1/egress/reputation?source=ip2&site=b.test')).json()) as { pairs: { summary: { deferred: Record<string, number>; throttled: number } }[] };
+    const found = body.pairs[0];
+    return found && (found.summary.deferred.badreputation ?? 0) >= 3 && found;
+  }, 10_000, 'three throttled recipients in ip2\'s history with b.test');
+  t.match(pair, { source: 'ip2', site: 'b.test', summary: { days: 1, throttled: Number } });
+  t.ok(pair.summary.throttled >= 3, 'each [TSS04] counted as a throttle');
+  const all = (await (await adminFetch(tern.adminPort, '/api/v1/egress/reputation?source=ip1')).json()) as { pairs: { source: string; summary: { delivered: number } }[] };
+  t.ok(all.pairs.length >= 1 && all.pairs.every((p) => p.source === 'ip1' && p.summary.delivered > 0), 'ip1\'s history: what it delivered');
+  const site = (await (await adminFetch(tern.adminPort, '/api/v1/sites/b.test')).json()) as { paths: { source: string; reputation: { throttled: number } | null }[] };
+  t.ok((site.paths.find((p) => p.source === 'ip2')?.reputation?.throttled ?? 0) >= 3, 'the sites view shows it on ip2\'s path');
+});
