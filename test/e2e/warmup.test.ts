@@ -14,12 +14,13 @@ const DAY = 86_400_000;
 let world: World;
 let tern: RunningTern;
 const spool = tempDir();
-const clock = new ShiftedClock();
+let clock = new ShiftedClock();
 const today = new Date(clock.now()).toISOString().slice(0, 10);
 
 const config = () => testConfig({
   dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path,
   tuning: { threads: 1 }, // the shards' clocks are not the test's
+  shaping: { default_rules: false }, // Tern's adaptive rules would slow ip2 when it is throttled; this is about its ramp
   egress: {
     sources: [
       { name: 'ip1', address: '127.0.0.10', ehlo: 'mta1.tern.test' },
@@ -50,6 +51,11 @@ const send = (pool: string, to: string) => sendMail(tern.smtpPort, 'news@campaig
 const egress = async (): Promise<{ sources: { name: string; warmup: Record<string, unknown> | null }[] }> => (await adminFetch(tern.adminPort, '/api/v1/egress')).json() as never;
 const ip2 = async () => (await egress()).sources.find((s) => s.name === 'ip2')?.warmup;
 const post = (body: unknown) => adminFetch(tern.adminPort, '/api/v1/egress/warmup', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+/**
+ * Days are jumped only between attempts: an attempt in flight across a jump of a day looks stuck
+ * to the queue's watchdog (which would start it again), as it would after a day of real time.
+ */
+const idle = () => until(async () => /^tern_queue_messages\{state="active"\} 0$/m.test(await (await adminFetch(tern.adminPort, '/metrics')).text()), 10_000, 'no attempt in flight');
 const nextMidnight = (): number => Date.parse(`${new Date(clock.now() + DAY).toISOString().slice(0, 10)}T00:00:00Z`) - clock.now() + 1_000;
 
 t.test('day 0: the cap is sent and no more; the pool\'s other source takes the overflow; the rest waits', async (t) => {
@@ -66,6 +72,7 @@ t.test('day 0: the cap is sent and no more; the pool\'s other source takes the o
 });
 
 t.test('the next day: the ramp climbs, and what waited goes', async (t) => {
+  await idle();
   clock.jump(nextMidnight());
   await until(() => from('127.0.0.11', 'solo') === 5, 10_000, 'the two held sent the next day');
   t.match(await ip2(), { day: 1, cap: 6, sent: 2, remaining: 4 });
@@ -76,6 +83,7 @@ t.test('the next day: the ramp climbs, and what waited goes', async (t) => {
 
 t.test('an operator pauses the ramp, resumes and moves it; every call audited; a restart keeps it', async (t) => {
   t.equal((await post({ source: 'ip2', action: 'pause' })).status, 200);
+  await idle();
   clock.jump(nextMidnight());
   t.match(await ip2(), { day: 1, paused: true }, 'no step while paused');
   t.equal((await post({ source: 'ip2', action: 'resume' })).status, 200);
@@ -87,6 +95,24 @@ t.test('an operator pauses the ramp, resumes and moves it; every call audited; a
   t.match(await bad.json(), { problems: [{ path: 'days', problem: /"days" goes with "skip"/ }] });
 
   await tern.stop();
+  clock = clock.fork();
   tern = await startTern(config(), clock);
   t.match(await ip2(), { day: 6, warm: true }, 'after a restart');
+});
+
+t.test('a day of throttles holds the ramp where it is, and the next clean day it climbs', async (t) => {
+  // Back to a step with no cap in the way (the schedule's last is 6; day 6 is past it).
+  t.match(await ip2(), { day: 6 });
+  sink().patience.throttlePeers = ['127.0.0.11'];
+  for (let i = 0; i < 25; i++) await send('solo', `bad${i}@a.test`);
+  await until(async () => /tern_deferrals_total\{provider="other",reason="badreputation"\} (2[5-9]|[3-9]\d|\d{3,})/.test(await (await adminFetch(tern.adminPort, '/metrics')).text()), 10_000, 'the receiver throttling ip2');
+  sink().patience.throttlePeers = undefined;
+  await until(() => from('127.0.0.11', 'bad') === 25, 15_000, 'the throttled mail delivered once the receiver relents');
+  await idle();
+  clock.jump(nextMidnight());
+  const held = await ip2();
+  t.match(held, { day: 6, held: /\d+% of the replies on \d{4}-\d{2}-\d{2} were throttles or blocks \(over 5%\)/ }, 'the ramp held, and says why');
+  t.ok(tern.logs.some((l) => String(l.msg).startsWith('warm-up: ip2 holds at day 6')), 'logged');
+  clock.jump(nextMidnight());
+  t.match(await ip2(), { day: 7, held: null }, 'a clean day: it climbs again');
 });

@@ -25,6 +25,16 @@ export class ShiftedClock implements Clock {
     };
   }
 
+  /**
+   * A clock at the same time with no timers: for a daemon started again, so timers the stopped
+   * one left behind are not made due by the next jump.
+   */
+  fork(): ShiftedClock {
+    const next = new ShiftedClock();
+    next.jump(this.#offset);
+    return next;
+  }
+
   /** Move time on by `ms`; timers now due fire at once. */
   jump(ms: number): void {
     this.#offset += ms;

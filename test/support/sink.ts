@@ -31,6 +31,8 @@ export interface Patience {
   dropAfter?: number | undefined;
   /** Time taken per message between the end of DATA and the reply. */
   dataDelayMs?: number | undefined;
+  /** Answer RCPT from these sender addresses with 451 4.7.0 [TSS04], whatever the rate (a receiver distrusting an IP). */
+  throttlePeers?: readonly string[] | undefined;
 }
 
 /** What the sink's patience cost its clients, counted as the sink saw it. */
@@ -137,7 +139,8 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
     },
     onRcptTo(address, session, done) {
       const rate = sink.patience.rate;
-      if (rate && accepted() >= rate.count) {
+      const distrusted = sink.patience.throttlePeers?.includes(session.remoteAddress.replace(/^::ffff:/, '')) ?? false;
+      if (distrusted || (rate && accepted() >= rate.count)) {
         stats.throttled++;
         stats.throttledAt.push(Date.now());
         stats.refusedAt.push(Date.now());
