@@ -244,3 +244,33 @@ t.test('a path nobody named for half an hour, forgotten by the shard (and by the
   t.equal(again.key, first.key, 'for the same path');
   t.equal(await acquireAll(clock, a, again.key, 'connection', 5), 3, 'its limit holds as before');
 });
+
+t.test('warm-up across shards: each shard sends what the caps it was told allow, and the coordinator counts it', async (t) => {
+  const taken: string[] = [];
+  const warmup = {
+    take: (source: string, provider: string, n: number) => { taken.push(`take ${source} ${provider} ${n}`); return true; },
+    giveBack: (source: string, provider: string, n: number) => { taken.push(`back ${source} ${provider} ${n}`); },
+    cappedUntil: () => undefined,
+  };
+  const { port1, port2 } = new MessageChannel();
+  const clock = new FakeClock(1_000);
+  const dir = tempDir();
+  const shaper = createShaper({ base: BASE, rules: { providers: [], sites: new Map(), domains: new Map(), adaptive: [], disabled: new Set() }, stateDir: dir.path }, { clock, log: pino({ level: 'silent' }), classify: () => ({ reason: 'x' }) });
+  const link = serveShard(port1, shaper, new SessionTally(60_000), clock, warmup);
+  const shard = new RemoteShaping(port2, clock);
+  t.teardown(() => { link.close(); port1.close(); port2.close(); dir.remove(); });
+  t.equal(shard.warmup.take('ip2', 'gmail', 3), true, 'nothing capped yet: the shard sends');
+  shard.warmup.giveBack('ip2', 'gmail', 1);
+  await until(() => taken.length === 2, 2_000, 'the coordinator to hear');
+  t.same(taken, ['take ip2 gmail 3', 'back ip2 gmail 1'], 'counted by the coordinator');
+  link.capped({ 'ip2|gmail': 5_000 });
+  await until(() => shard.warmup.cappedUntil('ip2', 'gmail') !== undefined, 2_000, 'the shard to be told');
+  t.equal(shard.warmup.take('ip2', 'gmail', 1), false, 'told of the cap: it does not send');
+  t.equal(shard.warmup.take('ip2', 'other', 1), true, 'other providers still go');
+  t.equal(shard.warmup.cappedUntil('ip2', 'gmail'), 5_000);
+  link.capped({ 'ip2|*': 5_000 });
+  await until(() => shard.warmup.cappedUntil('ip2', 'other') !== undefined, 2_000, 'the shard to be told');
+  t.equal(shard.warmup.take('ip2', 'other', 1), false, 'capped for everything');
+  await clock.advance(5_000);
+  t.equal(shard.warmup.take('ip2', 'other', 1), true, 'a cap lapses at its time even before the coordinator says so');
+});
