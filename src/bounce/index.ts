@@ -7,3 +7,5 @@ export { classifyReplies, createClassifier, type Classification, type Classifier
 export { normaliseReply, STAGES, type Stage, type ReplyInput } from './normalize.ts';
 export { defaultRules, loadBounceRules, loadRulesFile, parseRules, type Rule, type RuleProblem, type LoadedRules } from './rules.ts';
 export { CLASSES, REASONS, REASON_TABLE, type Category, type FailureType, type Reason } from './reasons.ts';
+export { qualifyMessage, type QualifiedRecipient } from './message/qualify.ts';
+export { readBounceMessage, type FoundRecipient, type MessageKind } from './message/read.ts';

@@ -41,9 +41,15 @@ const WRAPPERS: readonly RegExp[] = [
   /\bremote host said:\s*/gi,
 ];
 
+/** The command a reporting MTA says a reply answered, if its words say. */
+export function stageIn(text: string): Stage | undefined {
+  const flat = text.replace(/\s+/g, ' ');
+  return STAGE_HINTS.find(([pattern]) => pattern.test(flat))?.[1];
+}
+
 export function normaliseReply(input: ReplyInput): NormalisedReply {
   let text = input.text.replace(/\s+/g, ' ').trim();
-  const stage = input.stage ?? STAGE_HINTS.find(([pattern]) => pattern.test(text))?.[1];
+  const stage = input.stage ?? stageIn(text);
   for (const wrapper of WRAPPERS) text = text.replace(wrapper, ' ');
   text = text.replace(/\s+/g, ' ').trim();
 

@@ -2,7 +2,9 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { loadConfig, resolveConfigPath } from '../config/index.ts';
-import { createClassifier, defaultRules, loadRulesFile, STAGES, type Classifier, type ClassifyInput, type Rule, type Stage } from '../bounce/index.ts';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { createClassifier, defaultRules, loadRulesFile, qualifyMessage, STAGES, type Classifier, type ClassifyInput, type Rule, type Stage } from '../bounce/index.ts';
 import type { Io } from './cli.ts';
 
 /**
@@ -12,9 +14,9 @@ import type { Io } from './cli.ts';
  * "stage": "rcpt"}. Without --rules, the config's bounce.rules_file (if any) is used.
  */
 export async function classifyCommand(args: readonly string[], io: Io, stdin: Readable): Promise<number> {
-  let parsed: { values: { rules?: string | undefined; config?: string | undefined }; positionals: string[] };
+  let parsed: { values: { rules?: string | undefined; config?: string | undefined; message?: boolean | undefined }; positionals: string[] };
   try {
-    parsed = parseArgs({ args: [...args], options: { rules: { type: 'string' }, config: { type: 'string', short: 'c' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...args], options: { rules: { type: 'string' }, config: { type: 'string', short: 'c' }, message: { type: 'boolean' } }, allowPositionals: true, strict: true });
   } catch (err) {
     io.err(`tern classify: ${(err as Error).message}`);
     return 2;
@@ -22,6 +24,7 @@ export async function classifyCommand(args: readonly string[], io: Io, stdin: Re
   const rules = operatorRules(parsed.values, io);
   if (typeof rules === 'number') return rules;
   const classify = createClassifier([...rules, ...defaultRules()]);
+  if (parsed.values.message) return classifyMessages(classify, parsed.positionals, io);
   if (parsed.positionals.length > 0) {
     io.out(JSON.stringify(classifyLine(classify, parsed.positionals.join(' '))));
     return 0;
@@ -33,6 +36,28 @@ export async function classifyCommand(args: readonly string[], io: Io, stdin: Re
       io.out(JSON.stringify(classifyLine(classify, line)));
     } catch (err) {
       io.out(JSON.stringify({ error: (err as Error).message, input: line }));
+      status = 1;
+    }
+  }
+  return status;
+}
+
+/**
+ * `--message FILE...`: whole bounce, complaint or auto-reply messages (RFC 5322 files), one JSON
+ * line per recipient found (BRIEF §3): file, recipient, kind, status, reply_code, reason, class,
+ * type. A file that cannot be read is a JSON line with `error`, and exit status 1.
+ */
+async function classifyMessages(classify: Classifier, files: readonly string[], io: Io): Promise<number> {
+  if (files.length === 0) {
+    io.err('tern classify --message: give one or more message files');
+    return 2;
+  }
+  let status = 0;
+  for (const file of files) {
+    try {
+      for (const r of qualifyMessage(await readFile(resolve(io.cwd, file)), classify)) io.out(JSON.stringify({ file, ...r }));
+    } catch (err) {
+      io.out(JSON.stringify({ file, error: (err as Error).message }));
       status = 1;
     }
   }

@@ -33,6 +33,9 @@ ${CHECK_DOMAIN_USAGE}
                                  classify one SMTP reply and print JSON (reason, class, category,
                                  type, retry); with no REPLY, one reply (or JSON object) per stdin
                                  line in, one JSON line out
+  classify --message FILE...     read whole bounce, complaint or auto-reply messages: one JSON
+                                 line per recipient (file, recipient, kind, status, reply_code,
+                                 reason, class, type)
 ${QUEUE_USAGE}
 
 --config defaults to $TERN_CONFIG, then config/tern.yaml, then built-in defaults.`;
