@@ -1,7 +1,7 @@
 import type { BounceClassification } from '../model/bounce.ts';
 import { enhancedCodeMatches, replyCodeMatches, type SmtpCommand, type SmtpReply } from '../model/reply.ts';
 import { normaliseReply, type NormalisedReply, type ReplyInput, type Stage } from './normalize.ts';
-import { CLASSES, REASON_TABLE, type Category, type FailureType, type Reason } from './reasons.ts';
+import { CAMPAIGN_FAILURE, CLASSES, REASON_TABLE, type Category, type FailureType, type Reason } from './reasons.ts';
 import type { Rule } from './rules.ts';
 
 export interface Classification extends BounceClassification {
@@ -84,6 +84,7 @@ function finish(reason: Reason, rule: string, reply: NormalisedReply, retryOverr
     category: (CLASSES[entry.class] as { category: Category }).category,
     // A failure that will be retried cannot quarantine the address yet.
     type: entry.type === 'hard' && retry ? 'soft' : entry.type,
+    failure: CAMPAIGN_FAILURE[reason],
     retry,
     rule,
     ...(mismatch ? { mismatch } : {}),

@@ -2,6 +2,8 @@
  * The classification vocabulary: sisimai's reasons (the labelled corpus speaks it), Momentum's
  * bounce classes (what Adobe Campaign and SparkPost users know), and the campaign-side type.
  */
+import type { CampaignFailure } from '../model/bounce.ts';
+
 export const REASONS = [
   'userunknown', 'hostunknown', 'hasmoved', 'notaccept', 'suspend', 'mailboxfull', 'mesgtoobig', 'exceedlimit',
   'expired', 'networkerror', 'systemerror', 'systemfull', 'mailererror', 'toomanyconn', 'speeding', 'blocked',
@@ -76,3 +78,22 @@ export const REASON_TABLE: Readonly<Record<Reason, { readonly class: number; rea
 };
 
 export const isReason = (value: string): value is Reason => (REASONS as readonly string[]).includes(value);
+
+/**
+ * Each reason as the campaign tool files it (docs/bounces.md, "Campaign failure reasons"): the
+ * address is wrong (User unknown, Invalid domain), its mailbox cannot take mail now (Mailbox
+ * full) or any more (Account disabled), the receiver refused the sender or the message (Refused),
+ * it could not be reached (Unreachable), the message was too big (Text too long), or the reply
+ * says nothing about the address (Ignored).
+ */
+export const CAMPAIGN_FAILURE: Readonly<Record<Reason | 'admin', CampaignFailure>> = {
+  userunknown: 'User unknown', hasmoved: 'User unknown', hostunknown: 'Invalid domain', notaccept: 'Invalid domain',
+  mailboxfull: 'Mailbox full', suspend: 'Account disabled',
+  mesgtoobig: 'Text too long', exceedlimit: 'Text too long',
+  expired: 'Unreachable', networkerror: 'Unreachable', systemerror: 'Unreachable', systemfull: 'Unreachable', mailererror: 'Unreachable',
+  toomanyconn: 'Unreachable', speeding: 'Unreachable',
+  blocked: 'Refused', rejected: 'Refused', norelaying: 'Refused', spamdetected: 'Refused', badreputation: 'Refused', requireptr: 'Refused',
+  authfailure: 'Refused', securityerror: 'Refused', policyviolation: 'Refused', contenterror: 'Refused', virusdetected: 'Refused',
+  notcompliantrfc: 'Refused', filtered: 'Refused', failedstarttls: 'Refused',
+  syntaxerror: 'Ignored', vacation: 'Ignored', onhold: 'Ignored', undefined: 'Ignored', admin: 'Ignored',
+};

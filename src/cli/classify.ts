@@ -81,8 +81,8 @@ function operatorRules(values: { rules?: string | undefined; config?: string | u
 
 function classifyLine(classify: Classifier, line: string): object {
   const input = line.trimStart().startsWith('{') ? fromJson(line) : { text: line };
-  const { reason, class: klass, category, type, retry, rule, mismatch } = classify(input);
-  return { reason, class: klass, category, type, retry, rule, ...(mismatch ? { mismatch } : {}) };
+  const { reason, class: klass, category, type, failure, retry, rule, mismatch } = classify(input);
+  return { reason, class: klass, category, type, failure, retry, rule, ...(mismatch ? { mismatch } : {}) };
 }
 
 function fromJson(line: string): ClassifyInput {

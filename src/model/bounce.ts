@@ -2,6 +2,14 @@
  * How a failed attempt is qualified (src/bounce makes these; docs/bounces.md). Lives in model so
  * the queue can carry it to logs, metrics and events without knowing the classifier.
  */
+/**
+ * The failure reasons a campaign tool files bounces under (Adobe Campaign's delivery failure
+ * reasons; docs/bounces.md has the mapping from each reason). "Not connected" belongs to mobile
+ * channels: no email failure maps to it.
+ */
+export const CAMPAIGN_FAILURES = ['User unknown', 'Invalid domain', 'Mailbox full', 'Inactive mailbox', 'Account disabled', 'Not connected', 'Refused', 'Unreachable', 'Text too long', 'Ignored'] as const;
+export type CampaignFailure = (typeof CAMPAIGN_FAILURES)[number];
+
 export interface BounceClassification {
   /** sisimai vocabulary: userunknown, mailboxfull, blocked, expired, ... */
   readonly reason: string;
@@ -10,6 +18,8 @@ export interface BounceClassification {
   readonly category: 'undetermined' | 'hard' | 'soft' | 'block' | 'admin';
   /** Campaign side: hard quarantines the address; ignored is about the sender or the message. */
   readonly type: 'hard' | 'soft' | 'ignored';
+  /** The campaign side's failure reason: User unknown, Mailbox full, Refused, ... */
+  readonly failure: CampaignFailure;
   readonly retry: boolean;
   /** What decided: a rule id, `enhanced:X.Y.Z` or `code:NNN`. */
   readonly rule: string;

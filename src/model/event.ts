@@ -34,7 +34,7 @@ export interface FeedbackEvent {
   /** The TLS session the attempt went over; absent when it went in plaintext. */
   readonly tls?: { readonly version: string; readonly cipher: string; readonly verified: boolean };
   readonly response?: { readonly code: number; readonly enhanced?: string; readonly text: string };
-  readonly bounce?: { readonly class: number; readonly reason: string; readonly category: string; readonly type: string };
+  readonly bounce?: { readonly class: number; readonly reason: string; readonly category: string; readonly type: string; readonly failure: string };
   readonly cause?: FailureCause;
 }
 
@@ -74,8 +74,8 @@ export function fateEvent(envelope: Envelope, index: number, attempt: number, fa
     response,
   };
   if (fate.kind === 'delivered') return { id: `${envelope.id}.${index}.f`, type: 'delivered', status: 'sent', ...base(envelope, index, time), ...where };
-  const { reason, class: klass, category, type } = fate.bounce;
-  const bounce = { class: klass, reason, category, type };
+  const { reason, class: klass, category, type, failure } = fate.bounce;
+  const bounce = { class: klass, reason, category, type, failure };
   if (fate.kind === 'retry') {
     return { id: `${envelope.id}.${index}.s${attempt}`, type: 'soft_bounce', status: 'taken_into_account', ...base(envelope, index, time), ...where, bounce };
   }

@@ -38,7 +38,7 @@ export async function pickWaiting(
  * An operator's bounce: Momentum's class 25, Admin Failure; `ignored` on the campaign side, since
  * it says nothing about the address (docs/bounces.md). Not a receiver's reply, so no rule decides it.
  */
-export const ADMIN_BOUNCE: BounceClassification = { reason: 'admin', class: 25, category: 'admin', type: 'ignored', retry: false, rule: 'admin-bounce' };
+export const ADMIN_BOUNCE: BounceClassification = { reason: 'admin', class: 25, category: 'admin', type: 'ignored', failure: 'Ignored', retry: false, rule: 'admin-bounce' };
 
 export function adminBounce(reason: string): Verdict {
   const why = reason === '' ? '' : `: ${reason}`;

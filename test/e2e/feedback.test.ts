@@ -78,7 +78,7 @@ t.test('a campaign produces the life-cycle events of the brief, signed, and KPIs
   const one = (rcpt: string, type: string) => events.find((e) => e.recipient === rcpt && e.type === type) as FeedbackEvent;
   t.match(one('ok@a.test', 'relayed'), { status: 'taken_into_account', sender: 'news@campaign.test', meta: { campaign: 'spring', delivery: 'd1', recipient_id: 'r9' }, message_id: /^<.+>$/ });
   t.match(one('ok@a.test', 'delivered'), { status: 'sent', attempt: 1, mx: 'mx1.a.test', remote_ip: '127.0.0.2', response: { code: 250 } });
-  t.match(one('user-unknown@a.test', 'failed'), { status: 'failed', cause: 'bounce', response: { code: 550, enhanced: '5.1.1' }, bounce: { class: 10, reason: 'userunknown', category: 'hard', type: 'hard' } });
+  t.match(one('user-unknown@a.test', 'failed'), { status: 'failed', cause: 'bounce', response: { code: 550, enhanced: '5.1.1' }, bounce: { class: 10, reason: 'userunknown', category: 'hard', type: 'hard', failure: 'User unknown' } });
   t.match(one('tempfail-1@a.test', 'soft_bounce'), { status: 'taken_into_account', response: { code: 451 }, bounce: { type: 'soft' } });
   t.match(one('tempfail-1000@a.test', 'failed'), { status: 'failed', cause: 'expired', bounce: { reason: 'expired', class: 24 } });
   t.notOk(events.some((e) => 'validity' in e.meta && e.type === 'relayed' && e.recipient === 'ok@a.test'), 'meta is the upstream object');

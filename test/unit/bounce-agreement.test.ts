@@ -24,6 +24,6 @@ t.test('default rules agree with the labelled corpus', async (t) => {
 });
 
 t.test('the agreement measure itself can fail', async (t) => {
-  const alwaysSoft = measureAgreement(() => ({ reason: 'onhold', class: 1, category: 'undetermined', type: 'soft', retry: false, rule: 'x' }), loadCorpus());
+  const alwaysSoft = measureAgreement(() => ({ reason: 'onhold', class: 1, category: 'undetermined', type: 'soft', failure: 'Ignored', retry: false, rule: 'x' }), loadCorpus());
   t.ok(alwaysSoft.hardSoft < FLOORS.hardSoft && alwaysSoft.reason < FLOORS.reason, 'a classifier with no opinion is below both floors');
 });

@@ -154,3 +154,16 @@ t.test('tern classify and tern check-config over rules files', async (t) => {
   t.equal(await run(['check-config', '--config', config], check.io), 1);
   t.match(check.err.join('\n'), /bounce\.rules_file: rules\[0\]\.match: invalid regular expression/);
 });
+
+t.test('every reason has a campaign failure reason, and docs/bounces.md says the same', async (t) => {
+  const { CAMPAIGN_FAILURE, REASONS } = await import('../../src/bounce/reasons.ts');
+  const { CAMPAIGN_FAILURES } = await import('../../src/model/bounce.ts');
+  const { readFileSync } = await import('node:fs');
+  for (const r of REASONS) t.ok((CAMPAIGN_FAILURES as readonly string[]).includes(CAMPAIGN_FAILURE[r]), `${r} → ${CAMPAIGN_FAILURE[r]}`);
+  const docs = readFileSync(new URL('../../docs/bounces.md', import.meta.url), 'utf8');
+  const rows = [...docs.matchAll(/^\| `(\w+)` \| \d+ \| \w+ \| \w+ \| ([A-Za-z ]+) \|/gm)].map((m) => [m[1], m[2]]);
+  t.equal(rows.length, REASONS.length, 'one row per reason');
+  for (const [reason, failure] of rows) t.equal(failure, CAMPAIGN_FAILURE[reason as keyof typeof CAMPAIGN_FAILURE], `docs: ${reason}`);
+  const c = createClassifier(defaultRules())({ code: 552, enhanced: '5.2.2', text: 'mailbox full' });
+  t.match(c, { reason: 'mailboxfull', failure: 'Mailbox full' }, 'a classification carries it');
+});

@@ -50,9 +50,9 @@ t.test('2xx delivers, 5xx fails, 4xx retries, each failure classified', async (t
 });
 
 t.test('the classification, not the reply code alone, decides whether to retry', async (t) => {
-  const rateLimit = { ...input, classify: () => ({ reason: 'speeding', class: 70, category: 'soft' as const, type: 'ignored' as const, retry: true, rule: 'test' }) };
+  const rateLimit = { ...input, classify: () => ({ reason: 'speeding', class: 70, category: 'soft' as const, type: 'ignored' as const, failure: 'Unreachable' as const, retry: true, rule: 'test' }) };
   t.match(decide(policy, { ...rateLimit, reply: parseReply('550 5.7.1 too many messages, slow down') }), { kind: 'retry', counts: true }, 'a 5xx rate limit is retried');
-  const final = { ...input, classify: () => ({ reason: 'blocked', class: 50, category: 'block' as const, type: 'ignored' as const, retry: false, rule: 'test' }) };
+  const final = { ...input, classify: () => ({ reason: 'blocked', class: 50, category: 'block' as const, type: 'ignored' as const, failure: 'Refused' as const, retry: false, rule: 'test' }) };
   t.match(decide(policy, { ...final, reply: parseReply('451 4.7.1 go away') }), { kind: 'failed', cause: 'bounce' }, 'and a rule may make a 4xx final');
 });
 

@@ -1,5 +1,5 @@
 import type { Classifier } from '../classify.ts';
-import { REASON_TABLE } from '../reasons.ts';
+import { CAMPAIGN_FAILURE, REASON_TABLE } from '../reasons.ts';
 import { readBounceMessage, type FoundRecipient, type MessageKind } from './read.ts';
 
 /** One recipient of a bounce, complaint or auto-reply, qualified (BRIEF §3, `tern classify --message`). */
@@ -11,6 +11,8 @@ export interface QualifiedRecipient {
   readonly reason: string;
   readonly class: number | null;
   readonly type: string;
+  /** The campaign side's failure reason (User unknown, Mailbox full, Refused, ...). */
+  readonly failure: string;
   readonly feedback_type?: string;
 }
 
@@ -25,11 +27,12 @@ export function qualifyMessage(raw: Buffer, classify: Classifier): QualifiedReci
 
 function qualify(found: FoundRecipient, classify: Classifier): QualifiedRecipient {
   const base = { kind: found.kind, recipient: found.recipient, status: found.status ?? null, reply_code: found.replyCode ?? null };
-  if (found.kind === 'arf') return { ...base, reason: 'feedback', class: null, type: 'ignored', ...(found.feedbackType ? { feedback_type: found.feedbackType } : {}) };
-  if (found.kind === 'autoreply') return { ...base, reason: 'vacation', class: REASON_TABLE.vacation.class, type: REASON_TABLE.vacation.type };
-  if (found.kind === 'unknown') return { ...base, reason: 'undefined', class: REASON_TABLE.undefined.class, type: REASON_TABLE.undefined.type };
+  // A complaint is the recipient saying no: the campaign side files it as Refused.
+  if (found.kind === 'arf') return { ...base, reason: 'feedback', class: null, type: 'ignored', failure: 'Refused', ...(found.feedbackType ? { feedback_type: found.feedbackType } : {}) };
+  if (found.kind === 'autoreply') return { ...base, reason: 'vacation', class: REASON_TABLE.vacation.class, type: REASON_TABLE.vacation.type, failure: CAMPAIGN_FAILURE.vacation };
+  if (found.kind === 'unknown') return { ...base, reason: 'undefined', class: REASON_TABLE.undefined.class, type: REASON_TABLE.undefined.type, failure: CAMPAIGN_FAILURE.undefined };
   // A DSN's Status is the reporting MTA's verdict: permanent (5.x.x) or not, whatever the reply quoted.
   const code = found.replyCode ?? (found.status ? Number(found.status[0]) * 100 + 50 : undefined);
   const c = classify({ ...(code ? { code } : {}), ...(found.status ? { enhanced: found.status } : {}), ...(found.stage ? { stage: found.stage } : {}), text: found.text });
-  return { ...base, reason: c.reason, class: c.class, type: c.type };
+  return { ...base, reason: c.reason, class: c.class, type: c.type, failure: c.failure };
 }
