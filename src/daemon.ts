@@ -17,6 +17,7 @@ import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
 import { createMetrics, diskUsage, refreshProcessGauges } from './metrics/index.ts';
 import { checkListenerTls } from './ingress/index.ts';
 import { createPipeline } from './pipeline.ts';
+import { createSuppressionStore, suppressionView } from './suppression/index.ts';
 import { localShards, resolveThreads, workerShards, type Shards } from './shards/index.ts';
 import { baseSettings, createShaper, loadRuleSet, type Change, type LoadedRuleSet, type PathIdentity } from './shaping/index.ts';
 
@@ -105,6 +106,12 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     { sources: warmupSources(egress), timezone: egress.timezone, stateDir: egress.state_dir, badShare: egress.warmup_hold_above },
     { clock, log: log.child({ stage: 'egress' }), onChange: () => shards.egressChanged(warmup.capped()) },
   );
+  const suppressions = createSuppressionStore(
+    { dir: config.suppression.state_dir, periodMs: config.suppression.period },
+    { clock, log: log.child({ stage: 'suppression' }), onChange: (change) => shards.suppressionsChanged(change) },
+  );
+  // A hard bounce from any shard puts the address on the list (shards keep copies).
+  const suppress = config.suppression.enabled ? (domain: string, address: string, detail: string) => void suppressions.add(domain, address, 'hard-bounce', detail) : undefined;
   const reputation = new ReputationBook(
     { days: egress.reputation_days, dir: egress.state_dir, calendar: createCalendar(egress.timezone) },
     { clock, log: log.child({ stage: 'egress' }) },
@@ -124,11 +131,11 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
   );
   const shards: Shards = threads === 1
     ? singleLoop()
-    : workerShards(config, threads, { clock, log, shaper, warmup, ...(logLine ? { logLine } : {}), onFailure: onFailure ?? (() => undefined) });
+    : workerShards(config, threads, { clock, log, shaper, warmup, ...(suppress ? { suppress } : {}), ...(logLine ? { logLine } : {}), onFailure: onFailure ?? (() => undefined) });
   function singleLoop(): Shards {
     const signer = createSigner(loaded.keys, (algorithm, seconds) => metrics.dkimSeconds.labels({ algorithm }).observe(seconds));
     const pipeline = createPipeline(config, {
-      clock, log, metrics, classify, signer,
+      clock, log, metrics, classify, signer, ...(suppress ? { suppress } : {}),
       shaping: { path: shaper.path, acquire: shaper.acquire, release: shaper.release, observe: shaper.observe, warmup },
     });
     return localShards(pipeline, (keys) => signer.setKeys(keys));
@@ -140,6 +147,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     bounce: (selector, reason) => shards.bounce(selector, reason),
     counted: (action, result) => metrics.adminActions.labels({ action, result }).inc(),
     warmup: (source, action, days) => (action === 'skip' ? warmup.skip(source, days) : warmup[action](source)),
+    suppressionList: suppressions,
   }, clock, log.child({ stage: 'admin' }));
   const admin = createAdmin(
     config.admin,
@@ -155,6 +163,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
           suspensions: () => writes.suspensions.list(),
           disk: spoolDisk,
           warmups: () => warmup.views(),
+          suppressed: () => suppressions.size,
         });
         return shards.metrics(metrics.registry);
       },
@@ -166,6 +175,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       writes,
       message: (id) => shards.message(id as QueueId),
       egress: () => egressView(egress, config.hostname, warmup.views()),
+      suppressions: (filter) => ({ enabled: config.suppression.enabled, entries: suppressions.list(filter).map(suppressionView) }),
     },
     log.child({ stage: 'admin' }),
     clock,
@@ -182,6 +192,9 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       await shaper.start();
       await warmup.start();
       await reputation.start();
+      await suppressions.start();
+      // Every entry, to each shard's copy, before ingress listens.
+      shards.suppressionsChanged({ add: suppressions.list({}, Infinity) });
       shards.egressChanged(warmup.capped());
       // Before the queue runs: a restart must not send what an operator suspended.
       await shards.setSuspensions(writes.suspensions.list());
@@ -196,6 +209,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       await shaper.stop();
       await warmup.stop();
       await reputation.stop();
+      await suppressions.stop();
       await shards.close();
       await admin.stop();
       await writes.audit.close();

@@ -24,6 +24,7 @@ import type { Change } from './shaping/index.ts';
 import type { Readiness } from './model/readiness.ts';
 import type { Operated, Selector } from './model/selector.ts';
 import { suspensionFor, type Suspension } from './model/suspension.ts';
+import { domainOf, SuppressionCopy, type SuppressionChange } from './model/suppression.ts';
 import { partitionDir, partitionsOf, presentPartitions } from './shards/partitions.ts';
 import { joinSpools, openSpool, type LoadedMessage } from './spool/index.ts';
 
@@ -33,6 +34,8 @@ export interface PipelineDeps {
   readonly metrics: Metrics;
   readonly classify: (reply: SmtpReply) => Classification;
   readonly signer: Signer;
+  /** A hard bounce was recorded: the address goes on the suppression list (suppression.enabled). */
+  readonly suppress?: (domain: string, address: string, detail: string) => void;
   /** The shaper, or a shard's view of it (src/shaping/remote.ts). */
   readonly shaping: Pick<DeliveryPorts, 'path' | 'acquire' | 'release' | 'observe' | 'session' | 'warmup'>;
 }
@@ -70,6 +73,8 @@ export interface Pipeline {
   /** One message waiting in this pipeline's queue, or undefined. */
   message(id: QueueId): Promise<MessageView | undefined>;
   smtpAddresses(): { host: string; port: number }[];
+  /** A change to the suppression list, for this pipeline's copy (ingress checks it at RCPT). */
+  suppressionChanged(change: SuppressionChange): void;
   /** SIGHUP changed feedback.webhook or feedback.webhooks (the rest of feedback waits for a restart). */
   setWebhooks(feedback: Config['feedback']): Promise<void>;
   /** What GET /readyz asks of this pipeline. */
@@ -78,7 +83,7 @@ export interface Pipeline {
   refreshGauges(): void;
 }
 
-export function createPipeline(config: Config, { clock, log, metrics, classify, signer, shaping }: PipelineDeps, layout: PipelineLayout = { shard: 0, threads: 1 }): Pipeline {
+export function createPipeline(config: Config, { clock, log, metrics, classify, signer, shaping, suppress }: PipelineDeps, layout: PipelineLayout = { shard: 0, threads: 1 }): Pipeline {
   const present = [...new Set([...presentPartitions(config.spool.dir), ...presentPartitions(config.feedback.dir)])];
   const [own = layout.shard, ...adopted] = partitionsOf(layout.shard, layout.threads, present);
   if (adopted.length > 0) log.info({ shard: layout.shard, adopted }, 'recovering the spool partitions of a run with more threads');
@@ -92,7 +97,13 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     clock,
     log: log.child({ stage: 'feedback' }),
     onEvents: (events) => {
-      for (const e of events) metrics.events.labels({ type: e.type }).inc();
+      for (const e of events) {
+        metrics.events.labels({ type: e.type }).inc();
+        // A hard bounce says the address is bad: suppressed for this sender domain (when enabled).
+        if (suppress && e.type === 'failed' && e.cause === 'bounce' && e.bounce?.type === 'hard' && e.sender !== '') {
+          suppress(domainOf(e.sender), e.recipient, e.response ? `${e.response.code}${e.response.enhanced ? ` ${e.response.enhanced}` : ''} ${e.response.text}` : e.bounce.reason);
+        }
+      }
     },
     onWebhook: (result, events) => {
       metrics.webhookRequests.labels({ result }).inc();
@@ -112,6 +123,8 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   // The operator's suspensions (admin holds the list and sends it on every change).
   let suspensions: readonly Suspension[] = [];
   const egress = planEgress(config.egress, config.hostname);
+  // The coordinator's suppression list, as changes tell it; ingress asks it at RCPT.
+  const suppressions = new SuppressionCopy();
   const resolver = createResolver(config.dns, clock, (type, result) => metrics.dnsLookups.labels({ type, result }).inc());
   const delivery = createDelivery(
     {
@@ -203,6 +216,13 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
         relayed.accepted(envelope);
       },
       refused: (code, enhanced) => metrics.ingressRefusals.labels({ code: String(code), enhanced }).inc(),
+      ...(config.suppression.enabled ? {
+        suppressed: (sender: string, recipient: string) => {
+          const found = suppressions.find(sender, recipient, clock.now());
+          if (found) metrics.suppressionRefusals.labels({ reason: found.reason }).inc();
+          return found;
+        },
+      } : {}),
     },
     { clock, log: log.child({ stage: 'ingress' }) },
   );
@@ -254,6 +274,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     message: (id) => queue.inspect(id),
     smtpAddresses: () => ingress.addresses(),
     setWebhooks: (next) => feedback.setWebhooks(webhooksOf(next)),
+    suppressionChanged: (change) => suppressions.apply(change),
     async readiness() {
       return { spool: await spool.healthy(), listening: ingress.listening(), outboxStalledMs: feedback.stalledMs() };
     },

@@ -30,10 +30,15 @@ export interface AdminPorts {
   readonly egress: () => unknown;
   /** What receivers said to each source, per (source, site), over egress.reputation_days. */
   readonly reputation: (filter: { source?: string; site?: string }) => unknown;
+  /** The suppression list, optionally of one sender domain or address. */
+  readonly suppressions: (filter: { domain?: string; address?: string }) => unknown;
 }
 
 /** POST paths and the write call each makes. */
-const WRITE_CALLS = { '/api/v1/suspend': 'suspend', '/api/v1/resume': 'resume', '/api/v1/flush': 'flush', '/api/v1/bounce': 'bounce', '/api/v1/egress/warmup': 'warmup' } as const;
+const WRITE_CALLS = {
+  '/api/v1/suspend': 'suspend', '/api/v1/resume': 'resume', '/api/v1/flush': 'flush', '/api/v1/bounce': 'bounce', '/api/v1/egress/warmup': 'warmup',
+  '/api/v1/suppressions/add': 'suppressAdd', '/api/v1/suppressions/remove': 'suppressRemove',
+} as const;
 /** A write call's JSON body is a few selectors; anything larger is refused unread (413). */
 export const MAX_BODY_BYTES = 65_536;
 
@@ -48,7 +53,8 @@ export interface Admin {
 /**
  * The admin listener: /healthz, /readyz and /metrics open; every /api/v1/ call behind the bearer
  * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id, messages/:id,
- * suspensions, egress, egress/reputation; POST suspend, resume, flush, bounce, egress/warmup (writes.ts).
+ * suspensions, egress, egress/reputation, suppressions; POST suspend, resume, flush, bounce, egress/warmup,
+ * suppressions/add, suppressions/remove (writes.ts).
  */
 export interface AdminOptions { readonly listen: string; readonly token: string; readonly readiness: { readonly outbox_stall: number } }
 
@@ -69,6 +75,11 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
     if (path === '/api/v1/queue') return json(200, await ports.queue());
     if (path === '/api/v1/suspensions') return answer(ports.writes.list());
     if (path === '/api/v1/egress') return json(200, ports.egress());
+    if (path === '/api/v1/suppressions') {
+      const domain = query.get('domain')?.toLowerCase();
+      const address = query.get('address')?.toLowerCase();
+      return json(200, ports.suppressions({ ...(domain ? { domain } : {}), ...(address ? { address } : {}) }));
+    }
     if (path === '/api/v1/egress/reputation') {
       const source = query.get('source') ?? undefined;
       const site = query.get('site')?.toLowerCase() ?? undefined;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { duration, hostname } from '../config/fields.ts';
 import type { Operated, Selector } from '../model/selector.ts';
 import { suspensionKey, type Suspension } from '../model/suspension.ts';
+import type { SuppressionEntry } from '../model/suppression.ts';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { openAudit, type Audit } from './audit.ts';
@@ -31,6 +32,11 @@ export interface WritePorts {
   readonly counted: (action: string, result: string) => void;
   /** Pause, resume or move a source's warm-up ramp (docs/egress.md); false: no such warming source. */
   readonly warmup: (source: string, action: 'pause' | 'resume' | 'skip', days: number) => boolean;
+  /** The suppression list (docs/bounces.md, "Suppression"). */
+  readonly suppressionList: {
+    add(domain: string, address: string, reason: 'admin', detail: string, forMs?: number): SuppressionEntry;
+    remove(domain: string, address: string): boolean;
+  };
 }
 
 export interface Answer { readonly status: number; readonly body: unknown }
@@ -70,6 +76,14 @@ const warmupBody = z.strictObject({
   /** skip: how many steps to move the ramp (negative goes back). */
   days: z.number().int().min(-366).max(366).refine((d) => d !== 0, 'must not be 0').optional(),
 }).refine((v) => (v.action === 'skip') === (v.days !== undefined), { message: '"days" goes with "skip", and only with it', path: ['days'] });
+
+const suppressionTarget = { domain: domainField, address: z.string().regex(/^[^\s@<>]{1,64}@[^\s@<>]{1,255}$/, 'must be an address, local-part@domain').transform((a) => a.toLowerCase()) };
+const suppressAddBody = z.strictObject({
+  ...suppressionTarget,
+  duration: duration.refine((ms) => ms > 0, 'must be longer than 0').optional(),
+  reason: z.string().max(MAX_REASON_CHARS).default('added by an operator'),
+});
+const suppressRemoveBody = z.strictObject(suppressionTarget);
 
 /** The one selector key given, as the queue takes it. */
 function selectorOf(v: Record<string, unknown>): Record<string, string> {
@@ -151,6 +165,22 @@ export function createWrites(ports: WritePorts, now: () => number) {
       }
       const extra = await done('warmup', { source }, remote, 'ok', { action, ...(action === 'skip' ? { days } : {}) });
       return { status: 200, body: { warmup: { source, action, ...(action === 'skip' ? { days } : {}) }, ...extra } };
+    },
+    async suppressAdd(body: unknown, remote: string | undefined): Promise<Answer> {
+      const parsed = suppressAddBody.safeParse(body);
+      if (!parsed.success) return refused('suppress-add', parsed.error);
+      const { domain, address, duration: forMs, reason } = parsed.data;
+      const entry = ports.suppressionList.add(domain, address, 'admin', reason, forMs);
+      const extra = await done('suppress-add', { domain, address }, remote, 'ok', { until: new Date(entry.until).toISOString(), reason });
+      return { status: 200, body: { suppressed: { domain, address, until: new Date(entry.until).toISOString(), reason }, ...extra } };
+    },
+    async suppressRemove(body: unknown, remote: string | undefined): Promise<Answer> {
+      const parsed = suppressRemoveBody.safeParse(body);
+      if (!parsed.success) return refused('suppress-remove', parsed.error);
+      const { domain, address } = parsed.data;
+      const removed = ports.suppressionList.remove(domain, address);
+      await done('suppress-remove', { domain, address }, remote, removed ? 'ok' : 'not-found', {});
+      return removed ? { status: 200, body: { removed: { domain, address } } } : { status: 404, body: { error: `${address} is not suppressed for ${domain}` } };
     },
     list(): Answer {
       return { status: 200, body: { suspensions: ports.suspensions.list().map((s) => suspensionView(s, now())) } };

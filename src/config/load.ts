@@ -99,6 +99,7 @@ function resolvePaths(config: Config, baseDir: string): Config {
       ...(config.shaping.rules_file ? { rules_file: abs(config.shaping.rules_file) } : {}),
       state_dir: abs(config.shaping.state_dir || join(config.spool.dir, 'shaping')),
     },
+    suppression: { ...config.suppression, state_dir: abs(config.suppression.state_dir || join(config.spool.dir, 'suppression')) },
     egress: { ...config.egress, state_dir: abs(config.egress.state_dir || join(config.spool.dir, 'egress')) },
     feedback: {
       ...config.feedback,

@@ -188,6 +188,15 @@ const feedback = z.strictObject({
   });
 });
 
+/** Suppression (docs/bounces.md): opt-in; addresses that hard-bounced or complained are refused at RCPT. */
+const suppression = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** How long an address stays suppressed after its last hard bounce or complaint. */
+  period: positiveDuration.default(90 * 86_400_000),
+  /** The list across restarts; empty means <spool.dir>/suppression. */
+  state_dir: z.string().default(''),
+});
+
 const bounce = z.strictObject({
   /** Operator rules (same format as src/bounce/default-rules.yaml), tried before the defaults. */
   rules_file: z.string().min(1).optional(),
@@ -221,6 +230,7 @@ export const configSchema = z.strictObject({
   feedback: feedback.default(() => feedback.parse({})),
   egress: egress.default(() => egress.parse({})),
   bounce: bounce.default({}),
+  suppression: suppression.default(() => suppression.parse({})),
   log: log.default({ level: 'info' }),
   tuning: tuning.default(() => tuning.parse({})),
 });

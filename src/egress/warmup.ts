@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { replaceFile } from '../lib/atomic-file.ts';
 import type { Clock, Timer } from '../lib/clock.ts';
+import { saveSoon } from '../lib/save-soon.ts';
 import { createCalendar, daysBetween } from './calendar.ts';
 
 /**
@@ -103,9 +104,7 @@ export function createWarmup(options: WarmupOptions, deps: { clock: Clock; log: 
   const bySource = new Map(options.sources.map((s) => [s.name, s]));
   const states = new Map<string, SourceState>();
   const badShare = options.badShare ?? DEFAULT_BAD_SHARE;
-  let saveTimer: Timer | undefined;
   let midnight: Timer | undefined;
-  let saving: Promise<void> = Promise.resolve();
 
   const calendar = createCalendar(options.timezone);
   const today = (): string => calendar.date(clock.now());
@@ -150,18 +149,11 @@ export function createWarmup(options: WarmupOptions, deps: { clock: Clock; log: 
     return day < curve.length ? (curve[day] as number) : undefined;
   }
 
-  function scheduleSave(): void {
-    if (saveTimer) return;
-    saveTimer = clock.at(clock.now() + SAVE_SOON_MS, () => {
-      saveTimer = undefined;
-      saving = saving.then(save, save);
-    });
-  }
-
-  async function save(): Promise<void> {
+  const saver = saveSoon(clock, SAVE_SOON_MS, async () => {
     const data = { version: 1, sources: Object.fromEntries(states) };
     await replaceFile(options.stateDir, STATE_FILE, `${JSON.stringify(data)}\n`).catch((err: unknown) => log.error({ err }, 'warm-up: cannot save progress; it is kept in memory and saved at the next change'));
-  }
+  });
+  const scheduleSave = (): void => saver.soon();
 
   /** At each local midnight every ramp rolls, and shards learn the caps of the new day. */
   function armMidnight(): void {
@@ -227,10 +219,7 @@ export function createWarmup(options: WarmupOptions, deps: { clock: Clock; log: 
     },
     async stop() {
       midnight?.cancel();
-      saveTimer?.cancel();
-      saveTimer = undefined;
-      await saving;
-      if (bySource.size > 0) await save();
+      if (bySource.size > 0) await saver.now();
     },
     take(name, provider, recipients) {
       const state = stateOf(name);

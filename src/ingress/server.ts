@@ -5,6 +5,7 @@ import type { Clock } from '../lib/clock.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { createNetworkList, parseHostPort } from '../lib/net.ts';
 import type { Envelope } from '../model/envelope.ts';
+import type { SuppressionEntry } from '../model/suppression.ts';
 import { queueIdSource, type QueueId } from '../model/ids.ts';
 import { checkMailbox } from './address.ts';
 import { parseMeta } from './meta.ts';
@@ -30,6 +31,8 @@ export interface IngressPorts {
   observeBody?(receivedAt: number): BodyObserver;
   /** Optional: every 4xx/5xx reply sent to a client, by code and enhanced status code (metrics). */
   refused?(code: number, enhanced: string): void;
+  /** Optional (suppression.enabled): the suppression in force for mail from `sender` to `recipient`. */
+  suppressed?(sender: string, recipient: string): SuppressionEntry | undefined;
 }
 
 /** The spool's side of one message being received (spool's MessageWriter). */
@@ -108,6 +111,12 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
       if (!relayAllowed(session)) return render(REPLIES.authRequired);
       const check = checkMailbox(address.address);
       if (!check.ok) return render(REPLIES.badRecipient, { address: address.address, problem: check.problem });
+      const sender = session.envelope.mailFrom;
+      const suppressed = sender ? ports.suppressed?.(sender.address, address.address) : undefined;
+      if (suppressed) {
+        const vars = { address: address.address, domain: suppressed.domain, until: new Date(suppressed.until).toISOString().slice(0, 10), detail: suppressed.detail };
+        return render(suppressed.reason === 'hard-bounce' ? REPLIES.suppressedBounce : REPLIES.suppressedComplaint, vars);
+      }
       return undefined;
     },
     data(stream, session) {

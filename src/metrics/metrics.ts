@@ -75,11 +75,14 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   // source: a warming source from egress.sources; scope: "total" or a provider in its schedule.
   const warmupDay = new Gauge({ name: 'tern_egress_warmup_day', help: 'The step of its warm-up schedule each warming source is on (-1: not started)', labelNames: ['source'] as const, registers: perProcess });
   const warmupRemaining = new Gauge({ name: 'tern_egress_warmup_remaining', help: 'What a warming source may still send today, in all (scope "total") or to a provider', labelNames: ['source', 'scope'] as const, registers: perProcess });
+  // reason: hard-bounce, complaint, admin.
+  const suppressionRefusals = new Counter({ name: 'tern_suppression_refusals_total', help: 'RCPTs refused because the address is suppressed for the sender domain, by why it was suppressed', labelNames: ['reason'] as const, registers: perShard });
+  const suppressedAddresses = new Gauge({ name: 'tern_suppressed_addresses', help: 'Entries on the suppression list (sender domain, address)', registers: perProcess });
   const spoolBytes = new Gauge({ name: 'tern_spool_bytes', help: 'Disk used by the spool (every partition)', registers: perProcess });
   const spoolFree = new Gauge({ name: 'tern_spool_free_bytes', help: 'Free space on the spool\'s file system, for an unprivileged writer', registers: perProcess });
   const loopDelay = eventLoopDelay(registry, thread);
   return {
-    registry, egressAttempts, sourceConnections, warmupDay, warmupRemaining, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
+    registry, suppressionRefusals, suppressedAddresses, egressAttempts, sourceConnections, warmupDay, warmupRemaining, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
     events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, failures, deliveryTls,
     adminActions, suspensions,
   };

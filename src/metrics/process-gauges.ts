@@ -23,6 +23,8 @@ export interface ProcessState {
   suspensions(): readonly { readonly target: string }[];
   /** The spool's size on disk and the free space under it. */
   disk(): Promise<{ bytes: number; free: number }>;
+  /** Entries on the suppression list. */
+  suppressed(): number;
   /** Each warming source's step and what it may still send today (null: no cap). */
   warmups(): readonly { readonly source: string; readonly day: number; readonly remaining: number | null; readonly providers: Readonly<Record<string, { readonly remaining: number | null }>> }[];
 }
@@ -54,6 +56,7 @@ export async function refreshProcessGauges(metrics: Metrics, state: ProcessState
     if (w.remaining !== null) metrics.warmupRemaining.labels({ source: w.source, scope: 'total' }).set(w.remaining);
     for (const [provider, p] of Object.entries(w.providers)) if (p.remaining !== null) metrics.warmupRemaining.labels({ source: w.source, scope: provider }).set(p.remaining);
   }
+  metrics.suppressedAddresses.set(state.suppressed());
   metrics.spoolBytes.set(disk.bytes);
   metrics.spoolFree.set(disk.free);
 }

@@ -4,6 +4,7 @@ import type { DkimKey } from '../dkim/index.ts';
 import type { Config } from '../config/index.ts';
 import type { KpiScope, KpiView } from '../feedback/index.ts';
 import type { CappedSources } from '../model/egress.ts';
+import type { SuppressionChange } from '../model/suppression.ts';
 import type { Readiness } from '../model/readiness.ts';
 import type { QueueId } from '../model/ids.ts';
 import type { Operated, Selector } from '../model/selector.ts';
@@ -48,6 +49,8 @@ export interface Shards {
   rulesChanged(): void;
   /** SIGHUP changed log.level: shards' loggers follow (one loop's is the daemon's own). */
   setLogLevel(level: string): void;
+  /** The suppression list changed: every shard's copy follows (docs/bounces.md, "Suppression"). */
+  suppressionsChanged(change: SuppressionChange): void;
   /** Warm-up caps changed (docs/egress.md): every shard picks sources by them (one loop reads them directly). */
   egressChanged(capped: CappedSources): void;
   /** SIGHUP changed the webhook endpoints: every shard's feedback sends to the new ones. */
@@ -82,6 +85,7 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
     setLogLevel: () => undefined,
     setWebhooks: (feedback) => pipeline.setWebhooks(feedback),
     egressChanged: () => undefined,
+    suppressionsChanged: (change) => pipeline.suppressionChanged(change),
     smtpAddresses: () => pipeline.smtpAddresses(),
     metrics(registry) {
       pipeline.refreshGauges();

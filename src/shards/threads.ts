@@ -37,6 +37,8 @@ export interface WorkerShardsDeps {
   readonly shaper: Pick<Shaper, 'path' | 'acquire' | 'release' | 'refund' | 'observe'>;
   /** Warm-up's counts, which shards' attempts go into (docs/egress.md). */
   readonly warmup?: WarmupPort;
+  /** A shard saw a hard bounce: the address goes on the suppression list (when enabled). */
+  readonly suppress?: (domain: string, address: string, detail: string) => void;
   /** Where shards' log lines go; without it each shard writes its own to stdout. */
   readonly logLine?: (line: string) => void;
   /** A shard died: its partition is stuck until the process restarts (the spool keeps it safe). */
@@ -88,6 +90,7 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     worker.on('message', (m: ShardNote) => {
       if (m.t === 'log') deps.logLine?.(m.line);
       else if (m.t === 'events') eventLog?.write(m.events).catch((err: unknown) => faults.warn(`event-log:${errorKind(err)}`, { err }, 'feedback: cannot write the event log'));
+      else if (m.t === 'suppress') deps.suppress?.(m.domain, m.address, m.detail);
     });
     worker.on('error', failed);
     worker.on('exit', (code) => failed(new Error(`shard ${shard} exited with code ${code}`)));
@@ -146,6 +149,9 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     },
     rulesChanged() {
       for (const s of shards) s.link.reloaded();
+    },
+    suppressionsChanged(change) {
+      for (const s of shards) s.rpc.call('suppression', change).catch((err: unknown) => log.warn({ err }, 'a shard did not take a suppression change'));
     },
     egressChanged(capped) {
       for (const s of shards) s.link.capped(capped);

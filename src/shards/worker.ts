@@ -7,6 +7,7 @@
 import type { QueueId } from '../model/ids.ts';
 import type { Selector } from '../model/selector.ts';
 import type { Suspension } from '../model/suspension.ts';
+import type { SuppressionChange } from '../model/suppression.ts';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { pino, type DestinationStream } from 'pino';
 import { classifyReplies, createClassifier, loadBounceRules } from '../bounce/index.ts';
@@ -35,7 +36,10 @@ export interface ShardData {
 }
 
 /** One-way messages from a shard, besides answers. */
-export type ShardNote = { readonly t: 'log'; readonly line: string } | { readonly t: 'events'; readonly events: readonly FeedbackEvent[] };
+export type ShardNote =
+  | { readonly t: 'log'; readonly line: string }
+  | { readonly t: 'events'; readonly events: readonly FeedbackEvent[] }
+  | { readonly t: 'suppress'; readonly domain: string; readonly address: string; readonly detail: string };
 
 const port = parentPort;
 if (!port) throw new Error('src/shards/worker.ts runs in a worker thread started by the coordinator');
@@ -59,7 +63,10 @@ const eventLog: EventLog | undefined = config.feedback.log
   : undefined;
 const pipeline = createPipeline(
   config,
-  { clock: systemClock, log, metrics, signer, classify: classifyReplies(createClassifier(bounce.rules)), shaping },
+  {
+    clock: systemClock, log, metrics, signer, classify: classifyReplies(createClassifier(bounce.rules)), shaping,
+    suppress: (domain, address, detail) => note({ t: 'suppress', domain, address, detail }),
+  },
   { shard, threads, ...(eventLog ? { eventLog } : {}) },
 );
 
@@ -89,6 +96,7 @@ answer(port, {
   message: (id) => pipeline.message(id as QueueId),
   'log-level': (level) => setLogLevel(level as string),
   webhooks: (feedback) => pipeline.setWebhooks(feedback as Config['feedback']),
+  suppression: (change) => pipeline.suppressionChanged(change as SuppressionChange),
   'reload-keys': () => {
     const fresh = loadKeys(config.dkim.keys);
     if (fresh.problems.length > 0) log.error({ problems: fresh.problems }, 'reload: DKIM keys not replaced in this shard; the previous keys stay in use');
