@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { createAdmin, openWrites } from './admin/index.ts';
-import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules } from './bounce/index.ts';
+import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules, qualifyMessage } from './bounce/index.ts';
 import { changedKeys, sortChanges, type Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
 import { createSigner, loadKeys } from './dkim/index.ts';
@@ -15,9 +15,10 @@ import type { QueueId } from './model/ids.ts';
 import { TernError } from './lib/errors.ts';
 import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
 import { createMetrics, diskUsage, refreshProcessGauges } from './metrics/index.ts';
-import { checkListenerTls } from './ingress/index.ts';
+import { checkListenerTls, createReturnsIngress, MAX_RETURN_SIZE } from './ingress/index.ts';
 import { createPipeline } from './pipeline.ts';
 import { createSuppressionStore, suppressionView } from './suppression/index.ts';
+import { createReturnHandler, returnsDir, type ReturnHandlerDeps } from './returns/index.ts';
 import { localShards, resolveThreads, workerShards, type Shards } from './shards/index.ts';
 import { baseSettings, createShaper, loadRuleSet, type Change, type LoadedRuleSet, type PathIdentity } from './shaping/index.ts';
 
@@ -33,6 +34,8 @@ export interface Daemon {
   reload(next?: Config): Reloaded;
   smtpAddresses(): { host: string; port: number }[];
   adminAddress(): { host: string; port: number } | undefined;
+  /** The bounce listener's addresses (bounce.listen), when bounce.domain is set. */
+  returnsAddresses(): { host: string; port: number }[];
 }
 
 export interface DaemonDeps {
@@ -98,7 +101,8 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
   if (bounceRules.problems.length > 0) {
     throw new TernError('TERN_CONFIG_INVALID', bounceRules.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
   }
-  const classify = classifyReplies(createClassifier(bounceRules.rules));
+  const classifier = createClassifier(bounceRules.rules);
+  const classify = classifyReplies(classifier);
   const shapingRules = loadShapingRules(config);
   if (!shapingRules.ok) throw new TernError('TERN_CONFIG_INVALID', shapingRules.problems.map((p) => `${p.path}: ${p.problem}`).join('; '));
   const { egress } = config;
@@ -112,6 +116,13 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
   );
   // A hard bounce from any shard puts the address on the list (shards keep copies).
   const suppress = config.suppression.enabled ? (domain: string, address: string, detail: string) => void suppressions.add(domain, address, 'hard-bounce', detail) : undefined;
+  const returns = openReturns(config, {
+    qualify: (raw) => qualifyMessage(raw, classifier),
+    record: (events) => shards.record(events),
+    ...(config.suppression.enabled ? { complained: (domain: string, address: string) => void suppressions.add(domain, address, 'complaint', 'complained (feedback report)') } : {}),
+    count: (result) => metrics.returns.labels({ result }).inc(),
+    clock, log: log.child({ stage: 'returns' }),
+  });
   const reputation = new ReputationBook(
     { days: egress.reputation_days, dir: egress.state_dir, calendar: createCalendar(egress.timezone) },
     { clock, log: log.child({ stage: 'egress' }) },
@@ -201,10 +212,12 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       const recovered = shards.run();
       await admin.start();
       await shards.listen();
+      await returns?.start();
       await recovered;
     },
     async stop(graceMs = 30_000) {
       log.info('stopping: no new mail accepted, finishing in-flight deliveries');
+      await returns?.stop();
       await shards.drain(graceMs);
       await shaper.stop();
       await warmup.stop();
@@ -262,6 +275,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     },
     smtpAddresses: () => shards.smtpAddresses(),
     adminAddress: () => admin.address(),
+    returnsAddresses: () => returns?.addresses() ?? [],
   };
 }
 
@@ -272,4 +286,23 @@ async function lowerHelpers(tuning: Config['tuning'], log: Logger): Promise<void
     log.info({ threads: result.threads, nice: tuning.pool_nice, sched_idle: result.idle }, 'helper threads run below the event loop');
   }
   if (result.problem) log.warn({ problem: result.problem }, 'tuning.pool_idle: helper threads not moved to SCHED_IDLE; they keep pool_nice');
+}
+
+/** The bounce listener (ingress) and what it hands returned mail to (returns), when bounce.domain is set. */
+function openReturns(config: Config, deps: Omit<ReturnHandlerDeps, 'secret' | 'dir' | 'keepMs'>) {
+  const domain = config.bounce.domain;
+  if (!domain) return undefined;
+  const handler = createReturnHandler({ ...deps, secret: config.bounce.secret, dir: returnsDir(config), keepMs: config.bounce.keep });
+  const listener = createReturnsIngress({ listen: config.bounce.listen, hostname: config.hostname, domain, maxSize: MAX_RETURN_SIZE }, handler, deps.log);
+  return {
+    async start() {
+      handler.start();
+      await listener.start();
+    },
+    async stop() {
+      handler.stop();
+      await listener.stop();
+    },
+    addresses: () => listener.addresses(),
+  };
 }

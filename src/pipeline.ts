@@ -11,12 +11,14 @@ import { createDelivery, loadTrust, type Delivery, type DeliveryPorts } from './
 import type { Signer } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
 import { planEgress } from './egress/index.ts';
+import { returnPath, returnsDir, SentLedger } from './returns/index.ts';
 import { createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackDeps, type FeedbackOptions, type Ledger, type WebhookOptions } from './feedback/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { Metrics } from './metrics/index.ts';
 import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
 import type { QueueId } from './model/ids.ts';
+import type { Envelope } from './model/envelope.ts';
 import type { JournalRecord } from './model/journal.ts';
 import type { SmtpReply } from './model/reply.ts';
 import { createQueue, matchesSelector, type MessageView, type Queue, type RecipientOutcome } from './queue/index.ts';
@@ -99,6 +101,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     onEvents: (events) => {
       for (const e of events) {
         metrics.events.labels({ type: e.type }).inc();
+        if (sentLedger && e.type === 'delivered') sentLedger.record({ queue_id: e.queue_id, index: Number(e.id.split('.')[1]), recipient: e.recipient, sender: e.sender, message_id: e.message_id, meta: e.meta, at: Date.parse(e.time) });
         // A hard bounce says the address is bad: suppressed for this sender domain (when enabled).
         if (suppress && e.type === 'failed' && e.cause === 'bounce' && e.bounce?.type === 'hard' && e.sender !== '') {
           suppress(domainOf(e.sender), e.recipient, e.response ? `${e.response.code}${e.response.enhanced ? ` ${e.response.enhanced}` : ''} ${e.response.text}` : e.bounce.reason);
@@ -123,6 +126,9 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   // The operator's suspensions (admin holds the list and sends it on every change).
   let suspensions: readonly Suspension[] = [];
   const egress = planEgress(config.egress, config.hostname);
+  // Asynchronous bounces (docs/bounces.md): VERP return paths, and a ledger of what was delivered.
+  const bounceDomain = config.bounce.domain;
+  const sentLedger = bounceDomain ? new SentLedger(returnsDir(config), layout.shard, clock, log.child({ stage: 'returns' })) : undefined;
   // The coordinator's suppression list, as changes tell it; ingress asks it at RCPT.
   const suppressions = new SuppressionCopy();
   const resolver = createResolver(config.dns, clock, (type, result) => metrics.dnsLookups.labels({ type, result }).inc());
@@ -172,6 +178,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       peek: (id) => spool.load(id),
       route: resolver.route,
       suspended: (domain, site) => suspensionFor(suspensions, domain, site, clock.now()),
+      ...(bounceDomain ? { returnPath: (envelope: Envelope, index: number) => returnPath(envelope.id, index, config.bounce.secret, bounceDomain) } : {}),
       deliver: async (job) => {
         const started = performance.now();
         const outcome = await delivery.deliver(job);
@@ -257,6 +264,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       await relayed.stop(); // again: transactions that finished while ingress closed
     },
     async close() {
+      await sentLedger?.flush();
       await feedback.stop();
       await spool.close();
     },

@@ -93,7 +93,7 @@ function resolvePaths(config: Config, baseDir: string): Config {
     smtp: { ...config.smtp, ...(config.smtp.tls ? { tls: { cert: abs(config.smtp.tls.cert), key: abs(config.smtp.tls.key) } } : {}) },
     ...(config.delivery.tls_ca_file ? { delivery: { ...config.delivery, tls_ca_file: abs(config.delivery.tls_ca_file) } } : {}),
     dkim: { keys: config.dkim.keys.map((k) => ({ ...k, key_file: abs(k.key_file) })) },
-    bounce: config.bounce.rules_file ? { rules_file: abs(config.bounce.rules_file) } : {},
+    bounce: { ...config.bounce, ...(config.bounce.rules_file ? { rules_file: abs(config.bounce.rules_file) } : {}) },
     shaping: {
       ...config.shaping,
       ...(config.shaping.rules_file ? { rules_file: abs(config.shaping.rules_file) } : {}),

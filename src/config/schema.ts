@@ -200,6 +200,18 @@ const suppression = z.strictObject({
 const bounce = z.strictObject({
   /** Operator rules (same format as src/bounce/default-rules.yaml), tried before the defaults. */
   rules_file: z.string().min(1).optional(),
+  /**
+   * Asynchronous bounces (docs/bounces.md): the domain of the VERP return path Tern puts in MAIL
+   * FROM, whose mail (DSNs, complaints) comes back to `listen`. None: MAIL FROM is the client's.
+   */
+  domain: hostname.optional(),
+  listen: z.array(hostPort).min(1).default(['127.0.0.1:2526']),
+  /** HMAC key that signs each return path, so a forged one is refused. */
+  secret: z.string().default(''),
+  /** How long after sending a bounce is still matched to its message. */
+  keep: positiveDuration.default(7 * 86_400_000),
+}).superRefine((b, ctx) => {
+  if (b.domain && b.secret.length < 16) ctx.addIssue({ code: 'custom', path: ['secret'], message: 'must be at least 16 characters when bounce.domain is set: it signs the return paths' });
 });
 
 const tuning = z.strictObject({
@@ -229,7 +241,7 @@ export const configSchema = z.strictObject({
   shaping: shaping.default(() => shaping.parse({})),
   feedback: feedback.default(() => feedback.parse({})),
   egress: egress.default(() => egress.parse({})),
-  bounce: bounce.default({}),
+  bounce: bounce.default(() => bounce.parse({})),
   suppression: suppression.default(() => suppression.parse({})),
   log: log.default({ level: 'info' }),
   tuning: tuning.default(() => tuning.parse({})),

@@ -7,6 +7,8 @@ export interface Counts {
   delivered: number;
   soft_bounces: number;
   failed: { total: number; hard: number; soft: number; ignored: number; expired: number };
+  /** Recipients who reported the message (complaint events); they stay counted as delivered. */
+  complaints: number;
 }
 
 export interface KpiView extends Counts {
@@ -30,7 +32,7 @@ export interface Kpis {
 
 interface Snapshot { through: number; campaign: Record<string, Counts>; delivery: Record<string, Counts> }
 
-const empty = (): Counts => ({ relayed: 0, delivered: 0, soft_bounces: 0, failed: { total: 0, hard: 0, soft: 0, ignored: 0, expired: 0 } });
+const empty = (): Counts => ({ relayed: 0, delivered: 0, soft_bounces: 0, failed: { total: 0, hard: 0, soft: 0, ignored: 0, expired: 0 }, complaints: 0 });
 
 /**
  * Per-campaign (`meta.campaign`) and per-delivery (`meta.delivery`) counters. Saved atomically to
@@ -54,7 +56,10 @@ export function openKpis(path: string): Kpis {
     if (event.type === 'relayed') c.relayed += 1;
     else if (event.type === 'delivered') c.delivered += 1;
     else if (event.type === 'soft_bounce') c.soft_bounces += 1;
+    else if (event.type === 'complaint') c.complaints = (c.complaints ?? 0) + 1;
     else {
+      // A bounce that came back after the 250 moves its recipient from delivered to failed.
+      if (event.async) c.delivered = Math.max(0, c.delivered - 1);
       c.failed.total += 1;
       const type = event.bounce?.type;
       if (type === 'hard' || type === 'soft' || type === 'ignored') c.failed[type] += 1;
@@ -94,7 +99,7 @@ export function openKpis(path: string): Kpis {
 function viewOf(id: string, c: Counts): KpiView {
   const final = c.delivered + c.failed.total;
   return {
-    id, ...c,
+    id, ...c, complaints: c.complaints ?? 0,
     success_pct: c.relayed === 0 ? 0 : Math.round((c.delivered / c.relayed) * 10_000) / 100,
     in_progress: Math.max(0, c.relayed - final),
   };
@@ -105,11 +110,12 @@ export function mergeKpiViews(views: readonly (KpiView | undefined)[]): KpiView 
   const present = views.filter((v): v is KpiView => v !== undefined);
   const first = present[0];
   if (!first) return undefined;
-  const total: Counts = { relayed: 0, delivered: 0, soft_bounces: 0, failed: { total: 0, hard: 0, soft: 0, ignored: 0, expired: 0 } };
+  const total: Counts = empty();
   for (const v of present) {
     total.relayed += v.relayed;
     total.delivered += v.delivered;
     total.soft_bounces += v.soft_bounces;
+    total.complaints += v.complaints ?? 0;
     for (const k of ['total', 'hard', 'soft', 'ignored', 'expired'] as const) total.failed[k] += v.failed[k];
   }
   return viewOf(first.id, total);

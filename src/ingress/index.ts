@@ -8,3 +8,4 @@ export { parseMeta } from './meta.ts';
 export { MessageRewriter } from './rewrite.ts';
 export { checkMailbox, domainOf } from './address.ts';
 export { checkListenerTls } from './tls-files.ts';
+export { createReturnsIngress, MAX_RETURN_SIZE, type ReturnsIngress, type ReturnsPorts } from './returns.ts';

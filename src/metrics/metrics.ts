@@ -2,7 +2,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 const VERDICTS = ['delivered', 'retry', 'failed'] as const;
-const EVENT_TYPES = ['relayed', 'delivered', 'soft_bounce', 'failed'] as const;
+const EVENT_TYPES = ['relayed', 'delivered', 'soft_bounce', 'failed', 'complaint'] as const;
 const WEBHOOK_RESULTS = ['ok', 'refused', 'failed'] as const;
 
 /**
@@ -75,6 +75,8 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   // source: a warming source from egress.sources; scope: "total" or a provider in its schedule.
   const warmupDay = new Gauge({ name: 'tern_egress_warmup_day', help: 'The step of its warm-up schedule each warming source is on (-1: not started)', labelNames: ['source'] as const, registers: perProcess });
   const warmupRemaining = new Gauge({ name: 'tern_egress_warmup_remaining', help: 'What a warming source may still send today, in all (scope "total") or to a provider', labelNames: ['source', 'scope'] as const, registers: perProcess });
+  // result: failed, complaint, autoreply, not-failure, unmatched, forged (docs/bounces.md).
+  const returns = new Counter({ name: 'tern_returns_total', help: 'Recipients of mail returned to the bounce listener, by what became of them (failed, complaint, autoreply, not-failure, unmatched, forged)', labelNames: ['result'] as const, registers: perProcess });
   // reason: hard-bounce, complaint, admin.
   const suppressionRefusals = new Counter({ name: 'tern_suppression_refusals_total', help: 'RCPTs refused because the address is suppressed for the sender domain, by why it was suppressed', labelNames: ['reason'] as const, registers: perShard });
   const suppressedAddresses = new Gauge({ name: 'tern_suppressed_addresses', help: 'Entries on the suppression list (sender domain, address)', registers: perProcess });
@@ -82,7 +84,7 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   const spoolFree = new Gauge({ name: 'tern_spool_free_bytes', help: 'Free space on the spool\'s file system, for an unprivileged writer', registers: perProcess });
   const loopDelay = eventLoopDelay(registry, thread);
   return {
-    registry, suppressionRefusals, suppressedAddresses, egressAttempts, sourceConnections, warmupDay, warmupRemaining, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
+    registry, returns, suppressionRefusals, suppressedAddresses, egressAttempts, sourceConnections, warmupDay, warmupRemaining, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
     events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, failures, deliveryTls,
     adminActions, suspensions,
   };

@@ -3,7 +3,8 @@ import type { Envelope } from './envelope.ts';
 import type { Route } from './outcome.ts';
 import type { SmtpReply } from './reply.ts';
 
-export type EventType = 'relayed' | 'delivered' | 'soft_bounce' | 'failed';
+/** complaint: the recipient reported the message (a feedback loop's ARF report; docs/bounces.md). */
+export type EventType = 'relayed' | 'delivered' | 'soft_bounce' | 'failed' | 'complaint';
 /** Why a recipient failed: the receiver said so, its validity ran out, an operator, or an adaptive rule failing its path's mail. */
 export type FailureCause = 'bounce' | 'expired' | 'admin' | 'adaptive';
 export type DeliveryStatus = 'taken_into_account' | 'sent' | 'failed';
@@ -36,6 +37,10 @@ export interface FeedbackEvent {
   readonly response?: { readonly code: number; readonly enhanced?: string; readonly text: string };
   readonly bounce?: { readonly class: number; readonly reason: string; readonly category: string; readonly type: string; readonly failure: string };
   readonly cause?: FailureCause;
+  /** A `failed` that came back after the receiver said 250 (a DSN): the recipient's `delivered` stands corrected. */
+  readonly async?: true;
+  /** A complaint's ARF Feedback-Type: abuse, fraud, virus, opt-out, not-spam, auth-failure, other. */
+  readonly feedback_type?: string;
 }
 
 /** The decision about one recipient that an event reports. */

@@ -64,6 +64,8 @@ export interface QueuePorts {
   /** Qualify a failed attempt (reason, class, type); its `retry` decides what happens next. */
   classify(reply: SmtpReply): BounceClassification;
   observe?(outcome: RecipientOutcome): void;
+  /** The MAIL FROM to send with (a VERP return path, docs/bounces.md); without it, the envelope's sender. */
+  returnPath?(envelope: Envelope, index: number): string;
   /** An operator's suspension in force for a domain reached through a site: its mail waits untried. */
   suspended?(domain: string, site: SiteName): Suspension | undefined;
   /**
@@ -361,7 +363,8 @@ export function createQueue(options: QueueOptions, ports: QueuePorts, deps: { cl
       domain,
       hosts: route.hosts,
       envelope: {
-        sender: envelope.sender,
+        // A null sender stays null: what a bounce of a bounce must not get is a return path.
+        sender: ports.returnPath && envelope.sender !== '' ? ports.returnPath(envelope, indexes[0] as number) : envelope.sender,
         recipients: indexes.map((i) => (envelope.recipients[i] as { address: string }).address),
         ...recipientDsn(envelope, indexes),
         size: envelope.bodySize + Buffer.byteLength(envelope.prepend ?? ''),

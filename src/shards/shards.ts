@@ -4,6 +4,7 @@ import type { DkimKey } from '../dkim/index.ts';
 import type { Config } from '../config/index.ts';
 import type { KpiScope, KpiView } from '../feedback/index.ts';
 import type { CappedSources } from '../model/egress.ts';
+import type { FeedbackEvent } from '../model/event.ts';
 import type { SuppressionChange } from '../model/suppression.ts';
 import type { Readiness } from '../model/readiness.ts';
 import type { QueueId } from '../model/ids.ts';
@@ -49,6 +50,8 @@ export interface Shards {
   rulesChanged(): void;
   /** SIGHUP changed log.level: shards' loggers follow (one loop's is the daemon's own). */
   setLogLevel(level: string): void;
+  /** Events made outside the pipeline (a bounce returned later): one shard's feedback records them. */
+  record(events: readonly FeedbackEvent[]): Promise<void>;
   /** The suppression list changed: every shard's copy follows (docs/bounces.md, "Suppression"). */
   suppressionsChanged(change: SuppressionChange): void;
   /** Warm-up caps changed (docs/egress.md): every shard picks sources by them (one loop reads them directly). */
@@ -86,6 +89,7 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
     setWebhooks: (feedback) => pipeline.setWebhooks(feedback),
     egressChanged: () => undefined,
     suppressionsChanged: (change) => pipeline.suppressionChanged(change),
+    record: (events) => pipeline.feedback.record(events),
     smtpAddresses: () => pipeline.smtpAddresses(),
     metrics(registry) {
       pipeline.refreshGauges();

@@ -150,6 +150,10 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     rulesChanged() {
       for (const s of shards) s.link.reloaded();
     },
+    async record(events) {
+      // Shard 0's outbox: any shard's would do; KPIs and the webhook merge across them.
+      await (shards[0] as Running).rpc.call('record', events);
+    },
     suppressionsChanged(change) {
       for (const s of shards) s.rpc.call('suppression', change).catch((err: unknown) => log.warn({ err }, 'a shard did not take a suppression change'));
     },

@@ -97,6 +97,7 @@ answer(port, {
   'log-level': (level) => setLogLevel(level as string),
   webhooks: (feedback) => pipeline.setWebhooks(feedback as Config['feedback']),
   suppression: (change) => pipeline.suppressionChanged(change as SuppressionChange),
+  record: (events) => pipeline.feedback.record(events as FeedbackEvent[]),
   'reload-keys': () => {
     const fresh = loadKeys(config.dkim.keys);
     if (fresh.problems.length > 0) log.error({ problems: fresh.problems }, 'reload: DKIM keys not replaced in this shard; the previous keys stay in use');

@@ -13,6 +13,11 @@ export interface QualifiedRecipient {
   readonly type: string;
   /** The campaign side's failure reason (User unknown, Mailbox full, Refused, ...). */
   readonly failure: string;
+  readonly category?: string;
+  /** A DSN's Action (failed, delayed, delivered, relayed, expanded). */
+  readonly action?: string;
+  /** The receiver's words the reason was read from (at most 300 characters). */
+  readonly diagnostic?: string;
   readonly feedback_type?: string;
 }
 
@@ -26,7 +31,7 @@ export function qualifyMessage(raw: Buffer, classify: Classifier): QualifiedReci
 }
 
 function qualify(found: FoundRecipient, classify: Classifier): QualifiedRecipient {
-  const base = { kind: found.kind, recipient: found.recipient, status: found.status ?? null, reply_code: found.replyCode ?? null };
+  const base = { kind: found.kind, recipient: found.recipient, status: found.status ?? null, reply_code: found.replyCode ?? null, ...(found.action ? { action: found.action } : {}) };
   // A complaint is the recipient saying no: the campaign side files it as Refused.
   if (found.kind === 'arf') return { ...base, reason: 'feedback', class: null, type: 'ignored', failure: 'Refused', ...(found.feedbackType ? { feedback_type: found.feedbackType } : {}) };
   if (found.kind === 'autoreply') return { ...base, reason: 'vacation', class: REASON_TABLE.vacation.class, type: REASON_TABLE.vacation.type, failure: CAMPAIGN_FAILURE.vacation };
@@ -34,5 +39,5 @@ function qualify(found: FoundRecipient, classify: Classifier): QualifiedRecipien
   // A DSN's Status is the reporting MTA's verdict: permanent (5.x.x) or not, whatever the reply quoted.
   const code = found.replyCode ?? (found.status ? Number(found.status[0]) * 100 + 50 : undefined);
   const c = classify({ ...(code ? { code } : {}), ...(found.status ? { enhanced: found.status } : {}), ...(found.stage ? { stage: found.stage } : {}), text: found.text });
-  return { ...base, reason: c.reason, class: c.class, type: c.type, failure: c.failure };
+  return { ...base, reason: c.reason, class: c.class, type: c.type, failure: c.failure, category: c.category, ...(found.text ? { diagnostic: found.text.slice(0, 300) } : {}) };
 }

@@ -74,6 +74,8 @@ export const REPLIES = {
   authRequired: entry(530, '5.7.0', 'Authentication required', 'MAIL/RCPT from outside smtp.allow_networks without AUTH'),
   badSender: entry(553, '5.1.7', 'Bad sender address <{address}>: {problem}', 'a MAIL address that is not local-part@domain'),
   badRecipient: entry(553, '5.1.3', 'Bad recipient address <{address}>: {problem}', 'a RCPT address that is not local-part@domain, or an address literal'),
+  returnUnknown: entry(550, '5.1.1', 'No such return address <{address}>', 'the bounce listener (bounce.listen): RCPT to an address that is not a return path Tern signed (forged, or another domain)'),
+  returnReceived: entry(250, '2.0.0', 'Ok: returned message received', 'the bounce listener: a DSN, complaint or reply taken for processing'),
   suppressedBounce: entry(550, '5.1.1', 'Recipient <{address}> is suppressed for {domain} until {until}: it hard-bounced ({detail})', 'RCPT of an address on the suppression list after a hard bounce (suppression.enabled)'),
   suppressedComplaint: entry(550, '5.7.1', 'Recipient <{address}> is suppressed for {domain} until {until}: {detail}', 'RCPT of an address on the suppression list after a complaint, or added by an operator'),
   // STARTTLS
