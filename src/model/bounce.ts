@@ -25,3 +25,28 @@ export interface BounceClassification {
   readonly rule: string;
   readonly mismatch?: string;
 }
+
+/** How a returned message was read (src/bounce/message): a DSN, prose from an MTA, a complaint, an auto-reply, or none of these. */
+export type MessageKind = 'dsn' | 'nonstandard' | 'arf' | 'autoreply' | 'unknown';
+
+/**
+ * One recipient of a bounce, complaint or auto-reply, qualified (BRIEF §3, `tern classify
+ * --message`); in model because the returns stage turns these into events.
+ */
+export interface QualifiedRecipient {
+  readonly kind: MessageKind;
+  readonly recipient: string;
+  readonly status: string | null;
+  readonly reply_code: number | null;
+  readonly reason: string;
+  readonly class: number | null;
+  readonly type: string;
+  /** The campaign side's failure reason (User unknown, Mailbox full, Refused, ...). */
+  readonly failure: string;
+  readonly category?: string;
+  /** A DSN's Action (failed, delayed, delivered, relayed, expanded). */
+  readonly action?: string;
+  /** The receiver's words the reason was read from (at most 300 characters). */
+  readonly diagnostic?: string;
+  readonly feedback_type?: string;
+}

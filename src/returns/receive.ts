@@ -1,23 +1,11 @@
+import type { QualifiedRecipient } from '../model/bounce.ts';
 import type { FeedbackEvent } from '../model/event.ts';
 import type { QueueId } from '../model/ids.ts';
 import { domainOf } from '../model/suppression.ts';
 import type { SentRecipient } from './ledger.ts';
 
-/** One recipient a returned message reports on, qualified (src/bounce: qualifyMessage). */
-export interface ReturnedRecipient {
-  readonly kind: 'dsn' | 'nonstandard' | 'arf' | 'autoreply' | 'unknown';
-  readonly recipient: string;
-  readonly status: string | null;
-  readonly reply_code: number | null;
-  readonly reason: string;
-  readonly class: number | null;
-  readonly type: string;
-  readonly failure: string;
-  readonly category?: string;
-  readonly action?: string;
-  readonly diagnostic?: string;
-  readonly feedback_type?: string;
-}
+/** One recipient a returned message reports on, as src/bounce qualifies it. */
+export type ReturnedRecipient = QualifiedRecipient;
 
 /** What became of one recipient of a returned message: counted in tern_returns_total. */
 export type ReturnResult = 'failed' | 'complaint' | 'autoreply' | 'not-failure' | 'unmatched';

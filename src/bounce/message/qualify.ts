@@ -1,25 +1,10 @@
 import type { Classifier } from '../classify.ts';
 import { CAMPAIGN_FAILURE, REASON_TABLE } from '../reasons.ts';
-import { readBounceMessage, type FoundRecipient, type MessageKind } from './read.ts';
+import type { QualifiedRecipient } from '../../model/bounce.ts';
+import { readBounceMessage, type FoundRecipient } from './read.ts';
 
-/** One recipient of a bounce, complaint or auto-reply, qualified (BRIEF §3, `tern classify --message`). */
-export interface QualifiedRecipient {
-  readonly kind: MessageKind;
-  readonly recipient: string;
-  readonly status: string | null;
-  readonly reply_code: number | null;
-  readonly reason: string;
-  readonly class: number | null;
-  readonly type: string;
-  /** The campaign side's failure reason (User unknown, Mailbox full, Refused, ...). */
-  readonly failure: string;
-  readonly category?: string;
-  /** A DSN's Action (failed, delayed, delivered, relayed, expanded). */
-  readonly action?: string;
-  /** The receiver's words the reason was read from (at most 300 characters). */
-  readonly diagnostic?: string;
-  readonly feedback_type?: string;
-}
+export type { QualifiedRecipient };
+
 
 /**
  * Every recipient a message reports on, through the same classifier as replies at delivery:

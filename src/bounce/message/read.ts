@@ -1,3 +1,4 @@
+import type { MessageKind } from '../../model/bounce.ts';
 import { stageIn, type Stage } from '../normalize.ts';
 import { header, parseFields, parseMessage, textOf, walk, type MimePart } from './mime.ts';
 import { readProse } from './prose.ts';
@@ -7,7 +8,7 @@ import { readProse } from './prose.ts';
  * "Asynchronous bounces"): RFC 3464 delivery status notifications, RFC 5965 feedback reports,
  * RFC 3834 auto-replies, and the prose bounces MTAs write instead of a DSN (prose.ts).
  */
-export type MessageKind = 'dsn' | 'nonstandard' | 'arf' | 'autoreply' | 'unknown';
+export type { MessageKind } from '../../model/bounce.ts';
 
 export interface FoundRecipient {
   readonly kind: MessageKind;
