@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createClassifier, defaultRules } from '../../src/bounce/index.ts';
-import { formatAgreement, loadCorpus, measureAgreement } from '../support/agreement.ts';
+import { crossValidate, formatAgreement, loadCorpus, measureAgreement } from '../support/agreement.ts';
 
 /**
  * Agreement with sisimai's labels over test/fixtures/bounces/sync-replies.tsv (BSD-2, licence
@@ -21,6 +21,16 @@ t.test('default rules agree with the labelled corpus', async (t) => {
   t.ok(agreement.rows >= 375, `corpus read: ${agreement.rows} rows`);
   t.ok(agreement.hardSoft >= FLOORS.hardSoft, `hard/soft agreement ${(agreement.hardSoft * 100).toFixed(1)}% ≥ ${FLOORS.hardSoft * 100}%`);
   t.ok(agreement.reason >= FLOORS.reason, `reason agreement ${(agreement.reason * 100).toFixed(1)}% ≥ ${FLOORS.reason * 100}%`);
+});
+
+t.test('agreement on replies the rules were not written for: 5-fold cross-validation', async (t) => {
+  const cv = crossValidate(defaultRules(), loadCorpus());
+  const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+  process.stderr.write(`bounce agreement, 5-fold cross-validated: hard/soft ${pct(cv.hardSoft)}; reason ${pct(cv.reason)}; per fold ${cv.perFold.map((f) => `${pct(f.hardSoft)}/${pct(f.reason)} (${f.rulesKept} rules)`).join(', ')}\n`);
+  // Measured 2026-12-06: 92.5 % / 79.5 %. The issue aims at 95 % / 85 % on replies never seen.
+  t.ok(cv.hardSoft >= 0.91, `hard/soft ${pct(cv.hardSoft)} ≥ 91%`);
+  t.ok(cv.reason >= 0.77, `reason ${pct(cv.reason)} ≥ 77%`);
+  t.ok(cv.perFold.every((f) => f.rulesKept < defaultRules().length), 'each fold leaves out the rules only its own rows need');
 });
 
 t.test('the agreement measure itself can fail', async (t) => {
