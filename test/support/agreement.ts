@@ -76,8 +76,8 @@ export function measureAgreement(classify: Classifier, corpus: readonly Labelled
 
 /**
  * Agreement on replies the rules were not written for, estimated by k-fold cross-validation: for
- * each fold, the rules kept are those that decide at least one row of the other folds (a rule
- * only its own fold's rows need was, for this purpose, written for them), and the fold is scored
+ * each fold, the rules kept are those that match at least one row of the other folds (a rule
+ * only its own fold's rows match was, for this purpose, written for them), and the fold is scored
  * with those alone. The generic fallbacks (enhanced code, reply code) always stay.
  */
 export function crossValidate(rules: readonly Rule[], corpus: readonly LabelledReply[], folds = 5): { hardSoft: number; reason: number; perFold: { rows: number; hardSoft: number; reason: number; rulesKept: number }[] } {
@@ -89,9 +89,12 @@ export function crossValidate(rules: readonly Rule[], corpus: readonly LabelledR
   for (let k = 0; k < folds; k++) {
     const train = corpus.filter((r) => foldOf(r) !== k);
     const test = corpus.filter((r) => foldOf(r) === k);
-    const full = createClassifier(rules);
-    const used = new Set(train.map((r) => full({ ...(r.code ? { code: r.code } : {}), ...(r.enhanced ? { enhanced: r.enhanced } : {}), text: r.text }).rule));
-    const kept = rules.filter((r) => used.has(r.id));
+    // A rule matching some row of the other folds could have been written from them, whether or
+    // not an earlier rule decides that row there.
+    const kept = rules.filter((rule) => {
+      const alone = createClassifier([rule]);
+      return train.some((r) => alone({ ...(r.code ? { code: r.code } : {}), ...(r.enhanced ? { enhanced: r.enhanced } : {}), text: r.text }).rule === rule.id);
+    });
     const a = measureAgreement(createClassifier(kept), test);
     perFold.push({ rows: a.rows, hardSoft: a.hardSoft, reason: a.reason, rulesKept: kept.length });
     hardSoft += a.hardSoft * a.rows;

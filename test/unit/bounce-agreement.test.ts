@@ -27,9 +27,9 @@ t.test('agreement on replies the rules were not written for: 5-fold cross-valida
   const cv = crossValidate(defaultRules(), loadCorpus());
   const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
   process.stderr.write(`bounce agreement, 5-fold cross-validated: hard/soft ${pct(cv.hardSoft)}; reason ${pct(cv.reason)}; per fold ${cv.perFold.map((f) => `${pct(f.hardSoft)}/${pct(f.reason)} (${f.rulesKept} rules)`).join(', ')}\n`);
-  // Measured 2026-12-06: 92.5 % / 79.5 %. The issue aims at 95 % / 85 % on replies never seen.
+  // Measured 2026-12-06: 92.5 % / 81.4 %. The issue aims at 95 % / 85 % on replies never seen.
   t.ok(cv.hardSoft >= 0.91, `hard/soft ${pct(cv.hardSoft)} ≥ 91%`);
-  t.ok(cv.reason >= 0.77, `reason ${pct(cv.reason)} ≥ 77%`);
+  t.ok(cv.reason >= 0.79, `reason ${pct(cv.reason)} ≥ 79%`);
   t.ok(cv.perFold.every((f) => f.rulesKept < defaultRules().length), 'each fold leaves out the rules only its own rows need');
 });
 
