@@ -16,9 +16,9 @@ import { createFeedback, createRelayedRecorder, joinFeedback, type EventLog, typ
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { Metrics } from './metrics/index.ts';
-import { fateEvent, relayedEvents, type FeedbackEvent } from './model/event.ts';
+import { fateEvent, recipientIndexOf, relayedEvents, type FeedbackEvent } from './model/event.ts';
 import type { QueueId } from './model/ids.ts';
-import type { Envelope } from './model/envelope.ts';
+import { domainOf, type Envelope } from './model/envelope.ts';
 import type { JournalRecord } from './model/journal.ts';
 import type { SmtpReply } from './model/reply.ts';
 import { createQueue, matchesSelector, type MessageView, type Queue, type RecipientOutcome } from './queue/index.ts';
@@ -26,7 +26,7 @@ import type { Change } from './shaping/index.ts';
 import type { Readiness } from './model/readiness.ts';
 import type { Operated, Selector } from './model/selector.ts';
 import { suspensionFor, type Suspension } from './model/suspension.ts';
-import { domainOf, SuppressionCopy, type SuppressionChange } from './model/suppression.ts';
+import { SuppressionCopy, type SuppressionChange } from './model/suppression.ts';
 import { partitionDir, partitionsOf, presentPartitions } from './shards/partitions.ts';
 import { joinSpools, openSpool, type LoadedMessage } from './spool/index.ts';
 
@@ -101,7 +101,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     onEvents: (events) => {
       for (const e of events) {
         metrics.events.labels({ type: e.type }).inc();
-        if (sentLedger && e.type === 'delivered') sentLedger.record({ queue_id: e.queue_id, index: Number(e.id.split('.')[1]), recipient: e.recipient, sender: e.sender, message_id: e.message_id, meta: e.meta, at: Date.parse(e.time) });
+        if (sentLedger && e.type === 'delivered') sentLedger.record({ queue_id: e.queue_id, index: recipientIndexOf(e), recipient: e.recipient, sender: e.sender, message_id: e.message_id, meta: e.meta, at: Date.parse(e.time) });
         // A hard bounce says the address is bad: suppressed for this sender domain (when enabled).
         if (suppress && e.type === 'failed' && e.cause === 'bounce' && e.bounce?.type === 'hard' && e.sender !== '') {
           suppress(domainOf(e.sender), e.recipient, e.response ? `${e.response.code}${e.response.enhanced ? ` ${e.response.enhanced}` : ''} ${e.response.text}` : e.bounce.reason);

@@ -13,6 +13,7 @@ import { loadConfig, resolveConfigPath, type Config } from '../config/index.ts';
 import { createSigner, keysFor, loadKeys, type DkimKey } from '../dkim/index.ts';
 import { createResolver, nodeStyleResolver, type Resolver } from '../dns/index.ts';
 import { systemClock } from '../lib/clock.ts';
+import { domainOf } from '../model/envelope.ts';
 import type { Io } from './cli.ts';
 import { compare } from './dkim.ts';
 
@@ -79,7 +80,7 @@ export async function checkDomainCommand(args: readonly string[], io: Io): Promi
 export async function checkDomain(domain: string, options: CheckDomainOptions, config: Config): Promise<CheckLine[]> {
   const resolver = createResolver(config.dns, systemClock);
   const from = options.from ?? `postmaster@${domain}`;
-  const fromDomain = from.slice(from.lastIndexOf('@') + 1).toLowerCase();
+  const fromDomain = domainOf(from);
   const lines: CheckLine[] = [];
   const { keys, problems } = loadKeys(config.dkim.keys);
   for (const p of problems) lines.push({ check: 'dkim.keys', result: 'fail', detail: `${p.path}: ${p.problem}` });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../lib/clock.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
-import { isFinal, type FeedbackEvent } from '../model/event.ts';
+import { isFinal, recipientIndexOf, type FeedbackEvent } from '../model/event.ts';
 import { openEventLog, type EventLog, type EventLogOptions } from './event-log.ts';
 import { openKpis, type KpiScope, type KpiView } from './kpis.ts';
 import { openOutbox, type Outbox, type OutboxStats, type StoredEvent } from './outbox.ts';
@@ -124,7 +124,7 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
       kpis.apply(stored.n, e);
       if (e.type === 'relayed') relayed.add(e.queue_id);
       if (isFinal(e)) {
-        const index = Number(e.id.split('.')[1]);
+        const index = recipientIndexOf(e);
         const map = finals.get(e.queue_id) ?? new Map<number, FeedbackEvent>();
         map.set(index, e);
         finals.set(e.queue_id, map);

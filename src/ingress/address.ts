@@ -19,7 +19,3 @@ export function checkMailbox(address: string): AddressCheck {
   if (!DOMAIN.test(domain)) return { ok: false, problem: `invalid domain "${domain}"` };
   return { ok: true };
 }
-
-export function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
-}

@@ -6,6 +6,6 @@
 export { createIngress, type Ingress, type IngressPorts, type IngressOptions } from './server.ts';
 export { parseMeta } from './meta.ts';
 export { MessageRewriter } from './rewrite.ts';
-export { checkMailbox, domainOf } from './address.ts';
+export { checkMailbox } from './address.ts';
 export { checkListenerTls } from './tls-files.ts';
 export { createReturnsIngress, MAX_RETURN_SIZE, type ReturnsIngress, type ReturnsPorts } from './returns.ts';

@@ -5,6 +5,7 @@ import type { Clock } from '../lib/clock.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import { createNetworkList, parseHostPort } from '../lib/net.ts';
 import type { Envelope } from '../model/envelope.ts';
+import { parseReply } from '../model/reply.ts';
 import type { SuppressionEntry } from '../model/suppression.ts';
 import { queueIdSource, type QueueId } from '../model/ids.ts';
 import { checkMailbox } from './address.ts';
@@ -72,7 +73,6 @@ export interface Ingress {
 }
 
 const STORAGE_FULL = render(REPLIES.storageFull);
-const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3}(?= |$)/;
 
 export function createIngress(options: IngressOptions, ports: IngressPorts, deps: { clock: Clock; log: Logger }): Ingress {
   const { clock, log } = deps;
@@ -231,7 +231,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
    * and the text, then once a minute with how many there were, so a hostile client cannot flood the log.
    */
   function onRefusal(reply: SmtpRefusal, remoteAddress: string): void {
-    const enhanced = ENHANCED.exec(reply.text)?.[0] ?? '';
+    const enhanced = parseReply(`${reply.code} ${reply.text}`).enhanced ?? '';
     ports.refused?.(reply.code, enhanced);
     faults.info(`refused:${reply.code}:${enhanced}`, { event: 'refused', remote_ip: remoteAddress, code: reply.code, text: reply.text }, 'smtp: refused');
   }

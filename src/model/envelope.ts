@@ -36,3 +36,8 @@ export interface RecipientState {
   path?: string;
   final?: 'delivered' | 'failed';
 }
+
+/** The lower-case domain of an address ("" for the null sender). */
+export function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}

@@ -87,5 +87,8 @@ export function fateEvent(envelope: Envelope, index: number, attempt: number, fa
   return { id: `${envelope.id}.${index}.f`, type: 'failed', status: 'failed', ...base(envelope, index, time), ...where, bounce, cause: fate.cause };
 }
 
+/** The recipient's index in its message, from an event's id (`<queue id>.<index>.<kind>`). */
+export const recipientIndexOf = (e: Pick<FeedbackEvent, 'id'>): number => Number(e.id.split('.')[1]);
+
 /** Final events end a recipient: exactly one per accepted recipient. */
 export const isFinal = (e: Pick<FeedbackEvent, 'type'>): boolean => e.type === 'delivered' || e.type === 'failed';

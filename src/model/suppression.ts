@@ -1,3 +1,5 @@
+import { domainOf } from './envelope.ts';
+
 /**
  * Suppression (docs/bounces.md, "Suppression"; opt-in): an address that hard-bounced or
  * complained is refused at RCPT, per sender domain, for a while, so a campaign tool that keeps
@@ -22,8 +24,6 @@ export type SuppressionChange = { readonly add: readonly SuppressionEntry[] } | 
 
 export const suppressionKey = (domain: string, address: string): string => `${domain.toLowerCase()}|${address.toLowerCase()}`;
 
-/** The domain of an address (the envelope sender's, for suppression); "" for the null sender. */
-export const domainOf = (address: string): string => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 
 /** A copy of the list that answers at RCPT, kept by the changes it is told. */
 export class SuppressionCopy {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Envelope, RecipientState } from '../model/envelope.ts';
+import { domainOf, type Envelope, type RecipientState } from '../model/envelope.ts';
 import type { Route } from '../model/outcome.ts';
 import type { RouteAnswer } from '../model/route.ts';
 import { formatReply, localReply, type SmtpReply } from '../model/reply.ts';
@@ -37,7 +37,7 @@ export function groupByDomain(envelope: Envelope, due: readonly number[]): { dom
   const byDomain = new Map<string, number[]>();
   for (const i of due) {
     const address = (envelope.recipients[i] as { address: string }).address;
-    const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+    const domain = domainOf(address);
     const list = byDomain.get(domain) ?? [];
     list.push(i);
     byDomain.set(domain, list);

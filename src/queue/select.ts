@@ -1,8 +1,6 @@
-import type { Envelope } from '../model/envelope.ts';
+import { domainOf, type Envelope } from '../model/envelope.ts';
 import type { RouteAnswer } from '../model/route.ts';
 import { selectorKey, selectorValue, type Selector } from '../model/selector.ts';
-
-const domainOf = (address: string): string => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 
 /**
  * Whether a waiting message is one an operator's selector names: by queue id, by the

@@ -1,7 +1,7 @@
 import type { QualifiedRecipient } from '../model/bounce.ts';
 import type { FeedbackEvent } from '../model/event.ts';
 import type { QueueId } from '../model/ids.ts';
-import { domainOf } from '../model/suppression.ts';
+import { domainOf } from '../model/envelope.ts';
 import type { SentRecipient } from './ledger.ts';
 
 /** One recipient a returned message reports on, as src/bounce qualifies it. */

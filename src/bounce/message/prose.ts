@@ -57,10 +57,26 @@ export function readProse(text: string, excluded: ReadonlySet<string>): ProseRec
     if (!/\b[45]\d\d\b/.test(words) && quoted) words = `${words} ${quoted}`;
     if (!/\b[45]\d\d\b/.test(words)) words = `${words} ${summary(body)}`.trim();
     words = words.slice(0, MAX_TEXT);
-    const status = /\b([45]\.\d{1,3}\.\d{1,3})\b/.exec(words)?.[1] ?? /\(#([45]\.\d\.\d{1,3})\)/.exec(words)?.[1];
-    const code = /(?:^|[\s(:;"'])([45][0-5]\d)(?=[\s-]|$)/.exec(words)?.[1];
-    return { recipient, text: words, ...(status ? { status } : {}), ...(code ? { replyCode: Number(code) } : {}) };
+    const status = statusIn(words);
+    const code = replyCodeIn(words);
+    return { recipient, text: words, ...(status ? { status } : {}), ...(code ? { replyCode: code } : {}) };
   });
+}
+
+/** The first reply code (4xx/5xx) in a text. */
+export function replyCodeIn(text: string): number | undefined {
+  const m = /(?:^|[\s(:;"'])([45][0-5]\d)(?=[\s-]|$)/.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The first enhanced status code in a text, qmail's "(#5.5.0)" included. */
+function statusIn(text: string): string | undefined {
+  return /\b([45]\.\d{1,3}\.\d{1,3})\b/.exec(text)?.[1] ?? /\(#([45]\.\d\.\d{1,3})\)/.exec(text)?.[1];
+}
+
+/** The first address in a text, lower-case, without its angle brackets. */
+export function addressIn(text: string): string {
+  return (new RegExp(ADDRESS.source, 'i').exec(text)?.[1] ?? '').toLowerCase().replace(/\.$/, '');
 }
 
 function cutOriginal(text: string): string {

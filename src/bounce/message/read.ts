@@ -1,7 +1,7 @@
 import type { MessageKind } from '../../model/bounce.ts';
 import { stageIn, type Stage } from '../normalize.ts';
 import { header, parseFields, parseMessage, textOf, walk, type MimePart } from './mime.ts';
-import { readProse } from './prose.ts';
+import { addressIn, readProse, replyCodeIn } from './prose.ts';
 
 /**
  * What a bounce, complaint or auto-reply says about each recipient (docs/bounces.md,
@@ -27,7 +27,6 @@ export interface FoundRecipient {
   readonly stage?: Stage;
 }
 
-const ADDRESS = /[^\s<>"'(),;:@]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+/i;
 
 /** Every recipient a message reports on; one `unknown` entry when it is none of the kinds above. */
 export function readBounceMessage(raw: Buffer): FoundRecipient[] {
@@ -116,18 +115,10 @@ function stripHtml(html: string): string {
 
 /** Addresses a bounce names that are not the failed recipient: its own sender and addressee. */
 function excluded(message: MimePart): Set<string> {
-  return new Set(['from', 'to', 'return-path', 'reply-to'].flatMap((h) => (header(message, h) ?? '').match(new RegExp(ADDRESS.source, 'gi')) ?? []).map((a) => a.toLowerCase()));
+  return new Set(['from', 'to', 'return-path', 'reply-to'].flatMap((h) => (header(message, h) ?? '').split(',').map(addressIn)).filter(Boolean));
 }
 
 function first(fields: ReadonlyMap<string, readonly string[]>, name: string): string | undefined {
   return fields.get(name)?.[0];
 }
 
-export function addressIn(text: string): string {
-  return (ADDRESS.exec(text)?.[0] ?? '').toLowerCase().replace(/^["'<]+|[>"'.]+$/g, '');
-}
-
-export function replyCodeIn(text: string): number | undefined {
-  const m = /(?:^|[\s(:;"'])([45][0-5]\d)(?=[\s-]|$)/.exec(text);
-  return m ? Number(m[1]) : undefined;
-}
