@@ -2,29 +2,19 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { FeedbackEvent } from '../../src/model/event.ts';
-import { adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
+import { adminFetch, startTern, testConfig, type RunningTern } from '../support/daemon.ts';
 import { freePort } from '../support/ports.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
-import { startWorld, type World } from '../support/world.ts';
+import { worldForFile } from '../support/world.ts';
 
 const SECRET = 'campaign-secret';
-let world: World;
-const dirs: { remove(): void }[] = [];
-
-t.before(async () => {
-  world = await startWorld();
-});
-t.teardown(async () => {
-  await world.close();
-  for (const d of dirs) d.remove();
-});
+const shared = worldForFile(t);
 
 async function ternWithWebhook(url: string, eventLog?: string, extra: Record<string, unknown> = {}): Promise<RunningTern> {
-  const spool = tempDir();
-  dirs.push(spool);
+  const spool = shared.tempDir();
   return startTern(testConfig({
-    dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path, ...extra,
+    dnsServer: shared.world.dns.server, deliveryPort: shared.world.port, spoolDir: spool.path, ...extra,
     feedback: {
       webhook: { url, secret: SECRET, max_batch: 20, max_wait: '50ms', timeout: '1s', backoff_max: '300ms' },
       ...(eventLog ? { log: { path: eventLog } } : {}),
@@ -51,8 +41,7 @@ const types = (events: readonly FeedbackEvent[], recipient: string): string[] =>
 
 t.test('a campaign produces the life-cycle events of the brief, signed, and KPIs that match them', async (t) => {
   const receiver = new WebhookReceiver(SECRET);
-  const logDir = tempDir();
-  dirs.push(logDir);
+  const logDir = shared.tempDir();
   const eventLog = join(logDir.path, 'events.jsonl');
   const tern = await ternWithWebhook(await receiver.start(), eventLog);
   t.teardown(async () => {
@@ -172,10 +161,9 @@ t.test('several endpoints each get every event; one that is down holds up nothin
   const up = new WebhookReceiver(SECRET);
   const later = new WebhookReceiver('other-secret');
   const laterPort = await freePort();
-  const spool = tempDir();
-  dirs.push(spool);
+  const spool = shared.tempDir();
   const tern = await startTern(testConfig({
-    dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path,
+    dnsServer: shared.world.dns.server, deliveryPort: shared.world.port, spoolDir: spool.path,
     feedback: {
       webhook: { url: await up.start(), secret: SECRET, max_wait: '50ms' },
       webhooks: [{ url: `http://127.0.0.1:${laterPort}/events`, secret: 'other-secret', max_wait: '50ms', backoff_max: '200ms' }],
@@ -223,9 +211,8 @@ t.test('kill -9 mid-stream: after a restart every accepted recipient has one rel
   const { childConfig, spawnTern, streamThroughKill } = await import('../support/child.ts');
   const receiver = new WebhookReceiver(SECRET);
   const url = await receiver.start();
-  const spool = tempDir();
-  dirs.push(spool);
-  const { configPath, smtpPort, adminPort } = await childConfig(spool.path, world, {
+  const spool = shared.tempDir();
+  const { configPath, smtpPort, adminPort } = await childConfig(spool.path, shared.world, {
     feedback: { webhook: { url, secret: SECRET, max_batch: 50, max_wait: '20ms', timeout: '2s', backoff_max: '200ms' } },
   });
   const total = 600;

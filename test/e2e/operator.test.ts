@@ -1,26 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { ADMIN_TOKEN, adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
+import { ADMIN_TOKEN, adminFetch, startTern, testConfig, type RunningTern } from '../support/daemon.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
-import { startWorld, type World } from '../support/world.ts';
+import { worldForFile } from '../support/world.ts';
 
 /** The operator's write calls against the real daemon: suspend, resume, flush, and their audit. */
 
-let world: World;
-const dirs: { remove(): void }[] = [];
-t.before(async () => {
-  world = await startWorld();
-});
-t.teardown(async () => {
-  await world.close();
-  for (const d of dirs) d.remove();
-});
+const shared = worldForFile(t);
 
 function configFor(spool: string): Record<string, unknown> {
   // Deferrals wait an hour: only a flush or a resume brings mail back sooner.
-  return testConfig({ dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool, delivery: { retry: { base: '1h', max: '2h' } } });
+  return testConfig({ dnsServer: shared.world.dns.server, deliveryPort: shared.world.port, spoolDir: spool, delivery: { retry: { base: '1h', max: '2h' } } });
 }
 
 async function post(tern: RunningTern, path: string, body: unknown): Promise<{ status: number; body: any }> {
@@ -30,7 +22,7 @@ async function post(tern: RunningTern, path: string, body: unknown): Promise<{ s
 async function get(tern: RunningTern, path: string): Promise<any> {
   return (await adminFetch(tern.adminPort, path)).json();
 }
-const delivered = (host: string, rcpt: string): boolean => (world.sinks.get(host)?.received ?? []).some((m) => m.rcptTo.includes(rcpt));
+const delivered = (host: string, rcpt: string): boolean => (shared.world.sinks.get(host)?.received ?? []).some((m) => m.rcptTo.includes(rcpt));
 const heldLines = (tern: RunningTern, rcpt: string) => tern.logs.filter((l) => l.recipient === rcpt && l.event === 'retry' && l.held === 'suspended');
 function metric(text: string, line: string): number | undefined {
   const found = text.split('\n').find((l) => l.startsWith(`${line} `));
@@ -38,8 +30,7 @@ function metric(text: string, line: string): number | undefined {
 }
 
 t.test('write calls need the token; bad bodies are refused with every problem named, and change nothing', async (t) => {
-  const spool = tempDir();
-  dirs.push(spool);
+  const spool = shared.tempDir();
   const tern = await startTern(configFor(spool.path));
   t.teardown(() => tern.stop());
   const base = `http://127.0.0.1:${tern.adminPort}`;
@@ -75,8 +66,7 @@ t.test('write calls need the token; bad bodies are refused with every problem na
 });
 
 t.test('suspend a site while mail flows: its queue grows, other sites deliver, a restart keeps it; resume drains it', async (t) => {
-  const spool = tempDir();
-  dirs.push(spool);
+  const spool = shared.tempDir();
   let tern = await startTern(configFor(spool.path));
   t.teardown(() => tern.stop());
   const suspended = await post(tern, '/api/v1/suspend', { site: 'MX1.a.test.', duration: '1h', reason: 'incident 42: Gmail blocks' });
@@ -118,8 +108,7 @@ t.test('suspend a site while mail flows: its queue grows, other sites deliver, a
 });
 
 t.test('a suspended domain holds only its own mail; flush by campaign or queue id retries deferred mail now', async (t) => {
-  const spool = tempDir();
-  dirs.push(spool);
+  const spool = shared.tempDir();
   const tern = await startTern(configFor(spool.path));
   t.teardown(() => tern.stop());
   t.equal((await post(tern, '/api/v1/suspend', { domain: 'fallback.test', reason: 'checking' })).status, 200);
@@ -150,8 +139,7 @@ t.test('a suspended domain holds only its own mail; flush by campaign or queue i
 t.test('tern queue suspend|list|resume|flush talk to the admin API with the config\'s address and token', async (t) => {
   const { execFile } = await import('node:child_process');
   const { writeFileSync } = await import('node:fs');
-  const spool = tempDir();
-  dirs.push(spool);
+  const spool = shared.tempDir();
   const tern = await startTern(configFor(spool.path));
   t.teardown(() => tern.stop());
   const config = join(spool.path, 'cli.yaml');
@@ -204,8 +192,7 @@ t.test('tern queue suspend|list|resume|flush talk to the admin API with the conf
 
 t.test('an operator bounce fails the waiting mail a campaign names: one failed event per recipient, cause "admin", and the KPIs; GET messages/:id before and after', async (t) => {
   const receiver = new WebhookReceiver('s3cret');
-  const spool = tempDir();
-  dirs.push(spool);
+  const spool = shared.tempDir();
   const tern = await startTern({ ...configFor(spool.path), feedback: { webhook: { url: await receiver.start(), secret: 's3cret', max_wait: '20ms' } } });
   t.teardown(async () => {
     await tern.stop();

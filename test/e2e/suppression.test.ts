@@ -1,27 +1,17 @@
 import t from 'tap';
-import { adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
+import { adminFetch, startTern, testConfig, type RunningTern } from '../support/daemon.ts';
 import { message, RawSmtp, sendMail, until } from '../support/smtp-client.ts';
-import { startWorld, type World } from '../support/world.ts';
+import { worldForFile } from '../support/world.ts';
 
 /**
  * Suppression (docs/bounces.md, "Suppression"): with it on, an address that hard-bounced is
  * refused at RCPT for mail from the same sender domain, an operator adds and removes entries, the
  * list survives a restart, and with shards every shard refuses what any shard learnt.
  */
-let world: World;
-const dirs: { remove(): void }[] = [];
+const shared = worldForFile(t);
 
-t.before(async () => {
-  world = await startWorld();
-});
-t.teardown(async () => {
-  await world.close();
-  for (const d of dirs) d.remove();
-});
-
-async function tern(extra: Record<string, unknown> = {}, spool = tempDir()): Promise<RunningTern & { spool: { path: string; remove(): void } }> {
-  dirs.push(spool);
-  const running = await startTern(testConfig({ dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path, suppression: { enabled: true }, ...extra }));
+async function tern(extra: Record<string, unknown> = {}, spool = shared.tempDir()): Promise<RunningTern & { spool: { path: string; remove(): void } }> {
+  const running = await startTern(testConfig({ dnsServer: shared.world.dns.server, deliveryPort: shared.world.port, spoolDir: spool.path, suppression: { enabled: true }, ...extra }));
   return Object.assign(running, { spool });
 }
 
@@ -59,7 +49,7 @@ t.test('a hard bounce suppresses the address for its sender domain only; the ref
 });
 
 t.test('an operator adds and removes entries; the list survives a restart', async (t) => {
-  const spool = tempDir();
+  const spool = shared.tempDir();
   const first = await tern({}, spool);
   const post = (path: string, body: unknown) => adminFetch(first.adminPort, path, { method: 'POST', body: JSON.stringify(body) });
   t.equal((await post('/api/v1/suppressions/add', { domain: 'campaign.test', address: 'Complainer@B.test', reason: 'complained by phone', duration: '30d' })).status, 200);

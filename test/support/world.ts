@@ -1,3 +1,4 @@
+import { tempDir } from './daemon.ts';
 import { startDnsZone, type DnsZone, type ZoneEntry } from './dns-zone.ts';
 import { freePort } from './ports.ts';
 import { startSink, type Sink, type SinkOptions } from './sink.ts';
@@ -50,4 +51,31 @@ export async function startWorld(zone: Record<string, ZoneEntry> = STANDARD_ZONE
   };
   for (const host of hosts) await world.addSink(host);
   return world;
+}
+
+/**
+ * One world for a test file: started before its tests, closed after them, with the temporary
+ * directories its tests asked for removed then too.
+ */
+export function worldForFile(t: { before(fn: () => Promise<void>): unknown; teardown(fn: () => Promise<void>): unknown }): { readonly world: World; tempDir(prefix?: string): { path: string; remove(): void } } {
+  let world: World | undefined;
+  const dirs: { remove(): void }[] = [];
+  t.before(async () => {
+    world = await startWorld();
+  });
+  t.teardown(async () => {
+    await world?.close();
+    for (const d of dirs) d.remove();
+  });
+  return {
+    get world(): World {
+      if (!world) throw new Error('the world starts in t.before');
+      return world;
+    },
+    tempDir(prefix?: string) {
+      const dir = tempDir(prefix);
+      dirs.push(dir);
+      return dir;
+    },
+  };
 }
