@@ -46,7 +46,8 @@ export function createClassifier(rules: readonly Rule[]): Classifier {
     const reply = normaliseReply(input);
     const origin = input.origin ?? 'remote';
     const rule = rules.find((r) => matches(r, reply, origin));
-    const [reason, decidedBy] = rule ? [rule.reason, rule.id] : fallback(reply);
+    const [found, decidedBy] = rule ? [rule.reason, rule.id] : fallback(reply);
+    const reason = reconsidered(found, reply, rule);
     return finish(reason, decidedBy, reply, rule?.retry);
   };
 }
@@ -57,6 +58,33 @@ function matches(rule: Rule, reply: NormalisedReply, origin: 'local' | 'remote')
   if (rule.codes && !rule.codes.some((c) => replyCodeMatches(c, reply.code))) return false;
   if (rule.enhanced && !rule.enhanced.some((e) => enhancedCodeMatches(e, reply.enhanced))) return false;
   return rule.match ? rule.match.test(reply.text) : true;
+}
+
+/** A reason that condemns the address, checked against what else the reply says. */
+function reconsidered(found: Reason, reply: NormalisedReply, rule: Rule | undefined): Reason {
+  if (found === 'userunknown' && !addressRefusalBelieved(reply, rule)) return 'filtered';
+  // A domain "not found" under a temporary code is a lookup that failed, not a verdict on it.
+  if (found === 'hostunknown' && isTemporary(reply)) return 'networkerror';
+  return found;
+}
+
+function isTemporary(reply: NormalisedReply): boolean {
+  return reply.code ? Math.floor(reply.code / 100) === 4 : reply.enhanced?.[0] === '4';
+}
+
+/**
+ * Words saying the mailbox does not exist are believed when the receiver said them answering
+ * RCPT, or gave an addressing enhanced code (X.1.x) with them. Said after DATA, or where nothing
+ * tells which command they answered, they are often a filter's: several receivers (Japanese
+ * carriers, mail filters, Courier) answer "unknown user" to mail they refused to read. Such a
+ * reply does not condemn the address; it is `filtered`. A rule that names its own stage or
+ * enhanced code has made that judgement itself, and one marked `believe` is for a receiver known
+ * to say those words only of a missing mailbox (Yahoo refuses unknown users after DATA).
+ */
+function addressRefusalBelieved(reply: NormalisedReply, rule: Rule | undefined): boolean {
+  if (rule && (rule.believe || rule.stages || rule.enhanced)) return true;
+  if (reply.stage === 'rcpt') return true;
+  return reply.enhanced !== undefined && reply.enhanced.split('.')[1] === '1';
 }
 
 function fallback(reply: NormalisedReply): [Reason, string] {

@@ -26,7 +26,7 @@ const LEADING_CODE = /^([245]\d\d)(?:[\s-]+|$)/;
  */
 const STAGE_HINTS: readonly [RegExp, Stage][] = [
   [/\(in reply to (?:end of )?data command\)|after end of data|after data\b|for text command|in reply to end of data/i, 'data'],
-  [/\(in reply to rcpt to command\)|after (?:pipelined )?rcpt to|did not like our rcpt to/i, 'rcpt'],
+  [/\(in reply to rcpt to command\)|after (?:pipelined )?rcpt to|did not like our rcpt to|does not like recipient|smtp:rcpt\b|error following rcpt command|\[rcpt_to\]|following recipients? (?:was|were) rejected|for rcpt to response/i, 'rcpt'],
   [/\(in reply to mail from command\)|after mail from|did not like our mail from/i, 'mail'],
   [/\(in reply to (?:helo|ehlo) command\)|after (?:helo|ehlo)\b/i, 'ehlo'],
   [/refused to talk to me|after initial connection|\(in reply to initial greeting\)/i, 'connect'],

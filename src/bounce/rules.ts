@@ -14,6 +14,8 @@ export interface Rule {
   readonly stages?: readonly Stage[];
   readonly origin?: 'local' | 'remote';
   readonly retry?: boolean;
+  /** The receiver says these words for this reason only, at whatever stage (see classify.ts). */
+  readonly believe?: boolean;
 }
 
 export interface RuleProblem { readonly path: string; readonly problem: string }
@@ -31,6 +33,7 @@ const ruleSchema = z.strictObject({
   stage: z.array(z.enum(STAGES)).min(1).optional(),
   origin: z.enum(['local', 'remote']).optional(),
   retry: z.boolean().optional(),
+  believe: z.boolean().optional(),
   source: z.string().optional(),
   note: z.string().optional(),
 }).refine((r) => r.match !== undefined || r.code !== undefined || r.enhanced !== undefined, 'needs at least one of match, code, enhanced');
@@ -76,6 +79,7 @@ export function parseRules(text: string): LoadedRules {
       ...(r.stage ? { stages: r.stage } : {}),
       ...(r.origin ? { origin: r.origin } : {}),
       ...(r.retry === undefined ? {} : { retry: r.retry }),
+      ...(r.believe ? { believe: true } : {}),
     });
   });
   return problems.length > 0 ? { ok: false, problems } : { ok: true, rules };

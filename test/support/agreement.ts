@@ -80,9 +80,10 @@ export function measureAgreement(classify: Classifier, corpus: readonly Labelled
  * only its own fold's rows match was, for this purpose, written for them), and the fold is scored
  * with those alone. The generic fallbacks (enhanced code, reply code) always stay.
  */
-export function crossValidate(rules: readonly Rule[], corpus: readonly LabelledReply[], folds = 5): { hardSoft: number; reason: number; perFold: { rows: number; hardSoft: number; reason: number; rulesKept: number }[] } {
+export function crossValidate(rules: readonly Rule[], corpus: readonly LabelledReply[], folds = 5): { hardSoft: number; reason: number; perFold: { rows: number; hardSoft: number; reason: number; rulesKept: number }[]; misses: Agreement['misses'] } {
   const foldOf = (row: LabelledReply): number => hash(`${row.code ?? ''} ${row.enhanced ?? ''} ${row.text}`) % folds;
   const perFold = [];
+  const misses: Agreement['misses'] = [];
   let hardSoft = 0;
   let reason = 0;
   let labelled = 0;
@@ -97,11 +98,12 @@ export function crossValidate(rules: readonly Rule[], corpus: readonly LabelledR
     });
     const a = measureAgreement(createClassifier(kept), test);
     perFold.push({ rows: a.rows, hardSoft: a.hardSoft, reason: a.reason, rulesKept: kept.length });
+    misses.push(...a.misses);
     hardSoft += a.hardSoft * a.rows;
     reason += a.reason * a.labelled;
     labelled += a.labelled;
   }
-  return { hardSoft: hardSoft / corpus.length, reason: reason / labelled, perFold };
+  return { hardSoft: hardSoft / corpus.length, reason: reason / labelled, perFold, misses };
 }
 
 /** FNV-1a: a fold that depends only on the reply, not on the order of the file. */
@@ -122,14 +124,15 @@ export function formatAgreement(a: Agreement): string {
   return lines.join('\n');
 }
 
-// `node test/support/agreement.ts [--misses]`: the report, and optionally every miss with the rule that fired.
+// `node test/support/agreement.ts [--misses|--cv-misses]`: the report, and optionally every miss (on the
+// whole corpus, or in cross-validation) with the rule that fired.
 if (import.meta.main) {
   const { defaultRules } = await import('../../src/bounce/index.ts');
   const agreement = measureAgreement(createClassifier(defaultRules()), loadCorpus());
   console.log(formatAgreement(agreement));
   const cv = crossValidate(defaultRules(), loadCorpus());
   console.log(`5-fold cross-validated (rules only their fold needs left out): hard/soft ${(cv.hardSoft * 100).toFixed(1)}%, reason ${(cv.reason * 100).toFixed(1)}%`);
-  if (process.argv.includes('--misses')) {
-    for (const m of agreement.misses) console.log(`${m.want.padEnd(16)} got ${m.got.padEnd(16)} [${m.rule}] ${m.text.slice(0, 160)}`);
+  if (process.argv.includes('--misses') || process.argv.includes('--cv-misses')) {
+    for (const m of process.argv.includes('--cv-misses') ? cv.misses : agreement.misses) console.log(`${m.want.padEnd(16)} got ${m.got.padEnd(16)} [${m.rule}] ${m.text.slice(0, 160)}`);
   }
 }

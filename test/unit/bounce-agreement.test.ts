@@ -12,7 +12,7 @@ import { crossValidate, formatAgreement, loadCorpus, measureAgreement } from '..
 // the 25 rows we disagree on say in words that the address does not exist ("User unknown", "This
 // user doesn't have a ... account") yet are labelled filtered/rejected/suspend from SMTP context
 // the text lacks. Calling those soft would fit the labels and mislead users (docs/bounces.md).
-const FLOORS = { hardSoft: 0.92, reason: 0.84 };
+const FLOORS = { hardSoft: 0.95, reason: 0.88 };
 
 t.test('default rules agree with the labelled corpus', async (t) => {
   const agreement = measureAgreement(createClassifier(defaultRules()), loadCorpus());
@@ -27,9 +27,9 @@ t.test('agreement on replies the rules were not written for: 5-fold cross-valida
   const cv = crossValidate(defaultRules(), loadCorpus());
   const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
   process.stderr.write(`bounce agreement, 5-fold cross-validated: hard/soft ${pct(cv.hardSoft)}; reason ${pct(cv.reason)}; per fold ${cv.perFold.map((f) => `${pct(f.hardSoft)}/${pct(f.reason)} (${f.rulesKept} rules)`).join(', ')}\n`);
-  // Measured 2026-12-06: 92.5 % / 81.4 %. The issue aims at 95 % / 85 % on replies never seen.
-  t.ok(cv.hardSoft >= 0.91, `hard/soft ${pct(cv.hardSoft)} ≥ 91%`);
-  t.ok(cv.reason >= 0.79, `reason ${pct(cv.reason)} ≥ 79%`);
+  // Measured 2026-12-06: 95.5 % / 86.5 %. The floors are the issue's aims for replies never seen.
+  t.ok(cv.hardSoft >= 0.95, `hard/soft ${pct(cv.hardSoft)} ≥ 95%`);
+  t.ok(cv.reason >= 0.85, `reason ${pct(cv.reason)} ≥ 85%`);
   t.ok(cv.perFold.every((f) => f.rulesKept < defaultRules().length), 'each fold leaves out the rules only its own rows need');
 });
 

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { createClassifier, defaultRules } from '../../src/bounce/index.ts';
+import type { Stage } from '../../src/bounce/normalize.ts';
 
 /**
  * The default rules over replies as the big receivers document them (Google, Microsoft,
@@ -7,7 +8,7 @@ import { createClassifier, defaultRules } from '../../src/bounce/index.ts';
  * texts (Spamhaus, Barracuda, SpamCop, ...). Each rule's `source` in default-rules.yaml says where
  * its text comes from.
  */
-const SAMPLES: readonly [reply: string, reason: string][] = [
+const SAMPLES: readonly [reply: string, reason: string, stage?: Stage][] = [
  ['550-5.1.1 The email account that you tried to reach does not exist. Please try\n550-5.1.1 double-checking the recipient\'s email address for typos or\n550 5.1.1 https://support.google.com/mail/?p=NoSuchUser', 'userunknown'],
  ['421-4.7.0 Our system has detected an unusual rate of unsolicited mail originating from your IP address.', 'blocked'],
  ['550-5.7.1 Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked.', 'spamdetected'],
@@ -24,7 +25,7 @@ const SAMPLES: readonly [reply: string, reason: string][] = [
  ['550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.', 'blocked'],
  ['550 5.7.750 Service unavailable. Client blocked from sending from unregistered domains.', 'rejected'],
  ['451 4.7.650 The mail server [1.2.3.4] has been temporarily rate limited due to IP reputation. (S775)', 'badreputation'],
- ['550 5.5.0 Requested action not taken: mailbox unavailable (S2017062302).', 'userunknown'],
+ ['550 5.5.0 Requested action not taken: mailbox unavailable (S2017062302).', 'userunknown', 'rcpt'],
  ['550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup', 'userunknown'],
  ['552 5.2.2 mailbox full', 'mailboxfull'],
  ['550 5.7.1 Service unavailable, Client host [1.2.3.4] blocked using Spamhaus. To request removal from this list see https://www.spamhaus.org/query/ip/1.2.3.4 (AS3130)', 'blocked'],
@@ -56,9 +57,9 @@ const SAMPLES: readonly [reply: string, reason: string][] = [
  ['554 5.7.1 1.2.3.4 Comcast block for spam. Please see http://postmaster.comcast.net/smtp-error-codes.php#BL000000', 'blocked'],
  ['550 5.1.1 <x@comcast.net> Not our Customer', 'userunknown'],
  ['554-gmx.net (mxgmx104) Nemesis ESMTP Service not available 554-No SMTP service 554-IP address is block listed. 554 For explanation visit https://postmaster.gmx.net/en/case?c=r0201', 'blocked'],
- ['550 Requested action not taken: mailbox unavailable', 'userunknown'],
+ ['550 Requested action not taken: mailbox unavailable', 'userunknown', 'rcpt'],
  ['552 Mailbox quota exceeded', 'mailboxfull'],
- ['550 Invalid Recipient - https://community.mimecast.com/docs/DOC-1369#550', 'userunknown'],
+ ['550 Invalid Recipient - https://community.mimecast.com/docs/DOC-1369#550', 'userunknown', 'rcpt'],
  ['451 Internal resources are temporarily unavailable - https://community.mimecast.com/docs/DOC-1369#451', 'badreputation'],
  ['554 Email rejected due to security policies - https://community.mimecast.com/docs/DOC-1369#554', 'virusdetected'],
  ['550 Administrative prohibition - envelope blocked - https://community.mimecast.com/docs/DOC-1369#550', 'rejected'],
@@ -87,9 +88,9 @@ const SAMPLES: readonly [reply: string, reason: string][] = [
 const classify = createClassifier(defaultRules());
 
 t.test('documented provider replies get the documented reason', async (t) => {
-  for (const [reply, reason] of SAMPLES) {
-    const got = classify({ text: reply });
-    t.equal(got.reason, reason, `${reply.slice(0, 90)} → ${reason} (rule ${got.rule})`);
+  for (const [reply, reason, stage] of SAMPLES) {
+    const got = classify({ text: reply, ...(stage ? { stage } : {}) });
+    t.equal(got.reason, reason, `${reply.slice(0, 90)}${stage ? ` at ${stage}` : ''} → ${reason} (rule ${got.rule})`);
   }
 });
 
