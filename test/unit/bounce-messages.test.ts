@@ -40,6 +40,7 @@ t.test('each kind, read as the standards and the MTAs write it', async (t) => {
 t.test('what is not a bounce, or is hostile, is read without harm', async (t) => {
   t.match(readBounceMessage(Buffer.from('Subject: hello\r\nFrom: a@b.test\r\n\r\nJust saying hi.\r\n')), [{ kind: 'unknown', recipient: '' }]);
   t.match(readBounceMessage(Buffer.alloc(0)), [{ kind: 'unknown' }], 'empty');
+  t.match(readBounceMessage(Buffer.from('Subject: re: lunch\r\nFrom: a@b.test\r\n\r\nPlease write to bob@example.org about lunch.\r\n')), [{ kind: 'unknown', recipient: '' }], 'a person writing back names an address but no failure: not a bounce');
   t.match(readBounceMessage(Buffer.from('\x00\xff\xfe garbage without any header\n')), [{ kind: 'unknown' }]);
   // Multiparts nested past any sense, and more parts than any bounce has: bounded, not recursed for ever.
   let nested = 'Just text.';
@@ -47,4 +48,36 @@ t.test('what is not a bounce, or is hostile, is read without harm', async (t) =>
   t.match(readBounceMessage(Buffer.from(nested)), [{ kind: 'unknown' }], 'fifty levels of multipart');
   const wide = `Content-Type: multipart/mixed; boundary="w"\r\n\r\n${'--w\r\nContent-Type: text/plain\r\n\r\nx\r\n'.repeat(5_000)}--w--\r\n`;
   t.match(readBounceMessage(Buffer.from(wide)), [{ kind: 'unknown' }], 'five thousand parts');
+});
+
+t.test("providers' own formats: Microsoft JMRP, Amazon SES notifications, Apple Mail's unsubscribe", async (t) => {
+  t.match(read('arf-22.eml'), [{ kind: 'arf', recipient: 'kijitora@example.com', reason: 'feedback', feedback_type: 'abuse' }], 'JMRP: the complainer is the returned original\'s X-HmXmrOriginalRecipient');
+  t.match(read('lhost-amazonses-11.eml'), [{ kind: 'arf', recipient: 'complaint@simulator.amazonses.com', feedback_type: 'abuse' }], 'an SES Complaint, its JSON line broken by Sendmail at 990 characters');
+  t.match(read('lhost-amazonses-13.eml'), [{ recipient: 'complaint@simulator.amazonses.com', reason: 'delivered', status: '2.6.0', reply_code: 250, action: 'delivered' }], 'an SES Delivery is no bounce');
+  t.match(read('arf-26.eml'), [{ kind: 'arf', recipient: 'example@icloud.com', feedback_type: 'opt-out' }], "Apple Mail's one-click unsubscribe is an opt-out, not an auto-reply");
+
+  const ses = (note: object, footer = '\r\n--\r\nIf you wish to stop receiving notifications from this topic, ...\r\n'): Buffer =>
+    Buffer.from(`From: no-reply@sns.amazonaws.com\r\nSubject: AWS Notification Message\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n${JSON.stringify(note)}${footer}`);
+  const bounce = ses({
+    notificationType: 'Bounce',
+    bounce: {
+      bounceType: 'Permanent',
+      bouncedRecipients: [
+        { emailAddress: 'gone@example.net', action: 'failed', status: '5.1.1', diagnosticCode: 'smtp; 550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown in virtual mailbox table' },
+        { emailAddress: 'full@example.net', action: 'failed', status: '5.2.2', diagnosticCode: 'smtp; 552 5.2.2 Mailbox full' },
+      ],
+    },
+  });
+  t.match(qualifyMessage(bounce, classify), [
+    { kind: 'nonstandard', recipient: 'gone@example.net', status: '5.1.1', reply_code: 550, reason: 'userunknown', type: 'hard' },
+    { kind: 'nonstandard', recipient: 'full@example.net', status: '5.2.2', reply_code: 552, reason: 'mailboxfull', type: 'soft' },
+  ], 'an SES Bounce: each bounced recipient through the same classifier');
+  t.match(qualifyMessage(ses({ eventType: 'Complaint', complaint: { complainedRecipients: [{ emailAddress: 'a@example.org' }, { emailAddress: 'b@example.org' }], complaintFeedbackType: 'not-spam' } }), classify),
+    [{ kind: 'arf', recipient: 'a@example.org', feedback_type: 'not-spam' }, { kind: 'arf', recipient: 'b@example.org' }], 'event publishing says eventType; the feedback type is kept');
+
+  const broken = Buffer.from('Subject: AWS Notification Message\r\n\r\n{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"x@example.org"}\r\n');
+  t.match(readBounceMessage(broken), [{ kind: 'unknown' }], 'a notification cut short is not guessed at');
+  t.match(readBounceMessage(ses({ notificationType: 'Complaint', complaint: { complainedRecipients: 'not a list' } })), [{ kind: 'unknown' }], 'a notification of the wrong shape names nobody');
+  const deep = Buffer.from(`Subject: x\r\n\r\n{"notificationType":"Bounce","bounce":${'{"a":'.repeat(200_000)}`);
+  t.match(readBounceMessage(deep), [{ kind: 'unknown' }], 'an object that never closes, beyond the scanned length');
 });

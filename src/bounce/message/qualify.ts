@@ -20,6 +20,8 @@ function qualify(found: FoundRecipient, classify: Classifier): QualifiedRecipien
   // A complaint is the recipient saying no: the campaign side files it as Refused.
   if (found.kind === 'arf') return { ...base, reason: 'feedback', class: null, type: 'ignored', failure: 'Refused', ...(found.feedbackType ? { feedback_type: found.feedbackType } : {}) };
   if (found.kind === 'autoreply') return { ...base, reason: 'vacation', class: REASON_TABLE.vacation.class, type: REASON_TABLE.vacation.type, failure: CAMPAIGN_FAILURE.vacation };
+  // A report of success (a DSN asked for with NOTIFY=SUCCESS, an SES Delivery) is no bounce.
+  if (found.action === 'delivered' || found.status?.startsWith('2.')) return { ...base, reason: 'delivered', class: null, type: 'ignored', failure: 'Ignored' };
   if (found.kind === 'unknown') return { ...base, reason: 'undefined', class: REASON_TABLE.undefined.class, type: REASON_TABLE.undefined.type, failure: CAMPAIGN_FAILURE.undefined };
   // A DSN's Status is the reporting MTA's verdict: permanent (5.x.x) or not, whatever the reply quoted.
   const code = found.replyCode ?? (found.status ? Number(found.status[0]) * 100 + 50 : undefined);

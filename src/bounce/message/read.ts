@@ -2,11 +2,13 @@ import type { MessageKind } from '../../model/bounce.ts';
 import { stageIn, type Stage } from '../normalize.ts';
 import { header, parseFields, parseMessage, textOf, walk, type MimePart } from './mime.ts';
 import { addressIn, readProse, replyCodeIn } from './prose.ts';
+import { readProviderReport } from './provider-reports.ts';
 
 /**
  * What a bounce, complaint or auto-reply says about each recipient (docs/bounces.md,
  * "Asynchronous bounces"): RFC 3464 delivery status notifications, RFC 5965 feedback reports,
- * RFC 3834 auto-replies, and the prose bounces MTAs write instead of a DSN (prose.ts).
+ * providers' own report formats (provider-reports.ts), RFC 3834 auto-replies, and the prose
+ * bounces MTAs write instead of a DSN (prose.ts).
  */
 export type { MessageKind } from '../../model/bounce.ts';
 
@@ -37,8 +39,12 @@ export function readBounceMessage(raw: Buffer): FoundRecipient[] {
   const status = parts.find((p) => p.type === 'message/delivery-status' || p.type === 'message/global-delivery-status');
   const fromDsn = status ? readDsn(status, parts) : [];
   if (fromDsn.length > 0) return fromDsn;
+  const fromProvider = readProviderReport(message, parts);
+  if (fromProvider.length > 0) return fromProvider;
   if (!looksLikeBounce(message) && isAutoReply(message)) return [{ kind: 'autoreply', recipient: addressIn(header(message, 'from') ?? ''), text: header(message, 'subject') ?? '' }];
-  const prose = readProse(humanText(message), excluded(message));
+  const human = humanText(message);
+  // Prose names addresses for many reasons; only a bounce's says a delivery failed.
+  const prose = looksLikeBounce(message) || FAILURE_WORDS.test(human) ? readProse(human, excluded(message)) : [];
   if (prose.length > 0) return prose.map((p) => ({ kind: 'nonstandard', ...p }));
   return [{ kind: 'unknown', recipient: '', text: header(message, 'subject') ?? '' }];
 }
@@ -78,6 +84,9 @@ function readArf(report: MimePart, parts: readonly MimePart[]): FoundRecipient[]
   const type = (first(fields, 'feedback-type') ?? 'other').toLowerCase();
   return recipients.map((recipient) => ({ kind: 'arf', recipient, text: `feedback ${type}`, feedbackType: type }));
 }
+
+/** A reply code or enhanced status, or the words bounces use for a failure. */
+const FAILURE_WORDS = /(^|[\s(#:"'<\[-])[45]\d\d[\s-]|(^|[\s(#\[])[45]\.\d{1,3}\.\d{1,3}\b|undeliver|not (be )?delivered|could not (be )?deliver|delivery (to .{1,100})?(has )?failed|failed permanently|permanent (error|failure)|unable to deliver|rejected|refused|does not exist|unknown (user|recipient)|user unknown|no such (user|mailbox)|mailbox (is )?(full|unavailable)|over quota|quota exceeded|mail loop|loop (alert|detected)|duplicated message-id/i;
 
 /**
  * MTAs mark their bounces Auto-Submitted too (RFC 3464 asks them to): a message from a mailer
