@@ -293,7 +293,7 @@ function openReturns(config: Config, deps: Omit<ReturnHandlerDeps, 'secret' | 'd
   const domain = config.bounce.domain;
   if (!domain) return undefined;
   const handler = createReturnHandler({ ...deps, secret: config.bounce.secret, dir: returnsDir(config), keepMs: config.bounce.keep });
-  const listener = createReturnsIngress({ listen: config.bounce.listen, hostname: config.hostname, domain, maxSize: MAX_RETURN_SIZE }, handler, deps.log);
+  const listener = createReturnsIngress({ listen: config.bounce.listen, hostname: config.hostname, domain, maxSize: MAX_RETURN_SIZE, ...(config.smtp.tls ? { tls: config.smtp.tls } : {}) }, handler, deps.log);
   return {
     async start() {
       handler.start();

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { parseHostPort } from '../lib/net.ts';
 import { REPLIES, render, SmtpServer, type DataStream } from './smtp-server.ts';
@@ -14,6 +15,8 @@ export interface ReturnsOptions {
   /** bounce.domain: the only domain accepted. */
   readonly domain: string;
   readonly maxSize: number;
+  /** smtp.tls (file paths): STARTTLS is offered with the relay listener's certificate. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export interface ReturnsPorts {
@@ -33,16 +36,30 @@ export interface ReturnsIngress {
 
 /** Returned mail is read whole: bounces and complaints quote the original, a few hundred KB at most. */
 export const MAX_RETURN_SIZE = 10_000_000;
+/**
+ * The bounce listener's own limits (docs/bounces.md, "The listener"). It faces the whole
+ * internet, not one campaign tool: few recipients per message (a DSN goes to one return path),
+ * fewer sessions than the relay listener, and a short idle timeout. Everything else is the relay
+ * listener's DEFAULT_LIMITS (error limit, per-client sessions, line length, deadlines).
+ */
+export const RETURN_LIMITS = {
+  maxRecipients: 100,
+  maxClients: 100,
+  socketTimeoutMs: 60_000,
+} as const;
 
 export function createReturnsIngress(options: ReturnsOptions, ports: ReturnsPorts, log: Logger): ReturnsIngress {
   const servers: SmtpServer[] = [];
+  const tls = options.tls ? { cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) } : undefined;
   const bound: { host: string; port: number }[] = [];
   const localPartOf = (address: string): string | undefined => {
     const at = address.lastIndexOf('@');
     return at > 0 && address.slice(at + 1).toLowerCase() === options.domain ? address.slice(0, at) : undefined;
   };
   const server = (): SmtpServer => new SmtpServer({
-    name: options.hostname, banner: 'Tern bounces', size: options.maxSize, maxRecipients: 100, maxClients: 100, socketTimeout: 60_000,
+    name: options.hostname, banner: 'Tern bounces', size: options.maxSize,
+    maxRecipients: RETURN_LIMITS.maxRecipients, maxClients: RETURN_LIMITS.maxClients, socketTimeout: RETURN_LIMITS.socketTimeoutMs,
+    ...(tls ? { tls } : {}),
     authOffered: () => false,
   }, {
     auth: () => render(REPLIES.authNotEnabled),

@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import t from 'tap';
 import { adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
 import { message, RawSmtp, sendMail, until } from '../support/smtp-client.ts';
@@ -8,17 +11,22 @@ import { startWorld, type World } from '../support/world.ts';
  * Asynchronous bounces (docs/bounces.md): Tern sends with a signed VERP return path; a receiver
  * that said 250 later sends a DSN to it, and the webhook gets `delivered` then `failed` with
  * `async: true`, the campaign's KPIs move from delivered to failed; a complaint becomes a
- * `complaint` event and suppresses the address; a forged return path is refused at RCPT.
+ * `complaint` event and suppresses the address; a forged return path is refused at RCPT. The
+ * bounce listener offers STARTTLS with smtp.tls's certificate, as receivers sending DSNs expect.
  */
 let world: World;
 let tern: RunningTern;
 const spool = tempDir();
+const keys = tempDir('tern-tls-');
 const webhook = new WebhookReceiver('returns');
 const DOMAIN = 'bounces.tern.test';
 
 t.before(async () => {
   world = await startWorld();
+  const [key, cert] = [join(keys.path, 'tls.key'), join(keys.path, 'tls.crt')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=tern.test'], { stdio: 'ignore' });
   tern = await startTern(testConfig({
+    smtp: { tls: { cert, key } },
     dnsServer: world.dns.server, deliveryPort: world.port, spoolDir: spool.path,
     bounce: { domain: DOMAIN, listen: ['127.0.0.1:0'], secret: 'returns-secret-0123456789' },
     suppression: { enabled: true },
@@ -30,6 +38,7 @@ t.teardown(async () => {
   await world.close();
   await webhook.stop();
   spool.remove();
+  keys.remove();
 });
 
 const returnsPort = (): number => (tern.daemon.returnsAddresses()[0] as { port: number }).port;
@@ -129,4 +138,52 @@ t.test('a forged return path is refused at RCPT, and counted', async (t) => {
   t.match(metrics, /^tern_returns_total\{result="failed"\} 1$/m);
   t.match(metrics, /^tern_returns_total\{result="complaint"\} 1$/m);
   t.same(events('forged@a.test', 'failed'), [], 'no event');
+});
+
+/** Microsoft's JMRP: no feedback-report part, the complainer in the returned original's headers. */
+const jmrp = (to: string, returnPath: string) => [
+  'From: staff@hotmail.com',
+  `To: ${returnPath}`,
+  'Subject: complaint about message from 192.0.2.222',
+  'MIME-Version: 1.0',
+  'Content-Type: multipart/mixed; boundary="b3"',
+  '',
+  '--b3',
+  'Content-Type: message/rfc822',
+  'Content-Disposition: inline',
+  '',
+  `X-HmXmrOriginalRecipient: ${to}`,
+  `To: ${to}`,
+  'From: news@campaign.test',
+  'Subject: Our news',
+  '',
+  'Hello.',
+  '',
+  '--b3--',
+  '',
+].join('\r\n');
+
+/** One message over STARTTLS (certificate not checked: a sender of DSNs rarely does). */
+function sendOverTls(port: number, to: string, body: string): Promise<{ secure: boolean; response: string }> {
+  return new Promise((resolve, reject) => {
+    const conn = new SMTPConnection({ host: '127.0.0.1', port, requireTLS: true, tls: { rejectUnauthorized: false }, logger: false });
+    conn.once('error', reject);
+    conn.connect(() => conn.send({ from: '', to: [to] }, body, (err, info) => {
+      const secure = conn.secure;
+      conn.quit();
+      if (err) reject(err);
+      else resolve({ secure, response: info.response });
+    }));
+  });
+}
+
+t.test('the bounce listener offers STARTTLS; a complaint in Microsoft\'s JMRP format, sent over it, is a complaint', async (t) => {
+  const { client } = await RawSmtp.open(returnsPort());
+  t.match(await client.command('EHLO mx.hotmail.test'), /250[ -]STARTTLS/, 'STARTTLS offered with smtp.tls');
+  client.close();
+  const returnPath = await delivered('jmrp@a.test', 'c-jmrp');
+  const sent = await sendOverTls(returnsPort(), returnPath, jmrp('jmrp@a.test', returnPath));
+  t.match(sent, { secure: true, response: /^250 2\.0\.0 Ok: returned message received/ });
+  const complaint = await until(() => events('jmrp@a.test', 'complaint')[0], 10_000, 'the complaint event');
+  t.match(complaint, { status: 'sent', feedback_type: 'abuse', meta: { campaign: 'c-jmrp' } });
 });
