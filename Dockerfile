@@ -6,6 +6,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY bin ./bin
+COPY dashboard ./dashboard
 RUN npm run build && npm prune --omit=dev
 
 FROM node:24-bookworm-slim

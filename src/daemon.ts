@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { createAdmin, openWrites } from './admin/index.ts';
+import { createDashboard, DASHBOARD_ASSETS } from './dashboard/index.ts';
 import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules, qualifyMessage } from './bounce/index.ts';
 import { changedKeys, sortChanges, type Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
@@ -160,24 +161,28 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     warmup: (source, action, days) => (action === 'skip' ? warmup.skip(source, days) : warmup[action](source)),
     suppressionList: suppressions,
   }, clock, log.child({ stage: 'admin' }));
+  // The dashboard samples often and shows no disk figures: it leaves the spool walk (cached
+  // DISK_CACHE_MS) to scrapes, which would otherwise read a walk made before it.
+  const refreshedMetrics = async (disk: boolean): Promise<string> => {
+    await refreshProcessGauges(metrics, {
+      queued: () => shards.queued(),
+      pools: () => shards.pools(),
+      recipients: async () => (await shards.queue()).recipients,
+      labelsOf: (path) => shaper.labelsOf(path),
+      holds: () => shaper.holds(),
+      suspensions: () => writes.suspensions.list(),
+      ...(disk ? { disk: spoolDisk } : {}),
+      warmups: () => warmup.views(),
+      suppressed: () => suppressions.size,
+    });
+    return shards.metrics(metrics.registry);
+  };
   const admin = createAdmin(
     config.admin,
     {
       metricsType: metrics.registry.contentType,
-      metrics: async () => {
-        await refreshProcessGauges(metrics, {
-          queued: () => shards.queued(),
-          pools: () => shards.pools(),
-          recipients: async () => (await shards.queue()).recipients,
-          labelsOf: (path) => shaper.labelsOf(path),
-          holds: () => shaper.holds(),
-          suspensions: () => writes.suspensions.list(),
-          disk: spoolDisk,
-          warmups: () => warmup.views(),
-          suppressed: () => suppressions.size,
-        });
-        return shards.metrics(metrics.registry);
-      },
+      metrics: () => refreshedMetrics(true),
+      dashboard: createDashboard({ token: config.admin.token, assetsDir: DASHBOARD_ASSETS }, { metrics: () => refreshedMetrics(false) }, clock, log.child({ stage: 'dashboard' })),
       queue: () => shards.queue(),
       readiness: () => shards.readiness(),
       kpi: (scope, id) => shards.kpi(scope, id),

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import { parseHostPort } from '../lib/net.ts';
@@ -8,6 +8,17 @@ import { checkBearer, PUBLIC_PATHS } from './access.ts';
 import { judgeReadiness } from './readiness.ts';
 import { sitesView, type PathFacts, type SitesInput } from './sites.ts';
 import type { Answer, Writes } from './writes.ts';
+
+/** The browser dashboard as admin serves it (src/dashboard; the daemon passes it in). */
+export interface DashboardPort {
+  /** Answers a request under /dashboard; false for any other path. */
+  handle(req: IncomingMessage, res: ServerResponse, url: URL): boolean;
+  /** Whether an API call carries a dashboard session (cookie and CSRF header). */
+  apiSession(req: IncomingMessage): unknown;
+  tokenChanged(token: string): void;
+  start(): void;
+  stop(): void;
+}
 
 /** What admin shows; asynchronous, since with shards (ADR 0010) each answer is a merge of theirs. */
 export interface AdminPorts {
@@ -32,6 +43,8 @@ export interface AdminPorts {
   readonly reputation: (filter: { source?: string; site?: string }) => unknown;
   /** The suppression list, optionally of one sender domain or address. */
   readonly suppressions: (filter: { domain?: string; address?: string }) => unknown;
+  /** The browser dashboard under /dashboard, whose pages call this API with a session (docs/dashboard.md). */
+  readonly dashboard?: DashboardPort;
 }
 
 /** POST paths and the write call each makes. */
@@ -54,7 +67,8 @@ export interface Admin {
  * The admin listener: /healthz, /readyz and /metrics open; every /api/v1/ call behind the bearer
  * token (access.ts): GET queue, sites[/:site], campaigns/:id, deliveries/:id, messages/:id,
  * suspensions, egress, egress/reputation, suppressions; POST suspend, resume, flush, bounce, egress/warmup,
- * suppressions/add, suppressions/remove (writes.ts).
+ * suppressions/add, suppressions/remove (writes.ts). Under /dashboard, the browser dashboard
+ * (src/dashboard), whose pages may call the API with their session instead of the token.
  */
 export interface AdminOptions { readonly listen: string; readonly token: string; readonly readiness: { readonly outbox_stall: number } }
 
@@ -111,14 +125,19 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
 
   return {
     reconfigure({ token, readiness }) {
+      if (token !== options.token) ports.dashboard?.tokenChanged(token);
       options = { ...options, token, readiness };
     },
     async start() {
       const { host, port } = parseHostPort(options.listen) as { host: string; port: number };
+      ports.dashboard?.start();
       server = createServer((req, res) => {
         const url = new URL(req.url ?? '/', 'http://admin');
         const path = url.pathname;
-        if (!PUBLIC_PATHS.has(path)) {
+        if (ports.dashboard?.handle(req, res, url)) return;
+        // The dashboard's pages call the API with their session (cookie and CSRF header), no token.
+        const viaDashboard = req.headers.authorization === undefined && !PUBLIC_PATHS.has(path) && ports.dashboard?.apiSession(req) !== undefined;
+        if (!PUBLIC_PATHS.has(path) && !viaDashboard) {
           const access = checkBearer(req.headers.authorization, options.token);
           if (!access.ok) {
             refusals.warn(`${access.status}:${req.socket.remoteAddress}`, { path, method: req.method, remote: req.socket.remoteAddress, status: access.status, error: access.error }, 'admin call refused');
@@ -133,7 +152,7 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
           return;
         }
         const reply = write
-          ? readJson(req).then((body) => ('error' in body ? json(body.status, { error: body.error }) : ports.writes[write](body.value, req.socket.remoteAddress).then(answer)))
+          ? readJson(req).then((body) => ('error' in body ? json(body.status, { error: body.error }) : ports.writes[write](body.value, viaDashboard ? `${req.socket.remoteAddress} (dashboard)` : req.socket.remoteAddress).then(answer)))
           : handler(path, url.searchParams);
         reply.then(
           (r) => res.writeHead(r.status, { 'content-type': r.type }).end(r.body),
@@ -152,6 +171,7 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
       log.info({ listen: `${host}:${bound?.port}` }, 'admin listening');
     },
     async stop() {
+      ports.dashboard?.stop();
       if (!server) return;
       server.closeAllConnections();
       await new Promise<void>((resolve) => server?.close(() => resolve()));

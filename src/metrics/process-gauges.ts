@@ -21,8 +21,8 @@ export interface ProcessState {
   holds(): Map<string, number>;
   /** Suspensions in force, by target. */
   suspensions(): readonly { readonly target: string }[];
-  /** The spool's size on disk and the free space under it. */
-  disk(): Promise<{ bytes: number; free: number }>;
+  /** The spool's size on disk and the free space under it; absent: those gauges are left as they are. */
+  disk?(): Promise<{ bytes: number; free: number }>;
   /** Entries on the suppression list. */
   suppressed(): number;
   /** Each warming source's step and what it may still send today (null: no cap). */
@@ -34,7 +34,7 @@ export async function refreshProcessGauges(metrics: Metrics, state: ProcessState
   for (const s of state.suspensions()) metrics.suspensions.labels({ target: s.target }).inc();
   metrics.pausedPaths.reset();
   for (const [provider, count] of state.holds()) metrics.pausedPaths.labels({ provider }).set(count);
-  const [queued, pools, recipients, disk] = await Promise.all([state.queued(), state.pools(), state.recipients(), state.disk()]);
+  const [queued, pools, recipients, disk] = await Promise.all([state.queued(), state.pools(), state.recipients(), state.disk?.()]);
   const label = (path: string): string => state.labelsOf(path).provider ?? 'other';
   metrics.providerQueue.reset();
   let placed = 0;
@@ -57,8 +57,10 @@ export async function refreshProcessGauges(metrics: Metrics, state: ProcessState
     for (const [provider, p] of Object.entries(w.providers)) if (p.remaining !== null) metrics.warmupRemaining.labels({ source: w.source, scope: provider }).set(p.remaining);
   }
   metrics.suppressedAddresses.set(state.suppressed());
-  metrics.spoolBytes.set(disk.bytes);
-  metrics.spoolFree.set(disk.free);
+  if (disk) {
+    metrics.spoolBytes.set(disk.bytes);
+    metrics.spoolFree.set(disk.free);
+  }
 }
 
 /** Walking a big spool costs a stat per file: at most once in this long, whatever the scrape rate. */

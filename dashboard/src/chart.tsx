@@ -1,0 +1,32 @@
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+import { SERIES } from './format.ts';
+
+const COLOURS: Record<(typeof SERIES)[number], string> = { received: '#1f5fbf', delivered: '#2e8b57', deferred: '#d08a00', failed: '#c0392b' };
+
+/** Recipients per minute, one line per fate, drawn by uPlot (canvas: cheap to redraw every few seconds). */
+export function MinuteChart({ data, height = 260 }: { data: number[][]; height?: number }) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  useEffect(() => {
+    if (!box.current) return undefined;
+    const opts: uPlot.Options = {
+      width: box.current.clientWidth || 800,
+      height,
+      series: [{}, ...SERIES.map((name) => ({ label: name, stroke: COLOURS[name], width: 2, points: { show: false } }))],
+      axes: [{}, { label: 'recipients / min', size: 60 }],
+      scales: { x: { time: true } },
+      legend: { live: true },
+    };
+    plot.current = new uPlot(opts, data as uPlot.AlignedData, box.current);
+    const resize = (): void => plot.current?.setSize({ width: box.current?.clientWidth ?? 800, height });
+    window.addEventListener('resize', resize);
+    return () => {
+      window.removeEventListener('resize', resize);
+      plot.current?.destroy();
+      plot.current = null;
+    };
+  }, []);
+  useEffect(() => plot.current?.setData(data as uPlot.AlignedData), [data]);
+  return <div class="chart" ref={box} />;
+}

@@ -1,0 +1,107 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import t from 'tap';
+import { DASHBOARD_ASSETS } from '../../src/dashboard/index.ts';
+import { ADMIN_TOKEN, startTern, testConfig, type RunningTern } from '../support/daemon.ts';
+import { message, sendMail, until } from '../support/smtp-client.ts';
+import { worldForFile } from '../support/world.ts';
+
+/**
+ * The dashboard in a real browser (Debian's chromium driven by playwright-core) against a real
+ * Tern relaying to a loopback sink (docs/dashboard.md): nothing but the sign-in page without the
+ * token, the overview's counts rising live as mail goes out, a forged cross-site call refused.
+ * TERN_SCREENSHOTS=DIR saves each page there (docs/dashboard.md's pictures).
+ */
+const CHROMIUM = process.env.TERN_CHROMIUM ?? '/usr/bin/chromium';
+const files = worldForFile(t);
+let tern: RunningTern;
+let browser: Browser;
+let base: string;
+
+t.before(async () => {
+  if (!existsSync(`${DASHBOARD_ASSETS}/app.js`)) execFileSync(process.execPath, ['dashboard/build.ts'], { stdio: 'ignore' });
+  const spool = files.tempDir();
+  tern = await startTern(testConfig({ dnsServer: files.world.dns.server, deliveryPort: files.world.port, spoolDir: spool.path }));
+  base = `http://127.0.0.1:${tern.adminPort}`;
+  // As root (CI containers), Chromium's sandbox cannot start; the pages are Tern's own.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+});
+t.teardown(async () => {
+  await browser?.close();
+  await tern?.stop();
+});
+
+async function screenshot(page: Page, name: string): Promise<void> {
+  const dir = process.env.TERN_SCREENSHOTS;
+  if (!dir) return;
+  mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: `${dir}/${name}.png`, fullPage: true });
+}
+
+async function signIn(page: Page, token: string): Promise<void> {
+  await page.goto(`${base}/dashboard/`);
+  await page.fill('#token', token);
+  await Promise.all([page.waitForResponse((r) => r.url().endsWith('/dashboard/login') && r.request().method() === 'POST'), page.click('button[type=submit]')]);
+  await page.waitForLoadState('domcontentloaded');
+}
+
+t.test('without the token, nothing but the sign-in page', async (t) => {
+  for (const path of ['/dashboard/', '/dashboard/assets/app.js', '/dashboard/api/stream', '/dashboard/campaigns']) {
+    const res = await fetch(`${base}${path}`, { redirect: 'manual' });
+    t.equal(res.status, 303, `${path}: sent to sign in`);
+    t.equal(res.headers.get('location'), '/dashboard/login');
+  }
+  t.equal((await fetch(`${base}/api/v1/queue`)).status, 401, 'the API without a token or a session');
+  t.equal((await fetch(`${base}/api/v1/queue`, { headers: { cookie: 'tern_session=made-up', 'x-tern-csrf': 'x' } })).status, 401, 'nor with a made-up session');
+
+  const page = await browser.newPage();
+  await page.goto(`${base}/dashboard/`);
+  t.match(page.url(), /\/dashboard\/login$/, 'the browser lands on the sign-in page');
+  await screenshot(page, 'login');
+  await signIn(page, 'not-the-token');
+  t.match(await page.textContent('p.error'), /not the admin token/, 'a wrong token is refused, and said so');
+  t.match(page.url(), /\/dashboard\/login$/);
+  await page.close();
+});
+
+t.test('signed in: the overview counts rise live as mail goes out', async (t) => {
+  const page = await browser.newPage();
+  await signIn(page, ADMIN_TOKEN);
+  t.match(page.url(), /\/dashboard\/$/, 'the overview');
+  await page.waitForSelector('[data-testid=live].on', { timeout: 10_000 });
+  const delivered = async (): Promise<number> => Number((await page.textContent('[data-testid=total-delivered]'))?.replace(/\D/g, '') || 0);
+  const before = await delivered();
+  for (let i = 0; i < 6; i++) t.match(await sendMail(tern.smtpPort, 'news@campaign.test', [`r${i}@a.test`], message({ to: `r${i}@a.test` })), /^250 /);
+  await until(async () => (await delivered()) >= before + 6, 15_000, 'six more delivered on the page');
+  t.ok((await delivered()) >= before + 6, 'delivered rose by the six messages, with no reload');
+  const received = Number((await page.textContent('[data-testid=total-received]'))?.replace(/\D/g, '') || 0);
+  t.ok(received >= 6, `received shows ${received}`);
+  t.match(await page.textContent('[data-testid=tile-delivered] .detail'), /this minute/);
+  t.ok(await page.isVisible('.chart canvas'), 'the per-minute chart is drawn');
+  await screenshot(page, 'overview');
+
+  // The page's own API calls carry the session and its CSRF token; a forged one carries the cookie only.
+  // Run in the page (a string: this file is not compiled against the DOM).
+  const calls = await page.evaluate(`(async () => {
+    const csrf = document.querySelector('meta[name="tern-csrf"]').content;
+    const withToken = await fetch('/api/v1/queue', { headers: { 'x-tern-csrf': csrf } });
+    const forged = await fetch('/api/v1/flush', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"domain":"a.test"}' });
+    return { withToken: withToken.status, forged: forged.status };
+  })()`);
+  t.same(calls, { withToken: 200, forged: 401 }, 'the API answers the page, not a request without the CSRF header');
+
+  await page.click('button.signout');
+  await page.waitForURL(/\/dashboard\/login$/);
+  await page.goto(`${base}/dashboard/`);
+  t.match(page.url(), /\/dashboard\/login$/, 'signed out: the session is gone');
+  await page.close();
+});
+
+t.test('a sign-in posted from another site is refused', async (t) => {
+  const res = await fetch(`${base}/dashboard/login`, {
+    method: 'POST', redirect: 'manual', headers: { origin: 'http://evil.example', 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${ADMIN_TOKEN}`,
+  });
+  t.equal(res.status, 403);
+  t.equal(res.headers.get('set-cookie'), null, 'and no session is made');
+});
