@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 
 /** Bytes, minified and gzipped: what a browser fetches once. */
-export const BUDGET = { 'app.js': { raw: 90_000, gzip: 35_000 }, 'app.css': { raw: 12_000, gzip: 4_000 } } as const;
+export const BUDGET = { 'app.js': { raw: 110_000, gzip: 42_000 }, 'app.css': { raw: 12_000, gzip: 4_000 } } as const;
 
 const here = new URL('.', import.meta.url).pathname;
 const { values } = parseArgs({ options: { out: { type: 'string' }, budget: { type: 'boolean' } } });

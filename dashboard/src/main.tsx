@@ -1,17 +1,27 @@
 import { render } from 'preact';
 import { signOut } from './api.ts';
 import { OverviewPage } from './overview.tsx';
+import { onLink, usePath } from './router.ts';
+import { SitesPage } from './sites.tsx';
+
+const PAGES = [
+  { path: '/dashboard/', name: 'Overview', page: OverviewPage },
+  { path: '/dashboard/sites', name: 'Sites', page: SitesPage },
+] as const;
 
 /** The dashboard's shell: its navigation and the page the path names. */
 function App() {
+  const path = usePath();
+  const current = PAGES.find((p) => p.path === path) ?? PAGES[0];
+  const Page = current.page;
   return (
     <>
       <header>
-        <a class="brand" href="/dashboard/">Tern</a>
-        <nav><a href="/dashboard/" class="on">Overview</a></nav>
+        <a class="brand" href="/dashboard/" onClick={onLink}>Tern</a>
+        <nav>{PAGES.map((p) => <a href={p.path} class={p === current ? 'on' : ''} onClick={onLink}>{p.name}</a>)}</nav>
         <button type="button" class="signout" onClick={() => void signOut()}>Sign out</button>
       </header>
-      <main><OverviewPage /></main>
+      <main><Page /></main>
     </>
   );
 }

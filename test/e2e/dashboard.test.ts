@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import t from 'tap';
 import { DASHBOARD_ASSETS } from '../../src/dashboard/index.ts';
-import { ADMIN_TOKEN, startTern, testConfig, type RunningTern } from '../support/daemon.ts';
+import { ADMIN_TOKEN, adminFetch, startTern, testConfig, type RunningTern } from '../support/daemon.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { worldForFile } from '../support/world.ts';
 
@@ -95,6 +96,44 @@ t.test('signed in: the overview counts rise live as mail goes out', async (t) =>
   await page.waitForURL(/\/dashboard\/login$/);
   await page.goto(`${base}/dashboard/`);
   t.match(page.url(), /\/dashboard\/login$/, 'signed out: the session is gone');
+  await page.close();
+});
+
+t.test('sites: suspend from the page holds the site\'s mail, the page shows it, resume releases it', async (t) => {
+  const page = await browser.newPage();
+  await signIn(page, ADMIN_TOKEN);
+  const received = (to: string): boolean => [...files.world.sinks.values()].some((sink) => sink.received.some((m) => m.rcptTo.includes(to)));
+  t.match(await sendMail(tern.smtpPort, 'news@campaign.test', ['first@a.test'], message({ to: 'first@a.test' })), /^250 /);
+  await until(() => received('first@a.test'), 10_000, 'a first delivery, so the site is known');
+
+  await page.click('nav a[href="/dashboard/sites"]');
+  const row = page.locator('tr[data-site="mx1.a.test"]');
+  await row.waitFor({ timeout: 10_000 });
+  t.match(await row.textContent(), /ok/, 'the site, not held');
+  await row.getByRole('button', { name: 'Suspend…' }).click();
+  await row.getByLabel('for how long').selectOption('4h');
+  await row.getByLabel('reason').fill('complaints spike');
+  await row.getByRole('button', { name: 'Suspend', exact: true }).click();
+  await row.locator('[data-testid=suspended]').waitFor({ timeout: 10_000 });
+  t.match(await row.locator('[data-testid=suspended]').textContent(), /suspended, [34] h/, 'the page shows the suspension and its time left');
+  t.match(await page.textContent('[data-testid=notice]'), /suspend mx1\.a\.test: suspended until/);
+  const list = (await (await adminFetch(tern.adminPort, '/api/v1/suspensions')).json()) as { suspensions: { name: string; reason: string }[] };
+  t.match(list.suspensions, [{ name: 'mx1.a.test', reason: 'complaints spike' }], 'the admin API has it');
+
+  t.match(await sendMail(tern.smtpPort, 'news@campaign.test', ['held@a.test'], message({ to: 'held@a.test' })), /^250 /);
+  await until(async () => /tern_deferrals_total\{[^}]*reason="suspended"[^}]*\} [1-9]/.test(await (await adminFetch(tern.adminPort, '/metrics')).text()), 10_000, 'the new mail held as suspended');
+  t.notOk(received('held@a.test'), 'held, not delivered');
+  await row.getByRole('button', { name: /mx1\.a\.test/ }).click();
+  const detail = page.locator('tr.detail');
+  t.match(await detail.textContent(), /connections10defaults/, 'each limit, its value and the rule that set it');
+  await screenshot(page, 'sites');
+
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await until(() => received('held@a.test'), 10_000, 'resumed: the held mail goes');
+  await until(async () => (await row.textContent())?.includes('ok'), 10_000, 'the page shows the site free again');
+  const audit = readFileSync(join(tern.config.admin.state_dir, 'audit.log'), 'utf8');
+  t.match(audit, /"action":"suspend".*"remote":"[^"]+ \(dashboard\)"/, 'the audit log says the suspension came from the dashboard');
+  t.match(audit, /"action":"resume"/);
   await page.close();
 });
 
