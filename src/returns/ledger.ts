@@ -1,7 +1,8 @@
-import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Clock, Timer } from '../lib/clock.ts';
+import type { Clock } from '../lib/clock.ts';
+import { LineFiles } from '../lib/line-files.ts';
 import { queueIdTime, type QueueId } from '../model/ids.ts';
 
 /** Where the sent ledger lives: beside the feedback outbox, `<feedback.dir>/sent`. */
@@ -30,51 +31,22 @@ const MINUTE_MS = 60_000;
  * delivery Tern has reported finds it after a crash too.
  */
 export class SentLedger {
-  readonly #dir: string;
+  readonly #files: LineFiles;
   readonly #shard: number;
-  readonly #clock: Clock;
-  readonly #log: Logger;
-  #pending = new Map<string, string[]>();
-  #timer: Timer | undefined;
-  #writing: Promise<void> = Promise.resolve();
 
   constructor(dir: string, shard: number, clock: Clock, log: Logger) {
-    this.#dir = dir;
+    this.#files = new LineFiles(dir, clock, log, { sync: true, what: 'the sent ledger; bounces about these recipients will not be matched' });
     this.#shard = shard;
-    this.#clock = clock;
-    this.#log = log;
   }
 
+  /** Written at once (one synced append per minute file per batch of events): a bounce can come back in seconds. */
   record(sent: SentRecipient): void {
-    const file = `${minuteOf(sent.queue_id as QueueId)}-s${this.#shard}.jsonl`;
-    const lines = this.#pending.get(file) ?? [];
-    lines.push(`${JSON.stringify(sent)}\n`);
-    this.#pending.set(file, lines);
-    // Written at once (one synced append per minute file per batch of events): a bounce can come back in seconds.
-    this.#timer ??= this.#clock.at(this.#clock.now(), () => void this.flush());
+    this.#files.add(`${minuteOf(sent.queue_id as QueueId)}-s${this.#shard}.jsonl`, JSON.stringify(sent));
   }
 
   /** Write what is pending (also at stop). */
   flush(): Promise<void> {
-    this.#timer?.cancel();
-    this.#timer = undefined;
-    const batch = this.#pending;
-    this.#pending = new Map();
-    this.#writing = this.#writing.then(async () => {
-      await mkdir(this.#dir, { recursive: true });
-      for (const [file, lines] of batch) await appendSynced(join(this.#dir, file), lines.join('')).catch((err: unknown) => this.#log.error({ err, file }, 'returns: cannot write the sent ledger; bounces about these recipients will not be matched'));
-    });
-    return this.#writing;
-  }
-}
-
-async function appendSynced(path: string, text: string): Promise<void> {
-  const file = await open(path, 'a');
-  try {
-    await file.appendFile(text);
-    await file.datasync();
-  } finally {
-    await file.close();
+    return this.#files.flush();
   }
 }
 
