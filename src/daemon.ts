@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { createAdmin, openWrites } from './admin/index.ts';
 import { createDashboard, DASHBOARD_ASSETS } from './dashboard/index.ts';
+import { campaignLogCsv, campaignLogDir, campaignTimeline, readCampaignLog, sweepCampaignLogsHourly } from './feedback/index.ts';
 import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules, qualifyMessage } from './bounce/index.ts';
 import { changedKeys, sortChanges, type Config } from './config/index.ts';
 import { loadTrust } from './delivery/index.ts';
@@ -177,6 +178,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     });
     return shards.metrics(metrics.registry);
   };
+  let campaignLogSweeper: { stop(): void } | undefined;
   const admin = createAdmin(
     config.admin,
     {
@@ -186,6 +188,10 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       queue: () => shards.queue(),
       readiness: () => shards.readiness(),
       kpi: (scope, id) => shards.kpi(scope, id),
+      campaigns: () => shards.kpiList('campaign'),
+      campaignLog: (id, query) => readCampaignLog(campaignLogDir(config), id, query),
+      campaignCsv: (id, query) => campaignLogCsv(campaignLogDir(config), id, query),
+      campaignTimeline: (id, since) => campaignTimeline(campaignLogDir(config), id, since),
       sites: async () => ({ paths: shaper.views().map((p) => ({ ...p, reputation: reputation.summary(p.source, p.site) ?? null })), pools: await shards.pools(), queued: await shards.queued() }),
       reputation: (filter) => reputation.list(filter),
       writes,
@@ -218,11 +224,13 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       await admin.start();
       await shards.listen();
       await returns?.start();
+      campaignLogSweeper = config.feedback.campaign_log.keep > 0 ? sweepCampaignLogsHourly(campaignLogDir(config), config.feedback.campaign_log.keep, clock, log.child({ stage: 'feedback' })) : undefined;
       await recovered;
     },
     async stop(graceMs = 30_000) {
       log.info('stopping: no new mail accepted, finishing in-flight deliveries');
       await returns?.stop();
+      campaignLogSweeper?.stop();
       await shards.drain(graceMs);
       await shaper.stop();
       await warmup.stop();

@@ -12,7 +12,7 @@ import type { Signer } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
 import { planEgress } from './egress/index.ts';
 import { returnPath, returnsDir, SentLedger } from './returns/index.ts';
-import { createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackDeps, type FeedbackOptions, type Ledger, type WebhookOptions } from './feedback/index.ts';
+import { CampaignLog, campaignLogDir, createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackDeps, type FeedbackOptions, type Ledger, type WebhookOptions } from './feedback/index.ts';
 import { createIngress } from './ingress/index.ts';
 import type { Clock } from './lib/clock.ts';
 import type { Metrics } from './metrics/index.ts';
@@ -101,6 +101,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     onEvents: (events) => {
       for (const e of events) {
         metrics.events.labels({ type: e.type }).inc();
+        campaignLog?.record(e);
         if (sentLedger && e.type === 'delivered') sentLedger.record({ queue_id: e.queue_id, index: recipientIndexOf(e), recipient: e.recipient, sender: e.sender, message_id: e.message_id, meta: e.meta, at: Date.parse(e.time) });
         // A hard bounce says the address is bad: suppressed for this sender domain (when enabled).
         if (suppress && e.type === 'failed' && e.cause === 'bounce' && e.bounce?.type === 'hard' && e.sender !== '') {
@@ -129,6 +130,8 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   // Asynchronous bounces (docs/bounces.md): VERP return paths, and a ledger of what was delivered.
   const bounceDomain = config.bounce.domain;
   const sentLedger = bounceDomain ? new SentLedger(returnsDir(config), layout.shard, clock, log.child({ stage: 'returns' })) : undefined;
+  // Each campaign's delivery log, which the dashboard reads (docs/dashboard.md).
+  const campaignLog = config.feedback.campaign_log.keep > 0 ? new CampaignLog(campaignLogDir(config), layout.shard, clock, log.child({ stage: 'feedback' })) : undefined;
   // The coordinator's suppression list, as changes tell it; ingress asks it at RCPT.
   const suppressions = new SuppressionCopy();
   const resolver = createResolver(config.dns, clock, (type, result) => metrics.dnsLookups.labels({ type, result }).inc());
@@ -265,6 +268,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     },
     async close() {
       await sentLedger?.flush();
+      await campaignLog?.flush();
       await feedback.stop();
       await spool.close();
     },
@@ -292,6 +296,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       metrics.queueMessages.labels({ state: 'scheduled' }).set(q.scheduled);
       metrics.queueMessages.labels({ state: 'active' }).set(q.active);
       metrics.connections.set(delivery.snapshot().connections);
+      metrics.ingressSessions.set(ingress.sessions());
       const f = feedback.stats();
       metrics.feedbackPending.set(f.pending);
       metrics.feedbackBytes.set(f.bytes);

@@ -24,16 +24,16 @@ export const SERIES = ['received', 'delivered', 'deferred', 'failed'] as const;
  * History rows as uPlot wants them: x in seconds, one array per series, a minute with no row
  * shown as zero (nothing happened), so gaps in traffic read as gaps.
  */
-export function chartData(rows: readonly MinuteRow[], nowMs: number, minutes: number): number[][] {
+export function chartData<R extends { minute: number }>(rows: readonly R[], nowMs: number, minutes: number, keys: readonly (keyof R & string)[] = SERIES as unknown as (keyof R & string)[]): number[][] {
   const last = Math.floor(nowMs / 60_000) * 60_000;
   const first = last - (minutes - 1) * 60_000;
   const byMinute = new Map(rows.map((r) => [r.minute, r]));
   const xs: number[] = [];
-  const ys: number[][] = SERIES.map(() => []);
+  const ys: number[][] = keys.map(() => []);
   for (let m = first; m <= last; m += 60_000) {
     xs.push(m / 1000);
     const row = byMinute.get(m);
-    SERIES.forEach((k, i) => (ys[i] as number[]).push(row ? row[k] : 0));
+    keys.forEach((k, i) => (ys[i] as number[]).push(row ? Number(row[k]) : 0));
   }
   return [xs, ...ys];
 }

@@ -7,7 +7,7 @@ interface Overview {
   time: number;
   totals: { received: number; delivered: number; deferred: number; failed: number };
   queue: { recipients: number; messages: number; oldestSeconds: number };
-  connections: { out: number };
+  connections: { in: number; out: number };
   webhook: { pending: number; oldestSeconds: number };
 }
 
@@ -50,7 +50,7 @@ export function OverviewPage() {
       <div class="tiles">
         <Fact name="queue" label="In the queue" value={overview ? `${count(overview.queue.recipients)} recipients` : '–'} detail={overview ? `${count(overview.queue.messages)} messages` : ''} />
         <Fact name="oldest" label="Oldest queued" value={age(overview?.queue.oldestSeconds ?? 0)} detail="since it arrived" />
-        <Fact name="connections" label="Connections out" value={count(overview?.connections.out ?? 0)} detail="to receivers" />
+        <Fact name="connections" label="Connections" value={`${count(overview?.connections.in ?? 0)} in · ${count(overview?.connections.out ?? 0)} out`} detail="SMTP clients · receivers" />
         <Fact name="webhook" label="Webhook backlog" value={`${count(overview?.webhook.pending ?? 0)} events`} detail={`oldest ${age(overview?.webhook.oldestSeconds ?? 0)}`} />
       </div>
       <div class="panel">

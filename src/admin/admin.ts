@@ -14,7 +14,7 @@ export interface DashboardPort {
   /** Answers a request under /dashboard; false for any other path. */
   handle(req: IncomingMessage, res: ServerResponse, url: URL): boolean;
   /** Whether an API call carries a dashboard session (cookie and CSRF header). */
-  apiSession(req: IncomingMessage): unknown;
+  apiSession(req: IncomingMessage, url: URL): unknown;
   tokenChanged(token: string): void;
   start(): void;
   stop(): void;
@@ -43,8 +43,35 @@ export interface AdminPorts {
   readonly reputation: (filter: { source?: string; site?: string }) => unknown;
   /** The suppression list, optionally of one sender domain or address. */
   readonly suppressions: (filter: { domain?: string; address?: string }) => unknown;
+  /** Every campaign's KPIs, the most recently active first. */
+  readonly campaigns: () => Promise<unknown>;
+  /** A page of one campaign's delivery log, newest first (docs/dashboard.md, "Campaigns"). */
+  readonly campaignLog: (id: string, query: CampaignLogQuery) => Promise<unknown>;
+  /** The same log as CSV lines, a header first. */
+  readonly campaignCsv: (id: string, query: Omit<CampaignLogQuery, 'offset' | 'limit'>) => AsyncIterable<string>;
+  /** One campaign's events per minute since a time (ms). */
+  readonly campaignTimeline: (id: string, since: number) => Promise<unknown>;
   /** The browser dashboard under /dashboard, whose pages call this API with a session (docs/dashboard.md). */
   readonly dashboard?: DashboardPort;
+}
+
+export interface CampaignLogQuery { readonly recipient?: string; readonly type?: string; readonly offset: number; readonly limit: number }
+
+const LOG_TYPES = new Set(['relayed', 'delivered', 'soft_bounce', 'failed', 'complaint']);
+/** The delivery log's paging and the timeline's reach, as the API accepts them. */
+export const LOG_QUERY_LIMITS = { maxOffset: 1_000_000, maxLimit: 500, defaultLimit: 50, maxRecipientChars: 320, maxTimelineHours: 72 } as const;
+
+/** A delivery-log query from the URL, or what is wrong with it. */
+function logQuery(query: URLSearchParams): CampaignLogQuery | { error: string } {
+  const type = query.get('type') ?? undefined;
+  if (type !== undefined && !LOG_TYPES.has(type)) return { error: `type must be one of ${[...LOG_TYPES].join(', ')}` };
+  const recipient = query.get('recipient') ?? undefined;
+  if (recipient !== undefined && recipient.length > LOG_QUERY_LIMITS.maxRecipientChars) return { error: `recipient is over ${LOG_QUERY_LIMITS.maxRecipientChars} characters` };
+  const offset = Number(query.get('offset') ?? 0);
+  const limit = Number(query.get('limit') ?? LOG_QUERY_LIMITS.defaultLimit);
+  if (!Number.isInteger(offset) || offset < 0 || offset > LOG_QUERY_LIMITS.maxOffset) return { error: `offset must be a whole number from 0 to ${LOG_QUERY_LIMITS.maxOffset}` };
+  if (!Number.isInteger(limit) || limit < 1 || limit > LOG_QUERY_LIMITS.maxLimit) return { error: `limit must be a whole number from 1 to ${LOG_QUERY_LIMITS.maxLimit}` };
+  return { ...(type ? { type } : {}), ...(recipient ? { recipient } : {}), offset, limit };
 }
 
 /** POST paths and the write call each makes. */
@@ -79,7 +106,7 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
   const refusals = new RepeatedLog(log, clock);
   let bound: { host: string; port: number } | undefined;
 
-  const handler = async (path: string, query: URLSearchParams): Promise<{ status: number; type: string; body: string }> => {
+  const handler = async (path: string, query: URLSearchParams): Promise<Reply> => {
     if (path === '/healthz') return { status: 200, type: 'application/json', body: '{"status":"ok"}\n' };
     if (path === '/readyz') {
       const view = judgeReadiness(await ports.readiness(), options.readiness.outbox_stall);
@@ -112,6 +139,21 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
       const view = /^[A-Za-z0-9._-]{1,64}$/.test(id) ? await ports.message(id) : undefined;
       return view === undefined ? json(404, { error: `message ${id} is not in the queue (never accepted, or every recipient is final)` }) : json(200, view);
     }
+    if (path === '/api/v1/campaigns') return json(200, { campaigns: await ports.campaigns() });
+    const campaign = /^\/api\/v1\/campaigns\/([^/]+)\/(log|log\.csv|timeline)$/.exec(path);
+    if (campaign) {
+      const id = decodeURIComponent(campaign[1] as string);
+      if (campaign[2] === 'timeline') {
+        const hours = Number(query.get('hours') ?? 6);
+        if (!Number.isInteger(hours) || hours < 1 || hours > LOG_QUERY_LIMITS.maxTimelineHours) return json(400, { error: `hours must be a whole number from 1 to ${LOG_QUERY_LIMITS.maxTimelineHours}` });
+        return json(200, { rows: await ports.campaignTimeline(id, clock.now() - hours * 3_600_000) });
+      }
+      const q = logQuery(query);
+      if ('error' in q) return json(400, { error: q.error });
+      if (campaign[2] === 'log') return json(200, { ...(await ports.campaignLog(id, q) as object), offset: q.offset, limit: q.limit });
+      const { offset: _o, limit: _l, ...filter } = q;
+      return { status: 200, type: 'text/csv; charset=utf-8', body: '', stream: ports.campaignCsv(id, filter), filename: `campaign-${id.replace(/[^\w.-]/g, '_')}.csv` };
+    }
     const kpi = /^\/api\/v1\/(campaigns|deliveries)\/([^/]+)$/.exec(path);
     if (kpi) {
       const id = decodeURIComponent(kpi[2] as string);
@@ -136,7 +178,7 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
         const path = url.pathname;
         if (ports.dashboard?.handle(req, res, url)) return;
         // The dashboard's pages call the API with their session (cookie and CSRF header), no token.
-        const viaDashboard = req.headers.authorization === undefined && !PUBLIC_PATHS.has(path) && ports.dashboard?.apiSession(req) !== undefined;
+        const viaDashboard = req.headers.authorization === undefined && !PUBLIC_PATHS.has(path) && ports.dashboard?.apiSession(req, url) !== undefined;
         if (!PUBLIC_PATHS.has(path) && !viaDashboard) {
           const access = checkBearer(req.headers.authorization, options.token);
           if (!access.ok) {
@@ -151,11 +193,11 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
           res.writeHead(405, { 'content-type': 'application/json', allow: write ? 'POST' : 'GET' }).end('{"error":"method not allowed"}\n');
           return;
         }
-        const reply = write
+        const reply: Promise<Reply> = write
           ? readJson(req).then((body) => ('error' in body ? json(body.status, { error: body.error }) : ports.writes[write](body.value, viaDashboard ? `${req.socket.remoteAddress} (dashboard)` : req.socket.remoteAddress).then(answer)))
           : handler(path, url.searchParams);
         reply.then(
-          (r) => res.writeHead(r.status, { 'content-type': r.type }).end(r.body),
+          (r) => (r.stream ? streamReply(res, r, log) : res.writeHead(r.status, { 'content-type': r.type }).end(r.body)),
           (err: unknown) => {
             log.error({ err }, 'admin request failed');
             res.writeHead(500).end();
@@ -178,6 +220,25 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
     },
     address: () => bound,
   };
+}
+
+interface Reply { status: number; type: string; body: string; stream?: AsyncIterable<string>; filename?: string }
+
+/** A long answer (a CSV export) written as it is read, so it never sits whole in memory. */
+function streamReply(res: ServerResponse, r: Reply, log: Logger): void {
+  res.writeHead(r.status, { 'content-type': r.type, ...(r.filename ? { 'content-disposition': `attachment; filename="${r.filename}"` } : {}) });
+  void (async () => {
+    try {
+      for await (const chunk of r.stream as AsyncIterable<string>) {
+        if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
+        if (res.destroyed) return;
+      }
+      res.end();
+    } catch (err) {
+      log.error({ err }, 'admin: an export failed midway');
+      res.destroy();
+    }
+  })();
 }
 
 function json(status: number, body: unknown): { status: number; type: string; body: string } {

@@ -179,6 +179,8 @@ const feedback = z.strictObject({
     max_size: size.default(104_857_600),
     keep: z.number().int().min(1).max(100).default(5),
   }).optional(),
+  /** Each campaign's delivery log for the dashboard (docs/dashboard.md); keep 0s turns it off. */
+  campaign_log: z.strictObject({ keep: duration.default(3 * 86_400_000) }).default({ keep: 3 * 86_400_000 }),
 }).superRefine((f, ctx) => {
   // Each endpoint's outbox is named after its URL: two endpoints with one URL would share it.
   const seen = new Set(f.webhook ? [f.webhook.url] : []);

@@ -28,8 +28,11 @@ export interface DashboardPorts {
 export interface Dashboard {
   /** Answers a request under /dashboard; false for any other path. */
   handle(req: IncomingMessage, res: ServerResponse, url: URL): boolean;
-  /** The session an API call made from the app carries (cookie and CSRF header both), if any. */
-  apiSession(req: IncomingMessage): DashboardSession | undefined;
+  /**
+   * The session an API call made from the app carries: the cookie, and the CSRF token in its
+   * header, or for a GET (a download link, which sends no headers) in `?csrf=`.
+   */
+  apiSession(req: IncomingMessage, url: URL): DashboardSession | undefined;
   /** admin.token changed: every session ends. */
   tokenChanged(token: string): void;
   start(): void;
@@ -154,9 +157,11 @@ export function createDashboard(options: DashboardOptions, ports: DashboardPorts
       route(req, res, url);
       return true;
     },
-    apiSession(req) {
+    apiSession(req, url) {
       const session = sessions.find(req.headers.cookie);
-      return session && sameCsrf(headerOf(req, CSRF_HEADER), session) ? session : undefined;
+      if (!session) return undefined;
+      const given = headerOf(req, CSRF_HEADER) ?? (req.method === 'GET' ? url.searchParams.get('csrf') ?? undefined : undefined);
+      return sameCsrf(given, session) ? session : undefined;
     },
     tokenChanged(token) {
       adminToken = token;

@@ -17,7 +17,7 @@ export interface Overview {
   readonly time: number;
   readonly totals: OverviewTotals;
   readonly queue: { readonly recipients: number; readonly messages: number; readonly oldestSeconds: number };
-  readonly connections: { readonly out: number };
+  readonly connections: { readonly in: number; readonly out: number };
   readonly webhook: { readonly pending: number; readonly oldestSeconds: number };
 }
 
@@ -59,7 +59,7 @@ export function overviewOf(metricsText: string, now: number): Overview {
       failed: m.sum('tern_events_total', ['type', 'failed']),
     },
     queue: { recipients: m.sum('tern_queue_recipients'), messages: m.sum('tern_queue_messages'), oldestSeconds: m.sum('tern_queue_oldest_message_age_seconds') },
-    connections: { out: m.sum('tern_delivery_connections') },
+    connections: { in: m.sum('tern_ingress_sessions'), out: m.sum('tern_delivery_connections') },
     webhook: { pending: m.sum('tern_feedback_pending_events'), oldestSeconds: m.sum('tern_feedback_oldest_pending_age_seconds') },
   };
 }

@@ -56,6 +56,7 @@ export interface Feedback {
   start(): void;
   stop(): Promise<void>;
   kpi(scope: KpiScope, id: string): KpiView | undefined;
+  kpiList(scope: KpiScope): KpiView[];
   stats(): OutboxStats;
   /** The longest any endpoint's outbox has had events waiting without an acknowledgement (ms). */
   stalledMs(): number;
@@ -255,6 +256,7 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
       await eventLog?.close();
     },
     kpi: (scope, id) => kpis.view(scope, id),
+    kpiList: (scope) => kpis.list(scope),
     stats,
   };
 }

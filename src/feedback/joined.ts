@@ -1,6 +1,6 @@
 import type { FeedbackEvent } from '../model/event.ts';
 import { earliest, type Feedback, type Ledger } from './feedback.ts';
-import { mergeKpiViews } from './kpis.ts';
+import { mergeKpiLists, mergeKpiViews } from './kpis.ts';
 
 /**
  * A shard's feedback with the outboxes of the partitions it adopted: their events still go to
@@ -22,6 +22,9 @@ export function joinFeedback(own: Feedback, adopted: readonly Feedback[]): Feedb
     },
     async stop() {
       await Promise.all(all.map((f) => f.stop()));
+    },
+    kpiList(scope) {
+      return mergeKpiLists(all.map((f) => f.kpiList(scope)));
     },
     kpi(scope, id) {
       return mergeKpiViews(all.map((f) => f.kpi(scope, id)));

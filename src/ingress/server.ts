@@ -70,6 +70,8 @@ export interface Ingress {
   addresses(): { host: string; port: number }[];
   /** Every configured listener is bound and accepting (false before start and once stopping). */
   listening(): boolean;
+  /** SMTP sessions open now, over every listener. */
+  sessions(): number;
 }
 
 const STORAGE_FULL = render(REPLIES.storageFull);
@@ -269,6 +271,7 @@ export function createIngress(options: IngressOptions, ports: IngressPorts, deps
     },
     addresses: () => [...bound],
     listening: () => !stopped && servers.length > 0 && servers.every((s) => s.server.listening),
+    sessions: () => servers.reduce((n, s) => n + s.sessions, 0),
   };
 }
 

@@ -36,6 +36,7 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   const queueRecipients = new Gauge({ name: 'tern_queue_recipients', help: 'Recipients waiting for a final outcome', registers: perShard });
   const queueMessages = new Gauge({ name: 'tern_queue_messages', help: 'Messages in the queue by state', labelNames: ['state'] as const, registers: perShard });
   const connections = new Gauge({ name: 'tern_delivery_connections', help: 'Open outbound SMTP connections', registers: perShard });
+  const ingressSessions = new Gauge({ name: 'tern_ingress_sessions', help: 'Open inbound SMTP sessions on the relay listeners', registers: perShard });
   // Labels from closed vocabularies (33 reasons, 5 categories, 3 types): cardinality stays bounded.
   const bounces = new Counter({ name: 'tern_bounces_total', help: 'Failed delivery attempts per recipient, by bounce classification', labelNames: ['reason', 'category', 'type', 'retry'] as const, registers: perShard });
   const events = new Counter({ name: 'tern_events_total', help: 'Feedback events made durable, by type', labelNames: ['type'] as const, registers: perShard });
@@ -84,7 +85,7 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   const spoolFree = new Gauge({ name: 'tern_spool_free_bytes', help: 'Free space on the spool\'s file system, for an unprivileged writer', registers: perProcess });
   const loopDelay = eventLoopDelay(registry, thread);
   return {
-    registry, returns, suppressionRefusals, suppressedAddresses, egressAttempts, sourceConnections, warmupDay, warmupRemaining, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections,
+    registry, returns, suppressionRefusals, suppressedAddresses, egressAttempts, sourceConnections, warmupDay, warmupRemaining, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections, ingressSessions,
     events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, failures, deliveryTls,
     adminActions, suspensions,
   };

@@ -65,6 +65,8 @@ export interface Shards {
   /** Each shard's readiness; `undefined` for a shard that did not answer. */
   readiness(): Promise<(Readiness | undefined)[]>;
   kpi(scope: KpiScope, id: string): Promise<KpiView | undefined>;
+  /** Every campaign's (or delivery's) KPIs, merged over the shards, the most recently active first. */
+  kpiList(scope: KpiScope): Promise<KpiView[]>;
   pools(): Promise<Map<string, PoolView>>;
   queued(): Promise<Map<string, number>>;
 }
@@ -98,6 +100,7 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
     queue: () => Promise.resolve(queueView(pipeline)),
     readiness: async () => [await pipeline.readiness()],
     kpi: (scope, id) => Promise.resolve(pipeline.feedback.kpi(scope, id)),
+    kpiList: (scope) => Promise.resolve(pipeline.feedback.kpiList(scope)),
     pools: () => Promise.resolve(pipeline.delivery.pools()),
     queued: () => Promise.resolve(pipeline.queue.queuedByPath()),
   };

@@ -5,7 +5,7 @@ import type { Config } from '../config/index.ts';
 import type { Clock, Timer } from '../lib/clock.ts';
 import { errorKind, RepeatedLog } from '../lib/repeated-log.ts';
 import type { PoolView } from '../delivery/index.ts';
-import { mergeKpiViews, openEventLog, type EventLog, type KpiView } from '../feedback/index.ts';
+import { mergeKpiLists, mergeKpiViews, openEventLog, type EventLog, type KpiView } from '../feedback/index.ts';
 import type { Shaper } from '../shaping/index.ts';
 import type { WarmupPort } from '../model/egress.ts';
 import { serveShard, type ShardLink } from '../shaping/remote.ts';
@@ -178,6 +178,9 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
     },
     async kpi(scope, id) {
       return mergeKpiViews(await all<KpiView | undefined>('kpi', { scope, id }));
+    },
+    async kpiList(scope) {
+      return mergeKpiLists(await all<KpiView[]>('kpiList', { scope }));
     },
     async pools() {
       return sumMaps(await all<Map<string, PoolView>>('pools'), (a, b) => ({ connections: a.connections + b.connections, waiting: a.waiting + b.waiting }));

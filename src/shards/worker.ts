@@ -109,6 +109,7 @@ answer(port, {
   },
   queue: () => queueView(pipeline),
   readiness: () => pipeline.readiness(),
+  kpiList: (arg) => pipeline.feedback.kpiList((arg as { scope: KpiScope }).scope),
   kpi: (arg) => {
     const { scope, id } = arg as { scope: KpiScope; id: string };
     return pipeline.feedback.kpi(scope, id);

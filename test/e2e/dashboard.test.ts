@@ -68,6 +68,11 @@ t.test('without the token, nothing but the sign-in page', async (t) => {
 
 t.test('signed in: the overview counts rise live as mail goes out', async (t) => {
   const page = await browser.newPage();
+  // Works with no network: nothing is fetched from anywhere but Tern's admin listener.
+  const foreign: string[] = [];
+  page.on('request', (r) => {
+    if (!r.url().startsWith(base)) foreign.push(r.url());
+  });
   await signIn(page, ADMIN_TOKEN);
   t.match(page.url(), /\/dashboard\/$/, 'the overview');
   await page.waitForSelector('[data-testid=live].on', { timeout: 10_000 });
@@ -81,6 +86,7 @@ t.test('signed in: the overview counts rise live as mail goes out', async (t) =>
   t.match(await page.textContent('[data-testid=tile-delivered] .detail'), /this minute/);
   t.ok(await page.isVisible('.chart canvas'), 'the per-minute chart is drawn');
   await screenshot(page, 'overview');
+  t.same(foreign, [], 'no request left the admin listener (no CDN, no fonts)');
 
   // The page's own API calls carry the session and its CSRF token; a forged one carries the cookie only.
   // Run in the page (a string: this file is not compiled against the DOM).
@@ -134,6 +140,47 @@ t.test('sites: suspend from the page holds the site\'s mail, the page shows it, 
   const audit = readFileSync(join(tern.config.admin.state_dir, 'audit.log'), 'utf8');
   t.match(audit, /"action":"suspend".*"remote":"[^"]+ \(dashboard\)"/, 'the audit log says the suspension came from the dashboard');
   t.match(audit, /"action":"resume"/);
+  await page.close();
+});
+
+t.test('campaigns: the list and a campaign\'s KPIs match the API; its failures, log, search and CSV export', async (t) => {
+  const page = await browser.newPage();
+  await signIn(page, ADMIN_TOKEN);
+  const meta = 'X-Tern-Meta: {"campaign":"spring-sale"}';
+  for (const to of ['ann@a.test', 'bob@a.test', 'cy@a.test', 'user-unknown@a.test']) {
+    t.match(await sendMail(tern.smtpPort, 'news@campaign.test', [to], message({ to, headers: [meta] })), /^250 /);
+  }
+  const kpis = async () => (await (await adminFetch(tern.adminPort, '/api/v1/campaigns/spring-sale')).json()) as { relayed: number; delivered: number; failed: { total: number }; success_pct: number };
+  await until(async () => { const k = await kpis(); return k.delivered === 3 && k.failed.total === 1; }, 15_000, 'three delivered, one failed');
+
+  await page.click('nav a[href="/dashboard/campaigns"]');
+  const row = page.locator('tr[data-campaign="spring-sale"]');
+  await row.waitFor({ timeout: 10_000 });
+  t.same(await row.locator('td').allTextContents().then((cells) => cells.slice(0, 8)), ['spring-sale', '4', '3', '0', '1', '75.0 %', '0', '0'], 'the list: taken into account 4, sent 3, no soft bounce, failed 1, success 75 %, none in progress, no complaint');
+  await row.getByRole('link', { name: 'spring-sale' }).click();
+  await page.waitForURL(/\/dashboard\/campaigns\/spring-sale$/);
+  const k = await kpis();
+  const tile = async (name: string): Promise<string> => (await page.locator(`[data-testid=kpi-${name}] .value`).textContent()) ?? '';
+  await until(async () => (await tile('delivered')) === String(k.delivered), 10_000, 'the KPI tiles filled');
+  t.same({ relayed: await tile('relayed'), delivered: await tile('delivered'), failed: await tile('failed'), success: await tile('success') },
+    { relayed: String(k.relayed), delivered: String(k.delivered), failed: String(k.failed.total), success: `${k.success_pct.toFixed(1)} %` }, 'the page\'s KPIs are the API\'s');
+  t.match(await page.textContent('[data-testid=breakdown]'), /userunknown1.*10 Invalid Recipient1/, 'failures by reason and by class');
+
+  const log = page.locator('[data-testid=log]');
+  await until(async () => (await log.locator('tr.entry').count()) >= 8, 10_000, 'the log: relayed and a final event for each recipient');
+  await log.getByLabel('search by recipient').fill('user-unknown');
+  await until(async () => (await log.locator('tr.entry').count()) === 2, 10_000, 'search narrows to one recipient');
+  t.match(await log.locator('tr.entry.failed').textContent(), /user-unknown@a\.test.*550 5\.1\.1.*userunknown \(hard, class 10\)/);
+  await log.getByLabel('status').selectOption('failed');
+  await until(async () => (await log.locator('tr.entry').count()) === 1, 10_000, 'and the status filter to its failure');
+  await screenshot(page, 'campaign');
+
+  const [download] = await Promise.all([page.waitForEvent('download'), log.getByRole('link', { name: 'Export CSV' }).click()]);
+  const csv = readFileSync(await download.path(), 'utf8').trim().split('\n');
+  t.equal(csv[0], 'time,type,recipient,queue_id,code,enhanced,reason,class,failure_type,cause,async,text');
+  t.equal(csv.length, 2, 'the export holds what the page shows: one row');
+  t.match(csv[1], /,failed,user-unknown@a\.test,.*,550,5\.1\.1,userunknown,10,hard,bounce,/);
+  t.equal((await fetch(`${base}/api/v1/campaigns/spring-sale/log.csv`)).status, 401, 'the export link is nothing without the session');
   await page.close();
 });
 

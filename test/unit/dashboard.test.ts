@@ -58,6 +58,7 @@ tern_queue_messages 9
 tern_queue_oldest_message_age_seconds 42
 tern_delivery_connections{provider="gmail"} 3
 tern_delivery_connections{provider="other"} 2
+tern_ingress_sessions 4
 tern_feedback_pending_events 5
 tern_feedback_oldest_pending_age_seconds 1.5
 `;
@@ -67,7 +68,7 @@ t.test('the overview is what /metrics says, summed over labels', async (t) => {
     time: 7,
     totals: { received: 120, delivered: 100, deferred: 10, failed: 3 },
     queue: { recipients: 17, messages: 9, oldestSeconds: 42 },
-    connections: { out: 5 },
+    connections: { in: 4, out: 5 },
     webhook: { pending: 5, oldestSeconds: 1.5 },
   });
   t.equal(readExposition('garbage\n{}\nname NaN\n').sum('name'), 0, 'lines that are not samples are skipped');

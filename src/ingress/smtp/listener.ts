@@ -32,6 +32,9 @@ export class SmtpServer {
 
   get server(): Server { return this.#server; }
 
+  /** SMTP sessions open now. */
+  get sessions(): number { return this.#connections.size; }
+
   listen(port: number, host: string, reusePort = false): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
