@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { createAdmin, openWrites } from './admin/index.ts';
+import { clusterCheck, openMembership, type Membership } from './cluster/index.ts';
 import { createDashboard, DASHBOARD_ASSETS } from './dashboard/index.ts';
 import { campaignLogCsv, campaignLogDir, campaignTimeline, readCampaignLog, sweepCampaignLogsHourly } from './feedback/index.ts';
 import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules, qualifyMessage } from './bounce/index.ts';
@@ -16,7 +17,7 @@ import type { Clock } from './lib/clock.ts';
 import type { QueueId } from './model/ids.ts';
 import { TernError } from './lib/errors.ts';
 import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
-import { createMetrics, diskUsage, refreshProcessGauges } from './metrics/index.ts';
+import { createMetrics, diskUsage, refreshProcessGauges, type Metrics } from './metrics/index.ts';
 import { checkListenerTls, createReturnsIngress, MAX_RETURN_SIZE } from './ingress/index.ts';
 import { createPipeline } from './pipeline.ts';
 import { createSuppressionStore, suppressionView } from './suppression/index.ts';
@@ -165,6 +166,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
   // The dashboard samples often and shows no disk figures: it leaves the spool walk (cached
   // DISK_CACHE_MS) to scrapes, which would otherwise read a walk made before it.
   const refreshedMetrics = async (disk: boolean): Promise<string> => {
+    metrics.clusterNodes.set(membership ? membership.view().nodes.length : 0);
     await refreshProcessGauges(metrics, {
       queued: () => shards.queued(),
       pools: () => shards.pools(),
@@ -179,6 +181,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     return shards.metrics(metrics.registry);
   };
   let campaignLogSweeper: { stop(): void } | undefined;
+  const membership = openFleet(config, clock, log, metrics);
   const admin = createAdmin(
     config.admin,
     {
@@ -192,6 +195,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       campaignLog: (id, query) => readCampaignLog(campaignLogDir(config), id, query),
       campaignCsv: (id, query) => campaignLogCsv(campaignLogDir(config), id, query),
       campaignTimeline: (id, since) => campaignTimeline(campaignLogDir(config), id, since),
+      ...(membership ? { cluster: () => ({ view: membership.view(), check: clusterCheck(membership.view(), membership.liveNodes()) }) } : {}),
       sites: async () => ({ paths: shaper.views().map((p) => ({ ...p, reputation: reputation.summary(p.source, p.site) ?? null })), pools: await shards.pools(), queued: await shards.queued() }),
       reputation: (filter) => reputation.list(filter),
       writes,
@@ -221,6 +225,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       // Before the queue runs: a restart must not send what an operator suspended.
       await shards.setSuspensions(writes.suspensions.list());
       const recovered = shards.run();
+      await membership?.start();
       await admin.start();
       await shards.listen();
       await returns?.start();
@@ -231,6 +236,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       log.info('stopping: no new mail accepted, finishing in-flight deliveries');
       await returns?.stop();
       campaignLogSweeper?.stop();
+      await membership?.stop();
       await shards.drain(graceMs);
       await shaper.stop();
       await warmup.stop();
@@ -302,6 +308,16 @@ async function lowerHelpers(tuning: Config['tuning'], log: Logger): Promise<void
 }
 
 /** The bounce listener (ingress) and what it hands returned mail to (returns), when bounce.domain is set. */
+/** With cluster.redis, this node's membership of the fleet (docs/scaling.md); else none. */
+function openFleet(config: Config, clock: Clock, log: Logger, metrics: Metrics): Membership | undefined {
+  if (!config.cluster.redis) return undefined;
+  const node = config.cluster.node || config.hostname;
+  return openMembership(
+    { url: config.cluster.redis, prefix: config.cluster.prefix, node, info: { admin: config.admin.listen, smtp: config.smtp.listen, started: new Date(clock.now()).toISOString() } },
+    { clock, log: log.child({ stage: 'cluster', node }), onState: (state) => metrics.clusterRedisUp.set(state === 'connected' ? 1 : 0) },
+  );
+}
+
 function openReturns(config: Config, deps: Omit<ReturnHandlerDeps, 'secret' | 'dir' | 'keepMs'>) {
   const domain = config.bounce.domain;
   if (!domain) return undefined;

@@ -51,6 +51,8 @@ export interface AdminPorts {
   readonly campaignCsv: (id: string, query: Omit<CampaignLogQuery, 'offset' | 'limit'>) => AsyncIterable<string>;
   /** One campaign's events per minute since a time (ms). */
   readonly campaignTimeline: (id: string, since: number) => Promise<unknown>;
+  /** With cluster.redis: the fleet as this node sees it, and its /readyz check. */
+  readonly cluster?: () => { readonly view: unknown; readonly check: string };
   /** The browser dashboard under /dashboard, whose pages call this API with a session (docs/dashboard.md). */
   readonly dashboard?: DashboardPort;
 }
@@ -109,11 +111,12 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
   const handler = async (path: string, query: URLSearchParams): Promise<Reply> => {
     if (path === '/healthz') return { status: 200, type: 'application/json', body: '{"status":"ok"}\n' };
     if (path === '/readyz') {
-      const view = judgeReadiness(await ports.readiness(), options.readiness.outbox_stall);
+      const view = judgeReadiness(await ports.readiness(), options.readiness.outbox_stall, ports.cluster?.().check);
       return json(view.status === 'ready' ? 200 : 503, view);
     }
     if (path === '/metrics') return { status: 200, type: ports.metricsType, body: await ports.metrics() };
     if (path === '/api/v1/queue') return json(200, await ports.queue());
+    if (path === '/api/v1/cluster') return json(200, ports.cluster ? { enabled: true, ...(ports.cluster().view as object) } : { enabled: false });
     if (path === '/api/v1/suspensions') return answer(ports.writes.list());
     if (path === '/api/v1/egress') return json(200, ports.egress());
     if (path === '/api/v1/suppressions') {

@@ -8,23 +8,27 @@ import type { Readiness } from '../model/readiness.ts';
  * that long means campaign tools have lost sight of what was sent).
  */
 
-export type CheckName = 'shards' | 'smtp' | 'spool' | 'outbox';
+export type CheckName = 'shards' | 'smtp' | 'spool' | 'outbox' | 'cluster';
 
 export interface ReadyView {
   readonly status: 'ready' | 'not ready';
   /** "ok", or what is wrong in words. */
-  readonly checks: Readonly<Record<CheckName, string>>;
+  readonly checks: Readonly<Partial<Record<CheckName, string>>>;
 }
 
-export function judgeReadiness(answers: readonly (Readiness | undefined)[], outboxStallMs: number): ReadyView {
+/**
+ * `cluster` (with cluster.redis) is reported but never makes a node "not ready": Redis gone is
+ * the same for every node, and a load balancer taking them all out would stop the whole fleet.
+ */
+export function judgeReadiness(answers: readonly (Readiness | undefined)[], outboxStallMs: number, cluster?: string): ReadyView {
   const missing = answers.filter((a) => a === undefined).length;
   const known = answers.filter((a): a is Readiness => a !== undefined);
   const stalled = Math.max(0, ...known.map((a) => a.outboxStalledMs));
-  const checks: Record<CheckName, string> = {
+  const checks: Record<Exclude<CheckName, 'cluster'>, string> = {
     shards: missing === 0 ? 'ok' : `${missing} of ${answers.length} shards did not answer`,
     smtp: known.every((a) => a.listening) ? 'ok' : 'an SMTP listener is not accepting (starting or stopping)',
     spool: known.every((a) => a.spool) ? 'ok' : 'free space is below spool.min_free: mail is refused with 452 4.3.1',
     outbox: stalled <= outboxStallMs ? 'ok' : `events have waited ${Math.round(stalled / 1000)} s with none acknowledged (admin.readiness.outbox_stall: ${Math.round(outboxStallMs / 1000)} s)`,
   };
-  return { status: Object.values(checks).every((c) => c === 'ok') ? 'ready' : 'not ready', checks };
+  return { status: Object.values(checks).every((c) => c === 'ok') ? 'ready' : 'not ready', checks: { ...checks, ...(cluster === undefined ? {} : { cluster }) } };
 }

@@ -228,6 +228,19 @@ const tuning = z.strictObject({
   threads: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default('auto'),
 });
 
+/**
+ * A fleet (docs/scaling.md): several nodes that share the receivers' limits through Redis. None:
+ * a single node, as before.
+ */
+const cluster = z.strictObject({
+  /** redis://[user:password@]host:port[/db] or rediss:// (TLS). */
+  redis: z.string().regex(/^rediss?:\/\/[^\s]+$/, 'must be a redis:// or rediss:// URL').optional(),
+  /** Every key Tern writes starts with this, so fleets (or other users) can share one Redis. */
+  prefix: z.string().regex(/^[\w:.-]{1,64}$/, 'must be 1-64 letters, digits, or : . _ -').default('tern:'),
+  /** This node's name in the fleet, events and metrics; empty means `hostname`. */
+  node: z.string().regex(/^[\w.-]{0,64}$/, 'must be up to 64 letters, digits, or . _ -').default(''),
+});
+
 const log = z.strictObject({
   level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -247,6 +260,7 @@ export const configSchema = z.strictObject({
   suppression: suppression.default(() => suppression.parse({})),
   log: log.default({ level: 'info' }),
   tuning: tuning.default(() => tuning.parse({})),
+  cluster: cluster.default(() => cluster.parse({})),
 });
 
 export type Config = z.output<typeof configSchema>;

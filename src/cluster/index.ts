@@ -1,0 +1,2 @@
+/** cluster: a fleet of nodes sharing the receivers' limits through Redis (docs/scaling.md). */
+export { CLUSTER_LIMITS, clusterCheck, openMembership, redacted, type ClusterOptions, type ClusterView, type Membership, type NodeView, type RedisState } from './membership.ts';
