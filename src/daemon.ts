@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { createAdmin, openWrites } from './admin/index.ts';
-import { clusterCheck, openMembership, type Membership } from './cluster/index.ts';
+import { clusterCheck, FleetLimiter, openMembership, type Membership } from './cluster/index.ts';
 import { createDashboard, DASHBOARD_ASSETS } from './dashboard/index.ts';
 import { campaignLogCsv, campaignLogDir, campaignTimeline, readCampaignLog, sweepCampaignLogsHourly } from './feedback/index.ts';
 import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules, qualifyMessage } from './bounce/index.ts';
@@ -23,7 +23,7 @@ import { createPipeline } from './pipeline.ts';
 import { createSuppressionStore, suppressionView } from './suppression/index.ts';
 import { createReturnHandler, returnsDir, type ReturnHandlerDeps } from './returns/index.ts';
 import { localShards, resolveThreads, workerShards, type Shards } from './shards/index.ts';
-import { baseSettings, createShaper, loadRuleSet, type Change, type LoadedRuleSet, type PathIdentity } from './shaping/index.ts';
+import { baseSettings, createShaper, Limiter, loadRuleSet, type Change, type LoadedRuleSet, type PathIdentity } from './shaping/index.ts';
 
 export interface Daemon {
   start(): Promise<void>;
@@ -130,6 +130,8 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     { days: egress.reputation_days, dir: egress.state_dir, calendar: createCalendar(egress.timezone) },
     { clock, log: log.child({ stage: 'egress' }) },
   );
+  const membership = openFleet(config, clock, log, metrics);
+  const fleetLimiter = membership ? fleetLimiterOf(membership, config, clock, log) : undefined;
   const shaper = createShaper(
     { base: baseSettings(config), rules: shapingRules.rules, stateDir: config.shaping.state_dir },
     {
@@ -137,6 +139,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       log: log.child({ stage: 'shaping' }),
       classify,
       onObserved: egressObserver(warmup, reputation, classify),
+      ...(fleetLimiter ? { limiter: fleetLimiter } : {}),
       onChange: (change: Change, path: PathIdentity) => {
         metrics.shapingActions.labels({ rule: change.rule, action: change.change }).inc();
         shards.shapingChanged(change, path.key);
@@ -181,7 +184,6 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     return shards.metrics(metrics.registry);
   };
   let campaignLogSweeper: { stop(): void } | undefined;
-  const membership = openFleet(config, clock, log, metrics);
   const admin = createAdmin(
     config.admin,
     {
@@ -226,6 +228,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       await shards.setSuspensions(writes.suspensions.list());
       const recovered = shards.run();
       await membership?.start();
+      fleetLimiter?.start();
       await admin.start();
       await shards.listen();
       await returns?.start();
@@ -236,6 +239,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       log.info('stopping: no new mail accepted, finishing in-flight deliveries');
       await returns?.stop();
       campaignLogSweeper?.stop();
+      await fleetLimiter?.stop();
       await membership?.stop();
       await shards.drain(graceMs);
       await shaper.stop();
@@ -316,6 +320,15 @@ function openFleet(config: Config, clock: Clock, log: Logger, metrics: Metrics):
     { url: config.cluster.redis, prefix: config.cluster.prefix, node, info: { admin: config.admin.listen, smtp: config.smtp.listen, started: new Date(clock.now()).toISOString() } },
     { clock, log: log.child({ stage: 'cluster', node }), onState: (state) => metrics.clusterRedisUp.set(state === 'connected' ? 1 : 0) },
   );
+}
+
+/** The grants' owner in a fleet: shared through Redis, this node's share of each limit while it is away. */
+function fleetLimiterOf(membership: Membership, config: Config, clock: Clock, log: Logger): FleetLimiter {
+  return new FleetLimiter({
+    redis: membership.redis, prefix: config.cluster.prefix, node: membership.view().node,
+    shared: () => membership.state() === 'connected', liveNodes: () => membership.liveNodes(),
+    fallback: new Limiter(() => clock.now()), clock, log: log.child({ stage: 'cluster' }),
+  });
 }
 
 function openReturns(config: Config, deps: Omit<ReturnHandlerDeps, 'secret' | 'dir' | 'keepMs'>) {

@@ -49,7 +49,7 @@ export interface ClusterView {
 export function clusterCheck(view: ClusterView, live: number): string {
   if (view.redis.state === 'connected') return 'ok';
   if (view.redis.state === 'connecting') return `connecting to Redis (${view.redis.url})`;
-  return `degraded: Redis unreachable since ${view.redis.since}${view.redis.error ? ` (${view.redis.error})` : ''}; this node carries on alone (${live} nodes last seen)`;
+  return `degraded: Redis unreachable since ${view.redis.since}${view.redis.error ? ` (${view.redis.error})` : ''}; each limit at this node's share (1/${live})`;
 }
 
 export interface Membership {
@@ -107,8 +107,8 @@ export function openMembership(options: ClusterOptions, deps: { clock: Clock; lo
     if (next === state) return;
     state = next;
     since = clock.now();
-    if (next === 'unreachable') log.warn({ redis: redacted(options.url), error: lastError, live_nodes: nodes.length }, `cluster: Redis unreachable; this node carries on alone (${nodes.length} nodes last seen)`);
-    if (next === 'connected') log.info({ redis: redacted(options.url), node: options.node }, 'cluster: Redis reachable; this node is in the fleet');
+    if (next === 'unreachable') log.warn({ redis: redacted(options.url), error: lastError, live_nodes: nodes.length }, `cluster: Redis unreachable; each shared limit falls back to this node's share (1/${Math.max(1, nodes.length)})`);
+    if (next === 'connected') log.info({ redis: redacted(options.url), node: options.node }, 'cluster: Redis reachable; limits are shared in the fleet');
     deps.onState?.(next);
   };
   redis.on('error', (err: Error) => !stopped && setState('unreachable', err.message));

@@ -96,3 +96,20 @@ export interface GrantRequest { readonly path: string; readonly kind: 'connectio
 
 /** `retryAt`: when to ask again for the rest; absent means after a connection is released. */
 export interface Grant { readonly granted: number; readonly retryAt?: number }
+
+/**
+ * The one owner of a node's grants (src/shaping/limiter.ts in one process; src/cluster's fleet
+ * limiter when nodes share Redis): asked in batches, answering at once.
+ */
+export interface LimiterPort {
+  /** A path's limits from now on. */
+  configure(path: string, settings: PathSettings): void;
+  acquire(requests: readonly GrantRequest[]): Grant[];
+  release(path: string, connections: number): void;
+  /** Message grants handed out and not used go back. */
+  refund(path: string, messages: number): void;
+  /** Connections leased on the path now (by this node). */
+  leases(path: string): number;
+  /** Drop an idle path's state. */
+  forget(path: string): void;
+}

@@ -13,6 +13,7 @@ export type { Change } from './adaptive.ts';
 export type { PathIdentity } from './paths.ts';
 export { RemoteShaping, serveShard, type Channel, type ShardLink } from './remote.ts';
 export { LIMIT_KEYS, SETTING_KEYS, baseSettings, formatRate } from './settings.ts';
+export { Limiter } from './limiter.ts';
 
 /** The rules in force: the operator's file (if any) over Tern's shipped defaults (unless switched off). */
 export function loadRuleSet(options: { readonly rulesFile: string | undefined; readonly defaultRules: boolean } & ParseOptions): LoadedRuleSet {

@@ -1,6 +1,6 @@
 import { TokenBucket } from '../lib/token-bucket.ts';
 import type { Rate } from '../lib/units.ts';
-import type { Grant, GrantRequest, PathSettings } from '../model/path.ts';
+import type { Grant, GrantRequest, LimiterPort, PathSettings } from '../model/path.ts';
 
 /**
  * The one owner of grants and releases: connection leases (at most max_connections open per
@@ -16,7 +16,7 @@ interface Slot {
   connections: TokenBucket | undefined;
 }
 
-export class Limiter {
+export class Limiter implements LimiterPort {
   readonly #slots = new Map<string, Slot>();
   readonly #now: () => number;
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../lib/clock.ts';
 import type { SiteName } from '../model/ids.ts';
-import type { Grant, GrantRequest, PathHandle, PathHold, PathLevels, PathObservation, PathSettings } from '../model/path.ts';
+import type { Grant, GrantRequest, LimiterPort, PathHandle, PathHold, PathLevels, PathObservation, PathSettings } from '../model/path.ts';
 import { formatReply, type SmtpReply } from '../model/reply.ts';
 import { AdaptiveState, type Change, type EffectView } from './adaptive.ts';
 import { Limiter } from './limiter.ts';
@@ -28,6 +28,8 @@ export interface ShaperDeps {
   readonly onChange?: (change: Change, path: PathIdentity) => void;
   /** Every observation delivery reports, after the rules saw it (egress counts a source's sends and refusals). */
   readonly onObserved?: (path: Pick<PathIdentity, 'source' | 'provider' | 'site'>, observation: PathObservation) => void;
+  /** The grants' owner; a fleet passes one that shares them through Redis. Default: this process's own. */
+  readonly limiter?: LimiterPort;
 }
 
 /** A path as the admin API shows it. */
@@ -85,7 +87,7 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
   let base = options.base;
   let rulesVersion = 0;
   const adaptive = new AdaptiveState(rules.adaptive, deps.classify);
-  const limiter = new Limiter(() => clock.now());
+  const limiter: LimiterPort = deps.limiter ?? new Limiter(() => clock.now());
   const handles = new Map<string, { handle: PathHandle; usedAt: number }>();
   const providers = new Map<string, string | undefined>();
   let wake: Timer | undefined;
