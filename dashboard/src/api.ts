@@ -1,5 +1,5 @@
 /** Calls to Tern's admin API from the page: the session cookie goes by itself, the CSRF token in a header. */
-const csrf = (): string => document.querySelector<HTMLMetaElement>('meta[name="tern-csrf"]')?.content ?? '';
+export const csrf = (): string => document.querySelector<HTMLMetaElement>('meta[name="tern-csrf"]')?.content ?? '';
 
 export class SignedOut extends Error {}
 

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { api } from './api.ts';
+import { api, csrf } from './api.ts';
 import { MinuteChart } from './chart.tsx';
 import { age, chartData, count } from './format.ts';
 import { onLink } from './router.ts';
@@ -105,7 +105,6 @@ function Log({ id }: { id: string }) {
   const [offset, setOffset] = useState(0);
   const query = new URLSearchParams({ ...(recipient ? { recipient } : {}), ...(type ? { type } : {}) });
   const page = usePoll(() => api<{ entries: Entry[]; more: boolean }>(`${campaignPath(id)}/log?${query.toString()}&offset=${offset}&limit=${PAGE}`), 10_000, [id, recipient, type, offset]);
-  const csrf = document.querySelector<HTMLMetaElement>('meta[name="tern-csrf"]')?.content ?? '';
   return (
     <div class="panel space" data-testid="log">
       <div class="panel-head">
@@ -115,7 +114,7 @@ function Log({ id }: { id: string }) {
           <select value={type} aria-label="status" onChange={(e) => { setType((e.target as HTMLSelectElement).value); setOffset(0); }}>
             <option value="">every status</option>{TYPES.map((t) => <option value={t}>{t}</option>)}
           </select>
-          <a class="button" href={`${campaignPath(id)}/log.csv?${new URLSearchParams({ ...Object.fromEntries(query), csrf }).toString()}`} download>Export CSV</a>
+          <a class="button" href={`${campaignPath(id)}/log.csv?${new URLSearchParams({ ...Object.fromEntries(query), csrf: csrf() }).toString()}`} download>Export CSV</a>
         </form>
       </div>
       <table class="grid">

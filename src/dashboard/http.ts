@@ -71,8 +71,7 @@ export function createDashboard(options: DashboardOptions, ports: DashboardPorts
     try {
       latest = overviewOf(await ports.metrics(), clock.now());
       history.add(latest);
-      const row = history.rows().at(-1);
-      for (const res of streams) send(res, 'overview', { overview: latest, minute: row });
+      for (const res of streams) send(res, 'overview', { overview: latest, minute: history.last() });
     } catch (err) {
       log.warn({ err }, 'dashboard: the overview could not be sampled');
     }

@@ -87,6 +87,11 @@ export class History {
     }
   }
 
+  /** The current minute's row, if any (what each sample streams). */
+  last(): MinuteRow | undefined {
+    return this.#rows.at(-1);
+  }
+
   rows(): readonly MinuteRow[] {
     return [...this.#rows];
   }
