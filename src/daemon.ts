@@ -4,8 +4,8 @@
  * the shaper, admin and metrics, reloads — and the order they start and stop in.
  */
 import type { Logger } from 'pino';
-import { createAdmin, openWrites } from './admin/index.ts';
-import { clusterCheck, FleetLimiter, openMembership, type Membership } from './cluster/index.ts';
+import { createAdmin, drainView, openWrites } from './admin/index.ts';
+import { clusterCheck } from './cluster/index.ts';
 import { createDashboard, DASHBOARD_ASSETS } from './dashboard/index.ts';
 import { campaignLogCsv, campaignLogDir, campaignTimeline, readCampaignLog, sweepCampaignLogsHourly } from './feedback/index.ts';
 import { REASON_TABLE, classifyReplies, createClassifier, loadBounceRules, qualifyMessage } from './bounce/index.ts';
@@ -19,11 +19,12 @@ import { TernError } from './lib/errors.ts';
 import { lowerHelperThreadPriority } from './lib/thread-priority.ts';
 import { createMetrics, diskUsage, refreshProcessGauges, type Metrics } from './metrics/index.ts';
 import { checkListenerTls, createReturnsIngress, MAX_RETURN_SIZE } from './ingress/index.ts';
+import { openFleet } from './fleet.ts';
 import { createPipeline } from './pipeline.ts';
 import { createSuppressionStore, suppressionView } from './suppression/index.ts';
 import { createReturnHandler, returnsDir, type ReturnHandlerDeps } from './returns/index.ts';
 import { localShards, resolveThreads, workerShards, type Shards } from './shards/index.ts';
-import { baseSettings, createShaper, Limiter, loadRuleSet, type Change, type LoadedRuleSet, type PathIdentity } from './shaping/index.ts';
+import { baseSettings, createShaper, loadRuleSet, type Change, type LoadedRuleSet, type PathIdentity } from './shaping/index.ts';
 
 export interface Daemon {
   start(): Promise<void>;
@@ -130,8 +131,10 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     { days: egress.reputation_days, dir: egress.state_dir, calendar: createCalendar(egress.timezone) },
     { clock, log: log.child({ stage: 'egress' }) },
   );
-  const membership = openFleet(config, clock, log, metrics);
-  const fleetLimiter = membership ? fleetLimiterOf(membership, config, clock, log) : undefined;
+  // A drain (POST /api/v1/drain): since when no new mail is taken, for a rolling upgrade.
+  let drainingSince: number | undefined;
+  const fleet = openFleet(config, { clock, log, metrics, draining: () => drainingSince !== undefined });
+  const membership = fleet?.membership;
   const shaper = createShaper(
     { base: baseSettings(config), rules: shapingRules.rules, stateDir: config.shaping.state_dir },
     {
@@ -139,10 +142,11 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       log: log.child({ stage: 'shaping' }),
       classify,
       onObserved: egressObserver(warmup, reputation, classify),
-      ...(fleetLimiter ? { limiter: fleetLimiter } : {}),
+      ...(fleet ? { limiter: fleet.limiter } : {}),
       onChange: (change: Change, path: PathIdentity) => {
         metrics.shapingActions.labels({ rule: change.rule, action: change.change }).inc();
         shards.shapingChanged(change, path.key);
+        fleet?.shapingChanged(change);
       },
     },
   );
@@ -163,9 +167,15 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
     flush: (selector) => shards.flush(selector),
     bounce: (selector, reason) => shards.bounce(selector, reason),
     counted: (action, result) => metrics.adminActions.labels({ action, result }).inc(),
-    warmup: (source, action, days) => (action === 'skip' ? warmup.skip(source, days) : warmup[action](source)),
+    warmup: (source, action, days) => {
+      const done = action === 'skip' ? warmup.skip(source, days) : warmup[action](source);
+      if (done) fleet?.rampChanged(source);
+      return done;
+    },
+    ...(fleet ? { told: fleet.told } : {}),
     suppressionList: suppressions,
   }, clock, log.child({ stage: 'admin' }));
+  fleet?.attach({ shaper, warmup, suspensions: writes.suspensions, suspensionsChanged: (list) => shards.setSuspensions(list), flush: (selector) => shards.flush(selector) });
   // The dashboard samples often and shows no disk figures: it leaves the spool walk (cached
   // DISK_CACHE_MS) to scrapes, which would otherwise read a walk made before it.
   const refreshedMetrics = async (disk: boolean): Promise<string> => {
@@ -197,6 +207,21 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       campaignLog: (id, query) => readCampaignLog(campaignLogDir(config), id, query),
       campaignCsv: (id, query) => campaignLogCsv(campaignLogDir(config), id, query),
       campaignTimeline: (id, since) => campaignTimeline(campaignLogDir(config), id, since),
+      drain: {
+        async start(remote) {
+          if (drainingSince === undefined) {
+            drainingSince = clock.now();
+            log.warn('draining: no new mail is accepted; delivery goes on (POST /api/v1/drain)');
+            if (fleet) metrics.clusterNode.labels({ node: fleet.node }).set(0);
+            await shards.closeIngress();
+            metrics.adminActions.labels({ action: 'drain', result: 'ok' }).inc();
+            await writes.audit.record({ action: 'drain', selector: {}, remote, result: 'ok', detail: {} });
+          }
+          return drainView(drainingSince, await shards.queue());
+        },
+        view: async () => drainView(drainingSince, await shards.queue()),
+        since: () => drainingSince,
+      },
       ...(membership ? { cluster: () => ({ view: membership.view(), check: clusterCheck(membership.view(), membership.liveNodes()) }) } : {}),
       sites: async () => ({ paths: shaper.views().map((p) => ({ ...p, reputation: reputation.summary(p.source, p.site) ?? null })), pools: await shards.pools(), queued: await shards.queued() }),
       reputation: (filter) => reputation.list(filter),
@@ -227,8 +252,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       // Before the queue runs: a restart must not send what an operator suspended.
       await shards.setSuspensions(writes.suspensions.list());
       const recovered = shards.run();
-      await membership?.start();
-      fleetLimiter?.start();
+      await fleet?.start();
       await admin.start();
       await shards.listen();
       await returns?.start();
@@ -239,8 +263,7 @@ export function createDaemon(config: Config, deps: DaemonDeps): Daemon {
       log.info('stopping: no new mail accepted, finishing in-flight deliveries');
       await returns?.stop();
       campaignLogSweeper?.stop();
-      await fleetLimiter?.stop();
-      await membership?.stop();
+      await fleet?.stop();
       await shards.drain(graceMs);
       await shaper.stop();
       await warmup.stop();
@@ -312,25 +335,6 @@ async function lowerHelpers(tuning: Config['tuning'], log: Logger): Promise<void
 }
 
 /** The bounce listener (ingress) and what it hands returned mail to (returns), when bounce.domain is set. */
-/** With cluster.redis, this node's membership of the fleet (docs/scaling.md); else none. */
-function openFleet(config: Config, clock: Clock, log: Logger, metrics: Metrics): Membership | undefined {
-  if (!config.cluster.redis) return undefined;
-  const node = config.cluster.node || config.hostname;
-  return openMembership(
-    { url: config.cluster.redis, prefix: config.cluster.prefix, node, info: { admin: config.admin.listen, smtp: config.smtp.listen, started: new Date(clock.now()).toISOString() } },
-    { clock, log: log.child({ stage: 'cluster', node }), onState: (state) => metrics.clusterRedisUp.set(state === 'connected' ? 1 : 0) },
-  );
-}
-
-/** The grants' owner in a fleet: shared through Redis, this node's share of each limit while it is away. */
-function fleetLimiterOf(membership: Membership, config: Config, clock: Clock, log: Logger): FleetLimiter {
-  return new FleetLimiter({
-    redis: membership.redis, prefix: config.cluster.prefix, node: membership.view().node,
-    shared: () => membership.state() === 'connected', liveNodes: () => membership.liveNodes(),
-    fallback: new Limiter(() => clock.now()), clock, log: log.child({ stage: 'cluster' }),
-  });
-}
-
 function openReturns(config: Config, deps: Omit<ReturnHandlerDeps, 'secret' | 'dir' | 'keepMs'>) {
   const domain = config.bounce.domain;
   if (!domain) return undefined;

@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { Classification } from './bounce/index.ts';
-import type { Config } from './config/index.ts';
+import { fleetNodeName, type Config } from './config/index.ts';
 import { createDelivery, loadTrust, type Delivery, type DeliveryPorts } from './delivery/index.ts';
 import type { Signer } from './dkim/index.ts';
 import { createResolver } from './dns/index.ts';
@@ -60,6 +60,8 @@ export interface Pipeline {
   run(): Promise<void>;
   /** SMTP in: the last step of a start; `addresses` as Ingress.start takes them. */
   listen(addresses?: readonly { host: string; port: number }[]): Promise<void>;
+  /** A drain (POST /api/v1/drain): no new mail; sessions in progress finish; delivery goes on. */
+  closeIngress(): Promise<void>;
   /** Stop accepting, finish in-flight deliveries within graceMs, close the rest of the way in. */
   drain(graceMs: number): Promise<void>;
   /** Events flushed, spool closed: the last step of a stop. */
@@ -255,6 +257,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       });
     },
     listen: (addresses) => ingress.start(addresses),
+    closeIngress: () => ingress.stop(),
     async drain(graceMs) {
       const closingIngress = ingress.stop();
       // Messages whose 250 went out just now are queued while the queue still runs, so they
@@ -273,8 +276,9 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       await spool.close();
     },
     shapingChanged(change, path) {
-      // A rule that fails a path's mail fails what waits for it too, not only what comes next.
-      if (change.change === 'fail') queue.expedite(path);
+      // A rule that fails a path's mail fails what waits for it too, not only what comes next
+      // (also when another node of a fleet fired it).
+      if (change.action === 'fail' && (change.change === 'fail' || change.change === 'adopted')) queue.expedite(path);
       // Mail the path held back was placed behind the rest at the lowered pace; that pace is gone.
       if (change.change === 'expired' || change.change === 'recovered') queue.release(path);
     },
@@ -317,6 +321,7 @@ function feedbackOptions(config: Config): FeedbackOptions {
     maxDiskBytes: feedback.max_disk,
     webhooks: webhooksOf(feedback),
     ...(feedback.log ? { log: { path: feedback.log.path, maxBytes: feedback.log.max_size, keep: feedback.log.keep } } : {}),
+    ...(fleetNodeName(config) ? { node: fleetNodeName(config) as string } : {}),
   };
 }
 

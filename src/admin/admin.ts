@@ -5,7 +5,7 @@ import { parseHostPort } from '../lib/net.ts';
 import { RepeatedLog } from '../lib/repeated-log.ts';
 import type { Readiness } from '../model/readiness.ts';
 import { checkBearer, PUBLIC_PATHS } from './access.ts';
-import { judgeReadiness } from './readiness.ts';
+import { judgeReadiness, type DrainView } from './readiness.ts';
 import { sitesView, type PathFacts, type SitesInput } from './sites.ts';
 import type { Answer, Writes } from './writes.ts';
 
@@ -51,6 +51,8 @@ export interface AdminPorts {
   readonly campaignCsv: (id: string, query: Omit<CampaignLogQuery, 'offset' | 'limit'>) => AsyncIterable<string>;
   /** One campaign's events per minute since a time (ms). */
   readonly campaignTimeline: (id: string, since: number) => Promise<unknown>;
+  /** POST /api/v1/drain starts a drain (no new mail; delivery goes on) and says how far it is; GET says how far. */
+  readonly drain: { start(remote: string | undefined): Promise<DrainView>; view(): Promise<DrainView>; since(): number | undefined };
   /** With cluster.redis: the fleet as this node sees it, and its /readyz check. */
   readonly cluster?: () => { readonly view: unknown; readonly check: string };
   /** The browser dashboard under /dashboard, whose pages call this API with a session (docs/dashboard.md). */
@@ -111,11 +113,12 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
   const handler = async (path: string, query: URLSearchParams): Promise<Reply> => {
     if (path === '/healthz') return { status: 200, type: 'application/json', body: '{"status":"ok"}\n' };
     if (path === '/readyz') {
-      const view = judgeReadiness(await ports.readiness(), options.readiness.outbox_stall, ports.cluster?.().check);
+      const view = judgeReadiness(await ports.readiness(), options.readiness.outbox_stall, ports.cluster?.().check, ports.drain.since());
       return json(view.status === 'ready' ? 200 : 503, view);
     }
     if (path === '/metrics') return { status: 200, type: ports.metricsType, body: await ports.metrics() };
     if (path === '/api/v1/queue') return json(200, await ports.queue());
+    if (path === '/api/v1/drain') return json(200, await ports.drain.view());
     if (path === '/api/v1/cluster') return json(200, ports.cluster ? { enabled: true, ...(ports.cluster().view as object) } : { enabled: false });
     if (path === '/api/v1/suspensions') return answer(ports.writes.list());
     if (path === '/api/v1/egress') return json(200, ports.egress());
@@ -192,13 +195,16 @@ export function createAdmin(initial: AdminOptions, ports: AdminPorts, log: Logge
           }
         }
         const write = Object.hasOwn(WRITE_CALLS, path) ? WRITE_CALLS[path as keyof typeof WRITE_CALLS] : undefined;
-        if (req.method !== (write ? 'POST' : 'GET')) {
-          res.writeHead(405, { 'content-type': 'application/json', allow: write ? 'POST' : 'GET' }).end('{"error":"method not allowed"}\n');
+        const remote = viaDashboard ? `${req.socket.remoteAddress} (dashboard)` : req.socket.remoteAddress;
+        // A drain is started with POST and followed with GET.
+        const drain = path === '/api/v1/drain' && req.method === 'POST';
+        if (!drain && req.method !== (write ? 'POST' : 'GET')) {
+          res.writeHead(405, { 'content-type': 'application/json', allow: write ? 'POST' : path === '/api/v1/drain' ? 'GET, POST' : 'GET' }).end('{"error":"method not allowed"}\n');
           return;
         }
         const reply: Promise<Reply> = write
-          ? readJson(req).then((body) => ('error' in body ? json(body.status, { error: body.error }) : ports.writes[write](body.value, viaDashboard ? `${req.socket.remoteAddress} (dashboard)` : req.socket.remoteAddress).then(answer)))
-          : handler(path, url.searchParams);
+          ? readJson(req).then((body) => ('error' in body ? json(body.status, { error: body.error }) : ports.writes[write](body.value, remote).then(answer)))
+          : drain ? ports.drain.start(remote).then((view) => json(200, view)) : handler(path, url.searchParams);
         reply.then(
           (r) => (r.stream ? streamReply(res, r, log) : res.writeHead(r.status, { 'content-type': r.type }).end(r.body)),
           (err: unknown) => {

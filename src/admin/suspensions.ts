@@ -20,6 +20,8 @@ export interface Suspensions {
   suspend(target: Suspension['target'], name: string, durationMs: number, reason: string): Promise<Suspension>;
   /** Ends a suspension early; undefined if none was in force. */
   resume(target: Suspension['target'], name: string): Promise<Suspension | undefined>;
+  /** A suspension made on another node of a fleet, kept as it was made; false if it was already in force. */
+  apply(suspension: Suspension): Promise<boolean>;
 }
 
 /** Reads the file now (at construction, like the keys and rules): a start must not send held mail. */
@@ -44,6 +46,12 @@ export function openSuspensions(dir: string, clock: Clock, log: Logger): Suspens
       if (!found) return undefined;
       await save(others(target, name));
       return found;
+    },
+    async apply(suspension) {
+      const key = suspensionKey(suspension);
+      if (suspension.until <= clock.now() || live().some((s) => suspensionKey(s) === key && s.since === suspension.since && s.until === suspension.until)) return false;
+      await save([...others(suspension.target, suspension.name), suspension]);
+      return true;
     },
   };
 }

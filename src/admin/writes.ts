@@ -32,6 +32,8 @@ export interface WritePorts {
   readonly counted: (action: string, result: string) => void;
   /** Pause, resume or move a source's warm-up ramp (docs/egress.md); false: no such warming source. */
   readonly warmup: (source: string, action: 'pause' | 'resume' | 'skip', days: number) => boolean;
+  /** A fleet's other nodes are told of each suspension and resume made here (docs/scaling.md). */
+  readonly told?: { suspended(s: Suspension): void; resumed(s: Suspension): void };
   /** The suppression list (docs/bounces.md, "Suppression"). */
   readonly suppressionList: {
     add(domain: string, address: string, reason: 'admin', detail: string, forMs?: number): SuppressionEntry;
@@ -120,6 +122,7 @@ export function createWrites(ports: WritePorts, now: () => number) {
       const { target, name } = targetOf(parsed.data);
       const suspension = await ports.suspensions.suspend(target, name, parsed.data.duration, parsed.data.reason);
       await ports.suspensionsChanged(ports.suspensions.list());
+      ports.told?.suspended(suspension);
       const view = suspensionView(suspension, now());
       const extra = await done('suspend', { [target]: name }, remote, 'ok', { until: view.until, reason: suspension.reason });
       return { status: 200, body: { suspended: view, ...extra } };
@@ -134,6 +137,7 @@ export function createWrites(ports: WritePorts, now: () => number) {
         return { status: 404, body: { error: `no suspension of ${target} ${name} is in force` } };
       }
       await ports.suspensionsChanged(ports.suspensions.list());
+      ports.told?.resumed(ended);
       // Mail the suspension held (also before a restart) goes now, not at the suspension's end.
       const released = await ports.flush({ [target]: name } as Selector);
       const extra = await done('resume', { [target]: name }, remote, 'ok', { key: suspensionKey(ended), ...released });

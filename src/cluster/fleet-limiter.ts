@@ -13,7 +13,7 @@ import type { Grant, GrantRequest, LimiterPort, PathSettings } from '../model/pa
  * While Redis cannot be reached, the node falls back to its share of each limit (limit ÷ live
  * nodes last seen), counted by `fallback`, this process's own limiter.
  */
-export interface FleetLimits { readonly leaseTtlMs: number; readonly renewMs: number; readonly leaseIdleMs: number; readonly askAgainMs: number; readonly fullRetryMs: number; readonly messageBatchShare: number }
+export interface FleetLimits { readonly leaseTtlMs: number; readonly renewMs: number; readonly leaseIdleMs: number; readonly askAgainMs: number; readonly fullRetryMs: number; readonly messageBatchShare: number; readonly wantingTtlMs: number }
 
 export const FLEET_LIMITS: FleetLimits = {
   /** A lease not renewed for this long lapses (its node crashed or lost Redis). */
@@ -28,6 +28,8 @@ export const FLEET_LIMITS: FleetLimits = {
   fullRetryMs: 100,
   /** Message credit asked for at once: this share of a second's worth (at least what was asked). */
   messageBatchShare: 0.25,
+  /** A node refused leases counts as wanting more for this long (it asks again well within it). */
+  wantingTtlMs: 1_000,
 };
 
 interface Held {
@@ -43,16 +45,41 @@ interface Held {
   asking: { connection: boolean; message: boolean };
   /** Not before this: the path was full (or a rate empty) fleet-wide. */
   waitUntil: { connection: number; message: number };
+  /** The path's leases fleet-wide, as Redis last said. */
+  fleetLeases: number;
+  /**
+   * The most leases this node may use while other nodes want more than they got (the path's
+   * limit ÷ the nodes wanting); Infinity while none does.
+   */
+  cap: number;
   idleSince: number;
 }
 
-/** Leases: drop lapsed ones, pace by the connection rate (GCRA), add up to `want` below `max`. */
+/**
+ * Leases: drop lapsed ones, pace by the connection rate (GCRA), add up to `want` below `max`.
+ * Fairness: while other nodes want more than they got (KEYS[4], nodes refused lately), this one
+ * gets no more than the limit ÷ the nodes wanting, and one ask never takes more than the limit
+ * ÷ the live nodes, so nodes that start at once split the path instead of the first taking all.
+ * {leases fleet-wide, this node's cap (0: none), new ids...}.
+ */
 const LEASE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local n = math.min(tonumber(ARGV[1]), tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1]))
-if n <= 0 then return {} end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+local held = redis.call('ZCARD', KEYS[1])
+local max = tonumber(ARGV[2])
+local want = tonumber(ARGV[1])
+local others = redis.call('ZCARD', KEYS[4]) - (redis.call('ZSCORE', KEYS[4], ARGV[4]) and 1 or 0)
+local cap = 0
+local n = math.min(want, max - held, math.ceil(max / tonumber(ARGV[8])))
+if others > 0 then
+  cap = math.ceil(max / (others + 1))
+  n = math.min(n, cap - tonumber(ARGV[7]))
+end
+if n < want then redis.call('ZADD', KEYS[4], now + tonumber(ARGV[9]), ARGV[4]) else redis.call('ZREM', KEYS[4], ARGV[4]) end
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[9]) * 2)
+if n <= 0 then return {held, cap} end
 local T = tonumber(ARGV[5])
 if T > 0 then
   local B = tonumber(ARGV[6])
@@ -62,23 +89,28 @@ if T > 0 then
   if k < n then n = math.max(0, k) end
   if n > 0 then redis.call('SET', KEYS[2], tostring(tat + n * T), 'PX', math.ceil(B * T + n * T) + 1000) end
 end
-local ids = {}
+local out = {held + n, cap}
 for i = 1, n do
   local id = ARGV[4] .. ':' .. redis.call('INCR', KEYS[3])
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), id)
-  ids[#ids + 1] = id
+  out[#out + 1] = id
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
-return ids
+return out
 `;
 
-/** Renew this node's leases (those that still exist), or release them. */
+/** Renew this node's leases (those that still exist); {the leases fleet-wide, this node's cap (0: none)}. */
 const RENEW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+for i = 4, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
-return 1
+local others = redis.call('ZCARD', KEYS[2]) - (redis.call('ZSCORE', KEYS[2], ARGV[2]) and 1 or 0)
+local cap = 0
+if others > 0 then cap = math.ceil(tonumber(ARGV[3]) / (others + 1)) end
+return {redis.call('ZCARD', KEYS[1]), cap}
 `;
 
 /** Up to `want` messages by GCRA (T ms each, a burst of B): {granted, ms until the next}. */
@@ -143,7 +175,7 @@ export class FleetLimiter implements LimiterPort {
   configure(path: string, settings: PathSettings): void {
     const h = this.#held.get(path);
     if (h) h.settings = settings;
-    else this.#held.set(path, { settings, leases: [], inUse: 0, fallbackInUse: 0, credit: 0, asking: { connection: false, message: false }, waitUntil: { connection: 0, message: 0 }, idleSince: this.#d.clock.now() });
+    else this.#held.set(path, { settings, leases: [], inUse: 0, fallbackInUse: 0, credit: 0, asking: { connection: false, message: false }, waitUntil: { connection: 0, message: 0 }, fleetLeases: 0, cap: Infinity, idleSince: this.#d.clock.now() });
     this.#d.fallback.configure(path, shareOf(settings, this.#d.liveNodes()));
   }
 
@@ -169,6 +201,9 @@ export class FleetLimiter implements LimiterPort {
     }
     h.inUse = Math.max(0, h.inUse - (connections - toFallback));
     if (h.inUse === 0) h.idleSince = this.#d.clock.now();
+    // Other nodes wait for this path: what this one holds above its cap goes back at once.
+    const over = Math.min(h.leases.length - h.inUse, h.leases.length - h.cap);
+    if (over > 0) void this.#giveBack(path, h.leases.splice(h.inUse, over));
   }
 
   refund(path: string, messages: number): void {
@@ -179,6 +214,12 @@ export class FleetLimiter implements LimiterPort {
   leases(path: string): number {
     const h = this.#held.get(path);
     return h ? h.inUse + h.fallbackInUse : 0;
+  }
+
+  scale(path: string): number {
+    const h = this.#held.get(path);
+    if (!h || !this.#d.shared() || h.leases.length === 0) return 1;
+    return Math.max(1, h.fleetLeases / h.leases.length);
   }
 
   forget(path: string): void {
@@ -197,7 +238,7 @@ export class FleetLimiter implements LimiterPort {
   }
 
   #connections(path: string, h: Held, count: number, now: number): Grant {
-    const n = Math.min(count, h.leases.length - h.inUse);
+    const n = Math.max(0, Math.min(count, Math.min(h.leases.length, h.cap) - h.inUse));
     h.inUse += n;
     if (n === count) return { granted: n };
     if (now < h.waitUntil.connection) return { granted: n, retryAt: h.waitUntil.connection };
@@ -221,8 +262,11 @@ export class FleetLimiter implements LimiterPort {
     h.asking.connection = true;
     try {
       const { T, B } = gcra(h.settings.max_connection_rate);
-      const ids = (await this.#d.redis.eval(LEASE, 3, this.#key('leases', path), this.#key('conn-rate', path), `${this.#d.prefix}lease-seq`,
-        String(want), String(h.settings.max_connections), String(this.#limits.leaseTtlMs), this.#d.node, String(T), String(B))) as string[];
+      const [fleet, cap, ...ids] = (await this.#d.redis.eval(LEASE, 4, this.#key('leases', path), this.#key('conn-rate', path), `${this.#d.prefix}lease-seq`, this.#key('wanting', path),
+        String(want), String(h.settings.max_connections), String(this.#limits.leaseTtlMs), this.#d.node, String(T), String(B),
+        String(h.leases.length), String(this.#d.liveNodes()), String(this.#limits.wantingTtlMs))) as [number, number, ...string[]];
+      h.fleetLeases = Number(fleet);
+      h.cap = Number(cap) > 0 ? Number(cap) : Infinity;
       h.leases.push(...ids);
       if (ids.length === 0) h.waitUntil.connection = this.#d.clock.now() + this.#limits.fullRetryMs;
     } catch (err) {
@@ -254,7 +298,14 @@ export class FleetLimiter implements LimiterPort {
     for (const [path, h] of this.#held) {
       const spare = h.leases.length - h.inUse;
       if (spare > 0 && now - h.idleSince >= this.#limits.leaseIdleMs) await this.#giveBack(path, h.leases.splice(h.inUse, spare));
-      if (h.leases.length > 0) await this.#d.redis.eval(RENEW, 1, this.#key('leases', path), String(this.#limits.leaseTtlMs), ...h.leases).catch(() => undefined);
+      if (h.leases.length === 0) continue;
+      const renewed = (await this.#d.redis.eval(RENEW, 2, this.#key('leases', path), this.#key('wanting', path), String(this.#limits.leaseTtlMs), this.#d.node, String(h.settings.max_connections), ...h.leases).catch(() => undefined)) as [number, number] | undefined;
+      if (!renewed) continue;
+      h.fleetLeases = Number(renewed[0]);
+      h.cap = Number(renewed[1]) > 0 ? Number(renewed[1]) : Infinity;
+      // Spare leases above the cap others wait for go back now, not after leaseIdleMs.
+      const over = Math.min(h.leases.length - h.inUse, h.leases.length - h.cap);
+      if (over > 0) await this.#giveBack(path, h.leases.splice(h.inUse, over));
     }
   }
 

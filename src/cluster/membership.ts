@@ -13,8 +13,8 @@ export interface ClusterOptions {
   readonly url: string;
   readonly prefix: string;
   readonly node: string;
-  /** What the other nodes may show of this one (its admin address, when it started). */
-  readonly info: Readonly<Record<string, unknown>>;
+  /** What the other nodes may show of this one (its admin address, when it started, whether it drains), as of each heartbeat. */
+  readonly info: () => Readonly<Record<string, unknown>>;
 }
 
 export const CLUSTER_LIMITS = {
@@ -116,7 +116,7 @@ export function openMembership(options: ClusterOptions, deps: { clock: Clock; lo
 
   async function beat(): Promise<void> {
     try {
-      const reply = (await redis.eval(HEARTBEAT, 2, zset, infoKey, options.node, String(CLUSTER_LIMITS.nodeTtlMs), JSON.stringify({ ...options.info, node: options.node }))) as string[];
+      const reply = (await redis.eval(HEARTBEAT, 2, zset, infoKey, options.node, String(CLUSTER_LIMITS.nodeTtlMs), JSON.stringify({ ...options.info(), node: options.node }))) as string[];
       const seen: NodeView[] = [];
       for (let i = 0; i + 2 < reply.length; i += 3) {
         seen.push({ name: reply[i] as string, expires_in_ms: Number(reply[i + 1]), info: parseInfo(reply[i + 2] as string) });

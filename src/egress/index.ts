@@ -3,7 +3,7 @@
  * name) in weighted pools; mail picks a pool by its X-Tern-Meta `pool`.
  */
 export { planEgress, warmupSources } from './plan.ts';
-export { createWarmup, DEFAULT_CURVE, SLOW_CURVE, SLOW_PROVIDERS, type Warmup, type WarmupView } from './warmup.ts';
+export { createWarmup, DEFAULT_CURVE, SLOW_CURVE, SLOW_PROVIDERS, type Ramp, type Warmup, type WarmupView } from './warmup.ts';
 export { isThrottleOrBlock, ReputationBook, type ReputationSummary } from './reputation.ts';
 export { createCalendar } from './calendar.ts';
 export { checkEgressAddresses } from './addresses.ts';

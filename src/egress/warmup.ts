@@ -50,7 +50,17 @@ interface SourceState {
   bad: number;
   /** Replies judged today (delivered and refused). */
   judged: number;
+  /** In a fleet: the other nodes' counts of the same day (docs/scaling.md). */
+  others?: FleetCounts | undefined;
 }
+
+/** One day's counts of a source: sent, bad, judged, and `p:<provider>` sent to each provider. */
+export type WarmupCounts = Readonly<Record<string, number>>;
+
+interface FleetCounts { readonly date: string; readonly counts: WarmupCounts }
+
+/** Where a source's ramp stands, as an operator's action on one node of a fleet leaves it. */
+export interface Ramp { readonly date: string; readonly day: number; readonly paused: boolean }
 
 export interface WarmupView {
   readonly source: string;
@@ -97,6 +107,14 @@ export interface Warmup {
   views(): WarmupView[];
   /** What is capped now, `source|provider` (`source|*`: everything) → until: what shards are told. */
   capped(): Record<string, number>;
+  /** A fleet: this node's counts of today, per warming source. */
+  counts(): { readonly source: string; readonly date: string; readonly counts: WarmupCounts }[];
+  /** A fleet: the other nodes' counts of a source's day; caps count them from now on. */
+  setOthers(source: string, date: string, counts: WarmupCounts): void;
+  /** A source's ramp as it stands (undefined: not warming). */
+  ramp(source: string): Ramp | undefined;
+  /** A fleet: another node's operator moved or paused the ramp; taken if it is of the same day. */
+  setRamp(source: string, ramp: Ramp): boolean;
 }
 
 export function createWarmup(options: WarmupOptions, deps: { clock: Clock; log: Logger; onChange?: () => void }): Warmup {
@@ -129,18 +147,20 @@ export function createWarmup(options: WarmupOptions, deps: { clock: Clock; log: 
 
   function roll(source: WarmupSource, state: SourceState, date: string): void {
     const days = daysBetween(state.date, date);
-    const share = state.judged >= MIN_JUDGED ? state.bad / state.judged : 0;
+    const bad = state.bad + other(state, 'bad');
+    const judged = state.judged + other(state, 'judged');
+    const share = judged >= MIN_JUDGED ? bad / judged : 0;
     const wasStarted = state.day >= 0;
     if (!wasStarted) state.day = Math.max(-1, daysBetween(source.start, date));
     else if (state.paused) state.held = undefined;
     else if (share > badShare) {
       state.held = `${Math.round(share * 100)}% of the replies on ${state.date} were throttles or blocks (over ${Math.round(badShare * 100)}%)`;
-      log.warn({ source: source.name, day: state.day, bad: state.bad, judged: state.judged }, `warm-up: ${source.name} holds at day ${state.day}: ${state.held}`);
+      log.warn({ source: source.name, day: state.day, bad, judged }, `warm-up: ${source.name} holds at day ${state.day}: ${state.held}`);
     } else {
       state.held = undefined;
       state.day += days;
     }
-    Object.assign(state, { date, sent: 0, byProvider: {}, bad: 0, judged: 0 });
+    Object.assign(state, { date, sent: 0, byProvider: {}, bad: 0, judged: 0, others: undefined });
     scheduleSave();
   }
 
@@ -179,7 +199,7 @@ export function createWarmup(options: WarmupOptions, deps: { clock: Clock; log: 
     const cap = capOf(source.schedule, state.day);
     const curve = provider === '*' ? undefined : source.providers.get(provider);
     const pcap = curve ? capOf(curve, state.day) : undefined;
-    const over = (cap !== undefined && state.sent >= cap) || (pcap !== undefined && (state.byProvider[provider] ?? 0) >= pcap);
+    const over = (cap !== undefined && state.sent + other(state, 'sent') >= cap) || (pcap !== undefined && (state.byProvider[provider] ?? 0) + other(state, `p:${provider}`) >= pcap);
     return over ? calendar.nextMidnight(clock.now()) : undefined;
   }
 
@@ -196,11 +216,12 @@ export function createWarmup(options: WarmupOptions, deps: { clock: Clock; log: 
     const cap = capOf(source.schedule, state.day);
     const providers = Object.fromEntries([...source.providers].map(([p, curve]) => {
       const pcap = capOf(curve, state.day);
-      const psent = state.byProvider[p] ?? 0;
+      const psent = (state.byProvider[p] ?? 0) + other(state, `p:${p}`);
       return [p, { cap: pcap ?? null, sent: psent, remaining: pcap === undefined ? null : Math.max(0, pcap - psent) }];
     }));
     const warm = cap === undefined && [...source.providers.values()].every((c) => capOf(c, state.day) === undefined);
-    return { source: source.name, day: state.day, date: state.date, warm, paused: state.paused, held: state.held ?? null, cap: cap ?? null, sent: state.sent, remaining: cap === undefined ? null : Math.max(0, cap - state.sent), providers };
+    const sent = state.sent + other(state, 'sent');
+    return { source: source.name, day: state.day, date: state.date, warm, paused: state.paused, held: state.held ?? null, cap: cap ?? null, sent, remaining: cap === undefined ? null : Math.max(0, cap - sent), providers };
   }
 
   return {
@@ -264,15 +285,47 @@ export function createWarmup(options: WarmupOptions, deps: { clock: Clock; log: 
     views() {
       return [...bySource.values()].map((s) => view(s, stateOf(s.name) as SourceState));
     },
-    capped() {
-      const out: Record<string, number> = {};
-      for (const source of bySource.values()) {
-        for (const provider of ['*', ...source.providers.keys()]) {
-          const until = cappedUntil(source.name, provider);
-          if (until !== undefined) out[`${source.name}|${provider}`] = until;
-        }
-      }
-      return out;
+    capped,
+    counts() {
+      return [...bySource.keys()].map((name) => {
+        const state = stateOf(name) as SourceState;
+        const byProvider = Object.fromEntries(Object.entries(state.byProvider).map(([p, n]) => [`p:${p}`, n]));
+        return { source: name, date: state.date, counts: { sent: state.sent, bad: state.bad, judged: state.judged, ...byProvider } };
+      });
+    },
+    setOthers(name, date, counts) {
+      const state = stateOf(name);
+      if (!state || state.date !== date) return;
+      const before = JSON.stringify(capped());
+      state.others = { date, counts };
+      if (JSON.stringify(capped()) !== before) deps.onChange?.();
+    },
+    ramp(name) {
+      const state = stateOf(name);
+      return state ? { date: state.date, day: state.day, paused: state.paused } : undefined;
+    },
+    setRamp(name, ramp) {
+      const state = stateOf(name);
+      if (!state || state.date !== ramp.date || (state.day === ramp.day && state.paused === ramp.paused)) return false;
+      state.day = ramp.day;
+      state.paused = ramp.paused;
+      return changed(name, `ramp set by another node (day ${ramp.day}${ramp.paused ? ', paused' : ''})`);
     },
   };
+
+  function capped(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const source of bySource.values()) {
+      for (const provider of ['*', ...source.providers.keys()]) {
+        const until = cappedUntil(source.name, provider);
+        if (until !== undefined) out[`${source.name}|${provider}`] = until;
+      }
+    }
+    return out;
+  }
+}
+
+/** The other nodes' count of a state's day (0 alone, or before they were heard). */
+function other(state: SourceState, name: string): number {
+  return state.others?.date === state.date ? (state.others.counts[name] ?? 0) : 0;
 }

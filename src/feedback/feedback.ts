@@ -19,6 +19,8 @@ export interface FeedbackOptions {
   readonly log?: EventLogOptions;
   /** An event log opened elsewhere (shards share the coordinator's), used in place of `log`. */
   readonly eventLog?: EventLog;
+  /** In a fleet: this node's name, stamped on every event it records (`node`). */
+  readonly node?: string;
 }
 
 interface Endpoint {
@@ -141,8 +143,9 @@ export function createFeedback(options: FeedbackOptions, deps: FeedbackDeps): Fe
     return { relayed, finals };
   }
 
-  async function record(events: readonly FeedbackEvent[]): Promise<void> {
-    if (events.length === 0) return;
+  async function record(given: readonly FeedbackEvent[]): Promise<void> {
+    if (given.length === 0) return;
+    const events = options.node ? given.map((e) => ({ ...e, node: options.node })) : given;
     const [stored] = await Promise.all([outbox.append(events), ...extras.map((e) => e.outbox.append(events))]);
     for (const s of stored) kpis.apply(s.n, s.event);
     deps.onEvents?.(events);

@@ -60,6 +60,8 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   const adminActions = new Counter({ name: 'tern_admin_actions_total', help: 'Admin API write calls (suspend, resume, flush, bounce), by action and result (ok, not-found, refused: a bad request, failed)', labelNames: ['action', 'result'] as const, registers: perProcess });
   const clusterRedisUp = new Gauge({ name: 'tern_cluster_redis_up', help: 'With cluster.redis: 1 while Redis answers (limits shared), 0 while it does not (each limit at this node\'s share); 0 without a cluster', registers: perProcess });
   const clusterNodes = new Gauge({ name: 'tern_cluster_nodes', help: 'Live nodes of the fleet as this node last saw them (0 without a cluster)', registers: perProcess });
+  const clusterNode = new Gauge({ name: 'tern_cluster_node_info', help: 'This node\'s name in its fleet (cluster.node), as a label; 1 while it sends, 0 once it drains', labelNames: ['node'] as const, registers: perProcess });
+  const clusterShared = new Counter({ name: 'tern_cluster_shared_total', help: 'What this node told the fleet (sent) and took from it (taken): adaptive effects, suspensions, warm-up ramps', labelNames: ['topic', 'direction'] as const, registers: perProcess });
   const suspensions = new Gauge({ name: 'tern_admin_suspensions', help: 'Operator suspensions in force, by target (domain, site)', labelNames: ['target'] as const, registers: perProcess });
   // Over every shard, the oldest counts, not the sum (prom-client's aggregator for the merge).
   const oldestQueued = new Gauge({ name: 'tern_queue_oldest_message_age_seconds', help: 'Age of the oldest message waiting in the queue (0 when empty)', aggregator: 'max', registers: perShard });
@@ -89,7 +91,7 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   return {
     registry, returns, suppressionRefusals, suppressedAddresses, egressAttempts, sourceConnections, warmupDay, warmupRemaining, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections, ingressSessions,
     events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, failures, deliveryTls,
-    adminActions, suspensions, clusterRedisUp, clusterNodes,
+    adminActions, suspensions, clusterRedisUp, clusterNodes, clusterNode, clusterShared,
   };
 }
 

@@ -41,6 +41,8 @@ export interface FeedbackEvent {
   readonly async?: true;
   /** A complaint's ARF Feedback-Type: abuse, fraud, virus, opt-out, not-spam, auth-failure, other. */
   readonly feedback_type?: string;
+  /** In a fleet (cluster.redis), the node that recorded the event (cluster.node). */
+  readonly node?: string;
 }
 
 /** The decision about one recipient that an event reports. */

@@ -112,4 +112,9 @@ export interface LimiterPort {
   leases(path: string): number;
   /** Drop an idle path's state. */
   forget(path: string): void;
+  /**
+   * Where limits are shared by a fleet: the path's connections fleet-wide per this node's own
+   * (at least 1), the factor from this node's levels to the fleet's. Absent: 1, a node alone.
+   */
+  scale?(path: string): number;
 }

@@ -50,9 +50,27 @@ export interface PathContext {
   readonly provider: string | undefined;
   /** Settings from the static rules, before any adaptive effect (asked only when a rule fires). */
   readonly base: () => PathSettings;
+  /**
+   * In a fleet, the path's use by every node per this node's own (its connections and rates are
+   * the fleet's, shared in Redis): relative cuts are taken from the fleet's level. 1 alone.
+   */
+  readonly scale?: () => number;
 }
 
-export type ChangeKind = 'lower' | 'relower' | 'extend' | 'pause' | 'fail' | 'raise' | 'recovered' | 'expired';
+/** adopted: an effect another node of a fleet made, taken here (docs/scaling.md). */
+export type ChangeKind = 'lower' | 'relower' | 'extend' | 'pause' | 'fail' | 'raise' | 'recovered' | 'expired' | 'adopted';
+
+/** Changes that tighten a path: what a fleet's nodes tell each other. */
+export const TIGHTENING: ReadonlySet<ChangeKind> = new Set(['lower', 'relower', 'extend', 'pause', 'fail']);
+
+/** An effect as another node of a fleet takes it: what it does and until when. */
+export interface SharedEffect {
+  readonly rule: string;
+  readonly kind: 'lower' | 'pause' | 'fail';
+  readonly values: Readonly<Record<string, number>>;
+  readonly until: number;
+  readonly reply: SmtpReply;
+}
 
 /** One change to a path, as logged and counted. */
 export interface Change {
@@ -217,6 +235,49 @@ export class AdaptiveState {
     return { values, hold };
   }
 
+  /** An effect in force, as a fleet's other nodes take it. */
+  shared(key: string, rule: string): SharedEffect | undefined {
+    const e = this.#paths.get(key)?.effects.get(rule);
+    return e ? { rule: e.rule, kind: e.kind, values: Object.fromEntries(e.values), until: e.expiresAt, reply: e.reply } : undefined;
+  }
+
+  /**
+   * An effect another node made on the same path, taken as if it fired here: each lowered limit
+   * at the lower of the two, the later end. It then recovers here on this node's own successes.
+   * A rule this node does not have (the nodes' rules differ) is not taken. Undefined: nothing changed.
+   */
+  adopt(key: string, shared: SharedEffect, base: () => PathSettings, now: number): Change | undefined {
+    const rule = this.#rules.find((r) => r.id === shared.rule && r.action.kind === shared.kind);
+    if (!rule || shared.until <= now) return undefined;
+    const state = this.#state(key);
+    const effect = state.effects.get(rule.id) ?? this.#newEffect(rule, shared.reply, now, shared.until);
+    let changed = !state.effects.has(rule.id) || shared.until > effect.expiresAt;
+    effect.expiresAt = Math.max(effect.expiresAt, shared.until);
+    let lowered = false;
+    for (const [k, v] of Object.entries(shared.values)) {
+      if (!(LIMIT_KEYS as readonly string[]).includes(k) || !(v > 0)) continue;
+      const limit = k as LimitKey;
+      if (v >= (effect.values.get(limit) ?? Infinity)) continue;
+      effect.values.set(limit, v);
+      if (!effect.ceilings.has(limit)) {
+        const ceiling = limitValue(base(), limit);
+        effect.ceilings.set(limit, Number.isFinite(ceiling) ? ceiling : v * UNLIMITED_CEILING);
+      }
+      lowered = true;
+    }
+    if (lowered) {
+      // As after a lowering made here: the replies in flight answer what was sent before it.
+      effect.settleUntil = now + ([...effect.values.keys()].some((k) => RATE_KEYS.has(k)) ? RATE_SETTLE_MS : Math.min(SETTLE_MS, effect.recover.every));
+      effect.nextRecoverAt = now + effect.recover.every;
+      effect.succeeded = false;
+      changed = true;
+    }
+    if (!changed) return undefined;
+    state.effects.set(rule.id, effect);
+    state.version++;
+    return { path: key, rule: rule.id, action: rule.action.kind, change: 'adopted', ...(effect.kind === 'lower' ? { limits: Object.fromEntries(effect.values) } : {}), until: effect.expiresAt, reply: formatReply(effect.reply) };
+  }
+
   effects(key: string): EffectView[] {
     return [...(this.#paths.get(key)?.effects.values() ?? [])].map((e) => ({
       rule: e.rule, action: e.kind, limits: Object.fromEntries(e.values), since: e.since, until: e.expiresAt, reply: formatReply(e.reply),
@@ -325,10 +386,11 @@ export class AdaptiveState {
       return { ...base, change: rule.action.kind, until: effect.expiresAt };
     }
     const stat = ctx.base();
+    const scale = Math.max(1, ctx.scale?.() ?? 1);
     const current = this.#effective(stat, state);
     for (const [key, change] of rule.action.changes) {
       const now_ = current(key);
-      const level = Math.min(now_, this.#level(key, state, levels, now_, now));
+      const level = Math.min(now_, this.#level(key, state, levels, now_, now) * (key === 'max_messages_per_connection' || key === 'max_recipients_per_message' ? 1 : scale));
       const target = change.kind === 'absolute' ? change.value : level * (1 - change.cut);
       const value = RATE_KEYS.has(key) ? Math.max(FLOOR_RATE, Math.min(target, now_)) : Math.max(FLOOR_COUNT, Math.floor(Math.min(target, now_)));
       effect.values.set(key, value);

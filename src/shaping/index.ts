@@ -9,7 +9,7 @@ import { EMPTY_RULES, combineRules, defaultShapingRules, loadShapingRulesFile, t
 
 export { createShaper, type Shaper, type ShaperOptions, type ShaperDeps, type PathView } from './shaper.ts';
 export { parseShapingRules, loadShapingRulesFile, defaultShapingRules, combineRules, type RuleSet, type AdaptiveRule, type LoadedRuleSet, type RuleProblem } from './rules.ts';
-export type { Change } from './adaptive.ts';
+export { TIGHTENING, type Change, type SharedEffect } from './adaptive.ts';
 export type { PathIdentity } from './paths.ts';
 export { RemoteShaping, serveShard, type Channel, type ShardLink } from './remote.ts';
 export { LIMIT_KEYS, SETTING_KEYS, baseSettings, formatRate } from './settings.ts';

@@ -3,7 +3,7 @@ import type { Clock, Timer } from '../lib/clock.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { Grant, GrantRequest, LimiterPort, PathHandle, PathHold, PathLevels, PathObservation, PathSettings } from '../model/path.ts';
 import { formatReply, type SmtpReply } from '../model/reply.ts';
-import { AdaptiveState, type Change, type EffectView } from './adaptive.ts';
+import { AdaptiveState, type Change, type EffectView, type SharedEffect } from './adaptive.ts';
 import { Limiter } from './limiter.ts';
 import type { HourSummary } from './meters.ts';
 import { DEFAULT_SOURCE, identify, layersOf, parsePathKey, pathKey, providerOf, type PathIdentity } from './paths.ts';
@@ -56,6 +56,10 @@ export interface Shaper {
   /** Message grants a delivery shard took and did not use (src/shaping/remote.ts). */
   refund(path: string, messages: number): void;
   observe(path: PathHandle, observation: PathObservation, levels: PathLevels): void;
+  /** An effect in force on a path, as a fleet's other nodes take it (docs/scaling.md). */
+  shared(path: string, rule: string): SharedEffect | undefined;
+  /** An effect another node of the fleet made: taken here, reported as an "adopted" change. */
+  adopt(path: string, effect: SharedEffect): void;
   /** New rules (SIGHUP), and new path defaults if given: paths pick up their new settings at their next question; effects stay. */
   setRules(rules: RuleSet, base?: PathSettings): void;
   views(): PathView[];
@@ -266,8 +270,14 @@ export function createShaper(options: ShaperOptions, deps: ShaperDeps): Shaper {
       dirty = true;
       // The common case, a delivery, costs two counters: no rule is tried, nothing is allocated.
       if (observation.kind === 'delivered') adaptive.delivered(path.key, observation.recipients, clock.now());
-      else report(adaptive.observe({ key: path.key, provider: path.provider, base: () => staticOf(path) }, observation, levels, clock.now()));
+      else report(adaptive.observe({ key: path.key, provider: path.provider, base: () => staticOf(path), scale: () => limiter.scale?.(path.key) ?? 1 }, observation, levels, clock.now()));
       deps.onObserved?.(path, observation);
+    },
+    shared: (path, rule) => adaptive.shared(path, rule),
+    adopt(path, effect) {
+      const id = identityOf(path);
+      const change = adaptive.adopt(path, effect, () => staticOf(id), clock.now());
+      if (change) report([change]);
     },
     setRules(next, nextBase) {
       rules = next;

@@ -34,6 +34,8 @@ export interface Shards {
   run(): Promise<void>;
   listen(): Promise<void>;
   drain(graceMs: number): Promise<void>;
+  /** Every shard's SMTP listeners close (a drain); delivery goes on. */
+  closeIngress(): Promise<void>;
   close(): Promise<void>;
   shapingChanged(change: Change, path: string): void;
   /** The operator's suspensions in force now, to every shard (before it runs, and on each change). */
@@ -78,6 +80,7 @@ export function localShards(pipeline: Pipeline, reloadKeys: (keys: readonly Dkim
     run: () => pipeline.run(),
     listen: () => pipeline.listen(),
     drain: (graceMs) => pipeline.drain(graceMs),
+    closeIngress: () => pipeline.closeIngress(),
     close: () => pipeline.close(),
     shapingChanged: (change, path) => pipeline.shapingChanged(change, path),
     setSuspensions: async (list) => pipeline.setSuspensions(list),

@@ -117,6 +117,9 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
       const results = await Promise.allSettled(shards.map((s) => s.rpc.call('drain', graceMs)));
       for (const r of results) if (r.status === 'rejected') log.warn({ err: r.reason as Error }, 'a shard could not drain');
     },
+    async closeIngress() {
+      await all('close-ingress');
+    },
     async close() {
       const results = await Promise.allSettled(shards.map((s) => s.rpc.call('close')));
       closing = true;

@@ -78,6 +78,7 @@ answer(port, {
     return pipeline.smtpAddresses();
   },
   drain: (graceMs) => pipeline.drain(graceMs as number),
+  'close-ingress': () => pipeline.closeIngress(),
   close: async () => {
     await pipeline.close();
     shaping.close();

@@ -1,14 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { pino } from 'pino';
-import { FleetLimiter, redacted, shareOf } from '../../src/cluster/index.ts';
+import { FleetLimiter, openBoard, redacted, shareOf, type BoardEntry } from '../../src/cluster/index.ts';
 import { systemClock } from '../../src/lib/clock.ts';
 import type { GrantRequest, PathSettings } from '../../src/model/path.ts';
 import { Limiter } from '../../src/shaping/index.ts';
 import { validateConfig } from '../../src/config/index.ts';
 import { adminFetch, startTern, testConfig, type RunningTern } from '../support/daemon.ts';
 import { freePort } from '../support/ports.ts';
+import { killRedis, startRedis as startRedisServer } from '../support/redis.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { worldForFile } from '../support/world.ts';
 
@@ -23,10 +24,7 @@ let redisProcess: ChildProcess | undefined;
 const nodes: RunningTern[] = [];
 
 async function startRedis(): Promise<void> {
-  redisProcess = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const probe = new Redis({ port: redisPort, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
-  await until(async () => probe.connect().then(() => probe.ping()).then(() => true, () => { probe.disconnect(); return false; }), 10_000, 'redis-server to answer');
-  probe.disconnect();
+  redisProcess = await startRedisServer(redisPort);
 }
 
 async function node(name: string): Promise<RunningTern> {
@@ -52,7 +50,7 @@ t.before(async () => {
 });
 t.teardown(async () => {
   for (const n of nodes) await n.stop().catch(() => undefined);
-  redisProcess?.kill('SIGKILL');
+  await killRedis(redisProcess);
 });
 
 t.test('the config names what is wrong; the API and logs never show a password', async (t) => {
@@ -146,6 +144,18 @@ t.test('shared limits: connection leases fleet-wide, a stopped node\'s leases la
   t.ok(x > 0 && y > 0, 'both nodes got some');
 });
 
+t.test('nodes that want a path at once split its connections; a node alone may take them all', async (t) => {
+  const state = { up: true, live: 2 };
+  const a = fleetNode('a', state, 'fleet6:');
+  const b = fleetNode('b', state, 'fleet6:');
+  t.teardown(() => { a.redis.disconnect(); b.redis.disconnect(); });
+  const [x, y] = await Promise.all([take(a.limiter, 'connection', 4, 1_500), take(b.limiter, 'connection', 4, 1_500)]);
+  t.same([x, y], [2, 2], 'each gets half of 4, not the first all of them');
+  const alone = fleetNode('alone', state, 'fleet7:');
+  t.teardown(() => alone.redis.disconnect());
+  t.equal(await take(alone.limiter, 'connection', 4, 1_500), 4, 'with nobody else wanting, one node takes the whole limit (in two asks)');
+});
+
 t.test('with Redis away, each node holds its share of each limit', async (t) => {
   const state = { up: false, live: 2 };
   const a = fleetNode('a', state, 'fleet4:');
@@ -155,6 +165,44 @@ t.test('with Redis away, each node holds its share of each limit', async (t) => 
   t.equal(shareOf(SETTINGS, 8).max_connections, 1, 'never below one connection');
   a.limiter.release('default|mx.limited.test', 2);
   t.equal(a.limiter.leases('default|mx.limited.test'), 0, 'released to the limiter that granted them');
+});
+
+t.test('the board: an entry one node posts reaches the others now and nodes that come later; the later entry wins', async (t) => {
+  const open = (name: string) => {
+    const redis = new Redis({ port: redisPort, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+    const board = openBoard({ redis, prefix: 'board1:', node: name, clock: systemClock, log: pino({ level: 'silent' }) });
+    const heard: BoardEntry[] = [];
+    board.on('effects', (e) => heard.push(e));
+    t.teardown(async () => { await board.stop(); redis.disconnect(); });
+    return { board, heard, redis };
+  };
+  const a = open('a');
+  const b = open('b');
+  await Promise.all([a.board.start(), b.board.start()]);
+  a.board.post('effects', 'path\nrule', { v: 1 }, Date.now() + 60_000);
+  // Heard once or twice (published, and read again when its connection came up): taking an entry twice changes nothing.
+  await until(() => b.heard.length >= 1, 5_000, 'b hears a\'s entry');
+  t.match(b.heard[0], { topic: 'effects', key: 'path\nrule', value: { v: 1 }, from: 'a' });
+  t.equal(a.heard.length, 0, 'a node does not hear itself');
+  // An entry already over when it arrives means nothing: no node takes it, none reads it later.
+  a.board.post('effects', 'gone', { v: 0 }, Date.now() - 1);
+
+  // An entry made earlier (a node that was cut off, posting again) never undoes a later one.
+  b.board.post('effects', 'path\nrule', { v: 2 }, Date.now() + 60_000);
+  await until(() => a.heard.some((e) => (e.value as { v: number }).v === 2), 5_000, 'a hears b\'s newer entry');
+  const raw = new Redis({ port: redisPort, host: '127.0.0.1' });
+  t.teardown(() => raw.disconnect());
+  await raw.eval(`redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])`, 1, 'board1:board:effects', 'stale-check', '{}');
+  const late = open('late');
+  await late.board.start();
+  await until(() => late.heard.length >= 1, 5_000, 'a node that joins later reads what is in force');
+  t.same([...new Set(late.heard.map((e) => (e.value as { v: number }).v))], [2], 'only the live, well-formed entry: the later one; the lapsed and the malformed are dropped');
+
+  // Tallies: each node's absolute counts; each reads the others' sum.
+  t.same(await a.board.tally('warmup:ip2:2026-12-06', { sent: 5, 'p:gmail': 2 }, 60_000), {}, 'nobody else yet');
+  t.same(await b.board.tally('warmup:ip2:2026-12-06', { sent: 3 }, 60_000), { sent: 5, 'p:gmail': 2 });
+  t.same(await a.board.tally('warmup:ip2:2026-12-06', { sent: 6, 'p:gmail': 2 }, 60_000), { sent: 3 }, 'a count set again is not added twice');
+  t.same(await late.board.tally('warmup:ip2:2026-12-06', {}, 60_000), { sent: 9, 'p:gmail': 2 });
 });
 
 t.test('two nodes sending to one receiver hold its connection limit between them, not each', async (t) => {
@@ -186,7 +234,7 @@ t.test('two nodes sending to one receiver hold its connection limit between them
 
 t.test('Redis killed: the node carries on and says so; Redis back: it rejoins', async (t) => {
   const n1 = nodes[0] as RunningTern;
-  redisProcess?.kill('SIGKILL');
+  await killRedis(redisProcess);
   await until(async () => (await metric(n1, 'tern_cluster_redis_up')) === 0, 10_000, 'Redis seen gone');
   const ready = await adminFetch(n1.adminPort, '/readyz');
   t.equal(ready.status, 200, 'still ready: Redis gone is no reason to stop sending');

@@ -74,6 +74,7 @@ export interface SinkOptions {
  *   toomany@        452 4.5.3 at RCPT        reject-data@ 554 5.7.1 after DATA
  *   drop-data@      closes the connection during DATA
  *   close421@       421 4.7.0 at RCPT (server closes the session)
+ *   tss04-N@        451 4.7.0 [TSS04] for the first N attempts (Yahoo's "slow down")
  * anything else is accepted.
  */
 export interface Sink {
@@ -155,6 +156,8 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
       if (local === 'close421') return done(err(421, '4.7.0 Try again later, closing connection'));
       const temp = /^tempfail-(\d+)$/.exec(local);
       if (temp && n <= Number(temp[1])) return done(err(451, '4.3.0 Temporary local problem, try again'));
+      const slow = /^tss04-(\d+)$/.exec(local);
+      if (slow && n <= Number(slow[1])) return done(err(451, '4.7.0 [TSS04] Messages from your IP temporarily deferred due to unexpected volume'));
       void session;
       done();
     },

@@ -117,3 +117,41 @@ t.test('days are the operator\'s: local midnight in the configured zone, dayligh
   t.equal(paris.nextMidnight(Date.parse('2026-03-28T10:00:00Z')), Date.parse('2026-03-28T23:00:00Z'));
   t.equal(daysBetween('2026-12-30', '2027-01-02'), 3);
 });
+
+t.test('in a fleet, the caps count every node\'s sends; a ramp moved on one node moves on the others', async (t) => {
+  const { clock, open, changes } = setup(t);
+  const w = open();
+  await w.start();
+  w.take('ip2', 'other', 1);
+  t.same(w.counts(), [{ source: 'ip2', date: '2026-12-01', counts: { sent: 1, bad: 0, judged: 1, 'p:other': 1 } }], 'this node\'s own counts, to be tallied');
+  const before = changes();
+  w.setOthers('ip2', '2026-12-01', { sent: 2, 'p:gmail': 1 });
+  t.ok(w.cappedUntil('ip2', 'other') !== undefined, '1 here + 2 elsewhere: the day\'s 3 are spent');
+  t.ok(w.cappedUntil('ip2', 'gmail') !== undefined, 'gmail\'s 1 was sent by another node');
+  t.ok(changes() > before, 'the shards are told of the new cap');
+  t.match(w.views()[0], { sent: 3, remaining: 0, providers: { gmail: { sent: 1, remaining: 0 } } }, 'the view shows the fleet\'s sends');
+  w.setOthers('ip2', '2026-11-30', { sent: 100 });
+  t.match(w.views()[0], { sent: 3 }, 'counts of another day are not taken');
+
+  t.same(w.ramp('ip2'), { date: '2026-12-01', day: 0, paused: false });
+  t.equal(w.setRamp('ip2', { date: '2026-12-01', day: 1, paused: true }), true, 'another node\'s operator skipped a day and paused');
+  t.match(w.views()[0], { day: 1, paused: true, cap: 5 });
+  t.equal(w.setRamp('ip2', { date: '2026-12-01', day: 1, paused: true }), false, 'the same ramp again changes nothing');
+  t.equal(w.setRamp('ip2', { date: '2026-11-30', day: 4, paused: false }), false, 'nor one of another day');
+  t.equal(w.setRamp('nope', { date: '2026-12-01', day: 4, paused: false }), false, 'nor one for a source not warming here');
+
+  await clock.advance(Date.parse('2026-12-02T00:00:00Z') - clock.now());
+  t.match(w.views()[0], { date: '2026-12-02', sent: 0 }, 'a new day starts from nothing, the others\' counts too');
+  await w.stop();
+});
+
+t.test('in a fleet, the hold on a bad day judges every node\'s replies', async (t) => {
+  const { clock, open } = setup(t);
+  const w = open();
+  await w.start();
+  w.take('ip2', 'other', 3);
+  w.setOthers('ip2', '2026-12-01', { sent: 0, bad: 400, judged: 500 });
+  await clock.advance(Date.parse('2026-12-02T00:00:00Z') - clock.now());
+  t.match(w.views()[0], { day: 0, held: /80% of the replies on 2026-12-01/ }, 'the others\' throttles hold the ramp here too');
+  await w.stop();
+});

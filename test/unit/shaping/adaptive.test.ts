@@ -224,3 +224,40 @@ adaptive:
   a.observe(ctx(), throttled, levels(3), 73_000);
   t.equal(limit(a, 'max_message_rate'), lowered, 'refusals once something was accepted are the receiver at its limit, not a full window');
 });
+
+t.test('in a fleet, a relative cut is taken from the fleet\'s level, not this node\'s', async (t) => {
+  const a = engine(`
+adaptive:
+  - { id: busy, match: busy, action: { lower: { max_connections: "-50%" } }, duration: 5m }
+`);
+  // This node holds 2 of the path's 6 connections fleet-wide: halving means 3 for the fleet.
+  const fleet: PathContext = { ...ctx(), scale: () => 3 };
+  const [change] = a.observe(fleet, reply(421, 'busy'), levels(2), 0);
+  t.match(change, { change: 'lower', limits: { max_connections: 3 } });
+  const b = engine(`
+adaptive:
+  - { id: busy, match: busy, action: { lower: { max_connections: "-50%" } }, duration: 5m }
+`);
+  t.match(b.observe(ctx(), reply(421, 'busy'), levels(2), 0)[0], { limits: { max_connections: 1 } }, 'alone, half of its own 2');
+});
+
+t.test('an effect another node made is adopted: lower values win, the later end wins, it recovers here', async (t) => {
+  const a = engine(CONNS);
+  const b = engine(CONNS);
+  a.observe(ctx(), reply(421, 'too many connections'), levels(3), 0);
+  const shared = a.shared('default|mx.test', 'conns');
+  t.match(shared, { rule: 'conns', kind: 'lower', values: { max_connections: 3 }, until: 600_000 });
+  if (!shared) return;
+  const adopted = b.adopt('default|mx.test', shared, () => BASE, 1_000);
+  t.match(adopted, { change: 'adopted', rule: 'conns', action: 'lower', limits: { max_connections: 3 }, until: 600_000 });
+  t.equal(limit(b, 'max_connections'), 3, 'the other node now holds the same lowered limit');
+  t.equal(b.adopt('default|mx.test', shared, () => BASE, 2_000), undefined, 'the same entry again changes nothing');
+  t.equal(b.adopt('default|mx.test', { ...shared, values: { max_connections: 5 } }, () => BASE, 3_000), undefined, 'a higher value is not taken');
+  t.match(b.adopt('default|mx.test', { ...shared, values: { max_connections: 2 }, until: 900_000 }, () => BASE, 4_000), { limits: { max_connections: 2 }, until: 900_000 });
+  t.equal(b.adopt('default|mx.test', { ...shared, rule: 'not-here' }, () => BASE, 5_000), undefined, 'a rule this node lacks is not taken');
+  t.equal(b.adopt('default|mx.test', { ...shared, until: 1 }, () => BASE, 5_000), undefined, 'nor a lapsed one');
+  // Recovery is each node's own: a step up a minute after the adoption, on its own successes.
+  t.same(b.tick(64_000), [], 'no success here yet: no rise');
+  busy(b, 65_000);
+  t.match(b.tick(124_000), [{ change: 'raise', rule: 'conns', limits: { max_connections: 3 } }], '+10 %, at least one');
+});
