@@ -6,6 +6,8 @@ import { until } from './smtp-client.ts';
 export async function startRedis(port: number): Promise<ChildProcess> {
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  // Refused until the server listens: each try's error is the answer "not yet", not news.
+  probe.on('error', () => undefined);
   await until(async () => probe.connect().then(() => probe.ping()).then(() => true, () => { probe.disconnect(); return false; }), 10_000, 'redis-server to answer');
   probe.disconnect();
   return proc;
