@@ -16,11 +16,13 @@ export interface TestCerts {
   readonly wrongName: KeyPair;
   /** For the MX name, signed by itself. */
   readonly selfSigned: KeyPair;
+  /** Signed by the CA for each of the other names asked for (an MTA-STS policy host, more MX hosts). */
+  readonly named: Readonly<Record<string, KeyPair>>;
 }
 
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
-export function makeTestCerts(mxName: string): TestCerts {
+export function makeTestCerts(mxName: string, others: readonly string[] = []): TestCerts {
   const dir = mkdtempSync(join(tmpdir(), 'tern-certs-'));
   try {
     const at = (name: string): string => join(dir, name);
@@ -41,7 +43,8 @@ export function makeTestCerts(mxName: string): TestCerts {
     const wrongName = signed('wrong', `other.${mxName}`, 30);
     openssl('req', '-x509', ...EC, '-keyout', at('self.key'), '-out', at('self.crt'), '-days', '30', '-subj', `/CN=${mxName}`, '-addext', `subjectAltName=DNS:${mxName}`);
     const selfSigned = { key: readFileSync(at('self.key')), cert: readFileSync(at('self.crt')) };
-    return { ca: readFileSync(at('ca.crt')), good, expired, wrongName, selfSigned };
+    const named = Object.fromEntries(others.map((name, i) => [name, signed(`named${i}`, name, 30)]));
+    return { ca: readFileSync(at('ca.crt')), good, expired, wrongName, selfSigned, named };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
