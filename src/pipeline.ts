@@ -29,6 +29,7 @@ import { suspensionFor, type Suspension } from './model/suspension.ts';
 import { SuppressionCopy, type SuppressionChange } from './model/suppression.ts';
 import { partitionDir, partitionsOf, presentPartitions } from './shards/partitions.ts';
 import { joinSpools, openSpool, type LoadedMessage } from './spool/index.ts';
+import { openMtaSts, type PolicyDns } from './tls-policy/index.ts';
 
 export interface PipelineDeps {
   readonly clock: Clock;
@@ -137,18 +138,25 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   // The coordinator's suppression list, as changes tell it; ingress asks it at RCPT.
   const suppressions = new SuppressionCopy();
   const resolver = createResolver(config.dns, clock, (type, result) => metrics.dnsLookups.labels({ type, result }).inc());
+  const tlsTrust = config.delivery.tls_ca_file ? loadTrust(config.delivery.tls_ca_file) : undefined;
+  // One cache file a shard: each finds the policies of the domains it delivers to.
+  const mtaSts = config.delivery.mta_sts.enabled
+    ? openMtaSts(config.delivery.mta_sts, { dns: policyDns(resolver), trust: tlsTrust, file: `mta-sts.${layout.shard}.json`, clock, log: log.child({ stage: 'tls-policy' }) })
+    : undefined;
   const delivery = createDelivery(
     {
       port: config.delivery.port, localName: config.hostname, timeouts: { command: config.delivery.timeouts.command, data: config.delivery.timeouts.data },
       egress,
       shards: layout.threads,
-      ...(config.delivery.tls_ca_file ? { tlsTrust: loadTrust(config.delivery.tls_ca_file) } : {}),
+      ...(tlsTrust ? { tlsTrust } : {}),
     },
     shaping,
     {
       clock, log: log.child({ stage: 'delivery' }),
       onConnection: ({ level, tls }) => metrics.deliveryTls.labels({ level, version: tls?.version ?? 'none', verified: String(tls?.verified ?? false) }).inc(),
       onRoom: (path, room) => queue.release(path, room),
+      ...(mtaSts ? { tlsPolicy: (domain: string) => mtaSts.forDomain(domain) } : {}),
+      onTlsPolicy: (applied) => metrics.tlsPolicy.labels({ policy: applied.type, mode: applied.mode ?? '', result: applied.result ?? '', failure: applied.failure ?? '' }).inc(),
     },
   );
   const { timeouts } = config.delivery;
@@ -245,6 +253,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     delivery,
     feedback,
     async recover() {
+      await mtaSts?.start();
       ids = await spool.recover();
       ledger = await feedback.recover();
     },
@@ -273,6 +282,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       await sentLedger?.flush();
       await campaignLog?.flush();
       await feedback.stop();
+      await mtaSts?.stop();
       await spool.close();
     },
     shapingChanged(change, path) {
@@ -381,4 +391,18 @@ async function reconcile(
   if (records.length === 0) return;
   deps.log.info({ queue_id: envelope.id, recipients: records.length }, 'recovery: final events were recorded before the crash; not attempting those recipients again');
   await deps.journal(envelope.id, records);
+}
+
+/** What MTA-STS asks of DNS, from Tern's resolver: a name's TXT records, a host's addresses. */
+function policyDns(resolver: ReturnType<typeof createResolver>): PolicyDns {
+  return {
+    txt: async (name) => {
+      const answer = await resolver.resolveTxt(name);
+      return answer.kind === 'txt' ? answer.records : undefined;
+    },
+    addresses: async (host) => {
+      const answer = await resolver.resolveAddresses(host);
+      return answer.kind === 'addresses' ? answer.addresses : [];
+    },
+  };
 }

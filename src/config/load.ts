@@ -91,7 +91,11 @@ function resolvePaths(config: Config, baseDir: string): Config {
     spool: { ...config.spool, dir: abs(config.spool.dir) },
     admin: { ...config.admin, state_dir: abs(config.admin.state_dir || join(config.spool.dir, 'admin')) },
     smtp: { ...config.smtp, ...(config.smtp.tls ? { tls: { cert: abs(config.smtp.tls.cert), key: abs(config.smtp.tls.key) } } : {}) },
-    ...(config.delivery.tls_ca_file ? { delivery: { ...config.delivery, tls_ca_file: abs(config.delivery.tls_ca_file) } } : {}),
+    delivery: {
+      ...config.delivery,
+      ...(config.delivery.tls_ca_file ? { tls_ca_file: abs(config.delivery.tls_ca_file) } : {}),
+      mta_sts: { ...config.delivery.mta_sts, state_dir: abs(config.delivery.mta_sts.state_dir || join(config.spool.dir, 'tls-policy')) },
+    },
     dkim: { keys: config.dkim.keys.map((k) => ({ ...k, key_file: abs(k.key_file) })) },
     bounce: { ...config.bounce, ...(config.bounce.rules_file ? { rules_file: abs(config.bounce.rules_file) } : {}) },
     shaping: {

@@ -94,6 +94,17 @@ const timeouts = z.strictObject({
   idle: duration.default(5_000),
 });
 
+/** MTA-STS (RFC 8461): recipient domains' published TLS policies, found, fetched and applied (docs/tls.md). */
+const mtaSts = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** Where policy hosts are asked over HTTPS: 443; another port only in a test set-up. */
+  port: z.number().int().min(1).max(65_535).default(443),
+  /** The whole policy fetch (connect, TLS, answer) within this. */
+  timeout: positiveDuration.default(10_000),
+  /** The policies' cache; empty: <spool.dir>/tls-policy. */
+  state_dir: z.string().default(''),
+});
+
 const delivery = z.strictObject({
   port: z.number().int().min(1).max(65_535).default(25),
   validity: positiveDuration.default(259_200_000),
@@ -107,6 +118,7 @@ const delivery = z.strictObject({
   tls: tlsPolicy.default('may'),
   /** PEM CA certificates that level verify trusts instead of the system's; unset: the system CAs. */
   tls_ca_file: z.string().min(1).optional(),
+  mta_sts: mtaSts.default(() => mtaSts.parse({})),
 });
 
 const dkimKey = z.strictObject({

@@ -2,8 +2,10 @@ import type { EgressPlan, EgressSource, WarmupPort } from '../model/egress.ts';
 import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome } from '../model/outcome.ts';
 import { localReply } from '../model/reply.ts';
-import type { PathHandle } from '../model/path.ts';
+import type { PathHandle, TlsLevel } from '../model/path.ts';
+import type { AppliedTlsPolicy, TlsPolicyDecision } from '../model/tls-policy.ts';
 import { PathPool, type DeliveryJob, type PathPorts, type PoolDeps, type PoolSettings } from './pool.ts';
+import { planFor, reported, requiring } from './receiver-policy.ts';
 
 export interface DeliveryPorts extends PathPorts {
   /**
@@ -19,6 +21,16 @@ export interface DeliveryPorts extends PathPorts {
 export interface DeliverySettings extends PoolSettings {
   readonly egress: EgressPlan;
 }
+
+export interface DeliveryDeps extends PoolDeps {
+  /** A recipient domain's own TLS policy (docs/tls.md); absent: none is looked for. */
+  readonly tlsPolicy?: (domain: string) => Promise<TlsPolicyDecision>;
+  /** Each attempt under a receiver's policy, as it went: for metrics. */
+  readonly onTlsPolicy?: (applied: AppliedTlsPolicy) => void;
+}
+
+/** A pool for mail whose domain's policy needs a level of its own: that level, for that domain. */
+interface Variant { readonly level: TlsLevel; readonly domain: string }
 
 /** One path's pool as the admin API shows it. */
 export interface PoolView { readonly connections: number; readonly waiting: number }
@@ -38,9 +50,10 @@ export interface Delivery {
 // Pools of paths with no traffic are dropped after this long, so a million domains do not pin memory.
 const POOL_SWEEP_MS = 60_000;
 
-export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts, deps: PoolDeps): Delivery {
+export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts, deps: DeliveryDeps): Delivery {
   const { egress } = settings;
   const pools = new Map<string, PathPool>();
+  const verified = requiring('verify', new WeakMap());
   let sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   let stopped = false;
 
@@ -49,45 +62,68 @@ export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts,
     if (!stopped) sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   }
 
-  function poolFor(path: PathHandle, source: EgressSource): PathPool {
-    let pool = pools.get(path.key);
+  /** The path's pool; a domain whose policy needs verified TLS has a pool of its own on the path (same limits). */
+  function poolFor(given: PathHandle, source: EgressSource, variant: Variant | undefined): PathPool {
+    const path = variant ? verified(given) : given;
+    const key = variant ? `${path.key}\n${variant.level}:${variant.domain}` : path.key;
+    let pool = pools.get(key);
     // A reload can give the key a new handle (a provider or domain rule changed): use the new one.
     if (!pool || (pool.path !== path && !pool.busy)) {
       pool = new PathPool(path, { ...settings, localName: source.ehlo, ...(source.address ? { localAddress: source.address } : {}) }, ports, deps);
-      pools.set(path.key, pool);
+      pools.set(key, pool);
     }
     return pool;
   }
 
+  /** One attempt through the path's pool (the policy's variant of it, if any), with egress and warm-up. */
+  function attempt(job: DeliveryJob, variant: Variant | undefined): Promise<AttemptOutcome> {
+    // A pool named by mail spooled before a restart that removed it: the default pool carries it.
+    const asked = job.pool !== undefined && egress.pools.includes(job.pool) ? job.pool : egress.defaultPool;
+    const mx = job.hosts.map((h) => h.name);
+    const send = (p: PathHandle, source: EgressSource): Promise<AttemptOutcome> =>
+      poolFor(p, source, variant).submit(job).then((outcome) => ({ ...outcome, route: { ...outcome.route, pool: asked, source: source.name } }));
+    const first = egress.pick(asked) as EgressSource;
+    const path = ports.path(job.site, mx, job.domain, first.name);
+    const warmup = ports.warmup;
+    if (!egress.warming || !warmup) return path instanceof Promise ? path.then((p) => send(p, first)) : send(path, first);
+    return Promise.resolve(path).then(async (p) => {
+      // The provider is the site's, whichever source sends: the first path tells it.
+      const provider = p.provider ?? 'other';
+      const recipients = job.envelope.recipients.length;
+      const counted = (source: EgressSource, q: PathHandle): Promise<AttemptOutcome> => send(q, source).then((outcome) => {
+        // Nothing reached a receiver: the cap was not used.
+        if (outcome.kind === 'site-unreachable' || outcome.kind === 'held' || outcome.kind === 'path-failed') warmup.giveBack(source.name, provider, recipients);
+        return outcome;
+      });
+      if (warmup.take(first.name, provider, recipients)) return counted(first, p);
+      const refused = new Set([first.name]);
+      for (;;) {
+        const other = egress.pick(asked, (s) => !refused.has(s) && warmup.cappedUntil(s, provider) === undefined);
+        if (!other) return warmupHold(asked, provider, egress, (s) => warmup.cappedUntil(s, provider));
+        if (warmup.take(other.name, provider, recipients)) return counted(other, await ports.path(job.site, mx, job.domain, other.name));
+        refused.add(other.name);
+      }
+    });
+  }
+
   return {
     deliver(job) {
-      // A pool named by mail spooled before a restart that removed it: the default pool carries it.
-      const asked = job.pool !== undefined && egress.pools.includes(job.pool) ? job.pool : egress.defaultPool;
-      const mx = job.hosts.map((h) => h.name);
-      const send = (p: PathHandle, source: EgressSource): Promise<AttemptOutcome> =>
-        poolFor(p, source).submit(job).then((outcome) => ({ ...outcome, route: { ...outcome.route, pool: asked, source: source.name } }));
-      const first = egress.pick(asked) as EgressSource;
-      const path = ports.path(job.site, mx, job.domain, first.name);
-      const warmup = ports.warmup;
-      if (!egress.warming || !warmup) return path instanceof Promise ? path.then((p) => send(p, first)) : send(path, first);
-      return Promise.resolve(path).then(async (p) => {
-        // The provider is the site's, whichever source sends: the first path tells it.
-        const provider = p.provider ?? 'other';
-        const recipients = job.envelope.recipients.length;
-        const counted = (source: EgressSource, q: PathHandle): Promise<AttemptOutcome> => send(q, source).then((outcome) => {
-          // Nothing reached a receiver: the cap was not used.
-          if (outcome.kind === 'site-unreachable' || outcome.kind === 'held' || outcome.kind === 'path-failed') warmup.giveBack(source.name, provider, recipients);
-          return outcome;
-        });
-        if (warmup.take(first.name, provider, recipients)) return counted(first, p);
-        const refused = new Set([first.name]);
-        for (;;) {
-          const other = egress.pick(asked, (s) => !refused.has(s) && warmup.cappedUntil(s, provider) === undefined);
-          if (!other) return warmupHold(asked, provider, egress, (s) => warmup.cappedUntil(s, provider));
-          if (warmup.take(other.name, provider, recipients)) return counted(other, await ports.path(job.site, mx, job.domain, other.name));
-          refused.add(other.name);
-        }
-      });
+      if (!deps.tlsPolicy) return attempt(job, undefined);
+      return deps.tlsPolicy(job.domain).then(
+        (decision) => {
+          const plan = planFor(job, decision);
+          const counted = (outcome: AttemptOutcome): AttemptOutcome => {
+            const applied = outcome.route.tlsPolicy;
+            if (applied && (applied.type === 'mta-sts' || applied.type === 'dane')) deps.onTlsPolicy?.(applied);
+            return outcome;
+          };
+          if (plan.kind === 'refuse') return counted(plan.outcome);
+          const variant = plan.level ? { level: plan.level, domain: job.domain } : undefined;
+          return attempt({ ...job, hosts: plan.hosts }, variant).then((outcome) => counted(reported(outcome, decision, job.domain)));
+        },
+        // Finding the policy failed (a bug, not a missing policy): the mail goes as without one.
+        () => attempt(job, undefined),
+      );
     },
     stop() {
       stopped = true;
@@ -106,7 +142,15 @@ export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts,
       }
       return { sites: pools.size, connections, waiting };
     },
-    pools: () => new Map([...pools].map(([key, pool]) => [key, { connections: pool.connections, waiting: pool.depth }])),
+    pools() {
+      // A path's policy pools count with it: one path, one set of limits.
+      const view = new Map<string, PoolView>();
+      for (const pool of pools.values()) {
+        const seen = view.get(pool.path.key) ?? { connections: 0, waiting: 0 };
+        view.set(pool.path.key, { connections: seen.connections + pool.connections, waiting: seen.waiting + pool.depth });
+      }
+      return view;
+    },
   };
 }
 

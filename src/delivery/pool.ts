@@ -457,11 +457,10 @@ export class PathPool {
       // A source binds one family: an IPv4 source cannot reach an IPv6 address, nor the reverse.
       for (const address of family ? host.addresses.filter((a) => isIP(a) === family) : host.addresses) {
         if (tried++ >= MAX_ADDRESSES_PER_ATTEMPT) break;
-        const route: Route = { mx: host.name, remoteIp: address };
         const result = await this.#connectOne(host.name, address, settings, tlsLevel(settings.tls), startedAt);
         if (result.kind === 'open') return result;
         this.#log.info({ site: this.path.site, path: this.path.key, mx: host.name, remote_ip: address, reply: result.reply.text }, 'connection failed, trying next MX');
-        last = { ...result, route };
+        last = result;
       }
     }
     const none = family ? `no IPv${family} address of an MX host for source ${this.#settings.localAddress}` : 'no MX host address to try';
@@ -487,7 +486,7 @@ export class PathPool {
     try {
       const conn = await connectClient({ ...options, giveUpGreeting: watch.signal });
       this.#onConnection?.({ level, tls: conn.tls });
-      return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), ...(conn.tls ? { tls: conn.tls } : {}), ...this.#pathRoute } };
+      return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), ...(conn.tls ? { tls: conn.tls } : {}), tlsPolicy: { type: level }, ...this.#pathRoute } };
     } catch (err) {
       // Level may only: a failed handshake falls back to plaintext, as Postfix does at "may"
       // (the server offered STARTTLS and could not do it). encrypt and verify never do.
@@ -496,7 +495,7 @@ export class PathPool {
         return this.#connectOne(mx, address, settings, level, startedAt, 'none');
       }
       this.#observeConnectFailure(err, startedAt);
-      return { kind: 'failed', route: { mx, remoteIp: address }, reply: connectFailure(err) };
+      return { kind: 'failed', route: { mx, remoteIp: address, tlsPolicy: { type: level }, ...(err instanceof ConnectError && err.tlsFailure ? { tlsFailure: err.tlsFailure } : {}) }, reply: connectFailure(err) };
     } finally {
       watch.timer?.cancel();
     }

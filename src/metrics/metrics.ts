@@ -55,6 +55,7 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   // cause: bounce, expired, adaptive, admin (the event's cause); reason: a bounce reason (closed).
   const failures = new Counter({ name: 'tern_failures_total', help: 'Recipients failed for good, by provider, cause (bounce, expired, adaptive, admin) and bounce reason', labelNames: ['provider', 'cause', 'reason'] as const, registers: perShard });
   // level: the path's TLS level (4 values); version: what Node names the protocol, or "none" for plaintext (a handful).
+  const tlsPolicy = new Counter({ name: 'tern_delivery_tls_policy_total', help: 'Delivery attempts under a recipient domain\'s TLS policy (mta-sts), by policy, mode (enforce, testing), result (success, failure) and failure (RFC 8460 result type)', labelNames: ['policy', 'mode', 'result', 'failure'] as const, registers: perShard });
   const deliveryTls = new Counter({ name: 'tern_delivery_tls_connections_total', help: 'Outbound SMTP connections opened, by the path\'s TLS level, the TLS version negotiated (none: plaintext) and whether the certificate verified', labelNames: ['level', 'version', 'verified'] as const, registers: perShard });
   // action: one of the admin write calls (suspend, resume, flush, bounce); result: ok, not-found, refused, failed.
   const adminActions = new Counter({ name: 'tern_admin_actions_total', help: 'Admin API write calls (suspend, resume, flush, bounce), by action and result (ok, not-found, refused: a bad request, failed)', labelNames: ['action', 'result'] as const, registers: perProcess });
@@ -90,7 +91,7 @@ export function createMetrics(scope: MetricsScope = 'all', thread = 'main') {
   const loopDelay = eventLoopDelay(registry, thread);
   return {
     registry, returns, suppressionRefusals, suppressedAddresses, egressAttempts, sourceConnections, warmupDay, warmupRemaining, oldestQueued, attemptSeconds, dnsLookups, dkimSeconds, oldestPending, ingressRefusals, providerQueue, providerConnections, spoolBytes, spoolFree, loopDelay, accepted, acceptedRecipients, attempts, bounces, queueRecipients, queueMessages, connections, ingressSessions,
-    events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, failures, deliveryTls,
+    events, webhookRequests, webhookEvents, feedbackPending, feedbackBytes, feedbackDropped, shapingActions, pausedPaths, deferrals, failures, deliveryTls, tlsPolicy,
     adminActions, suspensions, clusterRedisUp, clusterNodes, clusterNode, clusterShared,
   };
 }

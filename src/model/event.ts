@@ -2,6 +2,7 @@ import type { BounceClassification } from './bounce.ts';
 import type { Envelope } from './envelope.ts';
 import type { Route } from './outcome.ts';
 import type { SmtpReply } from './reply.ts';
+import type { AppliedTlsPolicy } from './tls-policy.ts';
 
 /** complaint: the recipient reported the message (a feedback loop's ARF report; docs/bounces.md). */
 export type EventType = 'relayed' | 'delivered' | 'soft_bounce' | 'failed' | 'complaint';
@@ -34,6 +35,8 @@ export interface FeedbackEvent {
   readonly pool?: string;
   /** The TLS session the attempt went over; absent when it went in plaintext. */
   readonly tls?: { readonly version: string; readonly cipher: string; readonly verified: boolean };
+  /** The receiver's TLS policy applied (mta-sts, dane), or the path's TLS level where it has none; with the result (docs/tls.md). */
+  readonly tls_policy?: AppliedTlsPolicy;
   readonly response?: { readonly code: number; readonly enhanced?: string; readonly text: string };
   readonly bounce?: { readonly class: number; readonly reason: string; readonly category: string; readonly type: string; readonly failure: string };
   readonly cause?: FailureCause;
@@ -78,6 +81,7 @@ export function fateEvent(envelope: Envelope, index: number, attempt: number, fa
     ...(route.sourceIp ? { source_ip: route.sourceIp } : {}),
     ...(route.pool ? { pool: route.pool } : {}),
     ...(route.tls ? { tls: { version: route.tls.version, cipher: route.tls.cipher, verified: route.tls.verified } } : {}),
+    ...(route.tlsPolicy ? { tls_policy: route.tlsPolicy } : {}),
     response,
   };
   if (fate.kind === 'delivered') return { id: `${envelope.id}.${index}.f`, type: 'delivered', status: 'sent', ...base(envelope, index, time), ...where };

@@ -1,10 +1,13 @@
 import type { SmtpReply } from './reply.ts';
+import type { AppliedTlsPolicy, TlsFailureType } from './tls-policy.ts';
 
 /** The TLS session a connection negotiated: `verified` when the certificate chained to a trusted CA and named the MX host. */
 export interface TlsInfo {
   readonly version: string;
   readonly cipher: string;
   readonly verified: boolean;
+  /** Not verified: why (RFC 8460's terms), for a receiver's policy. */
+  readonly failure?: TlsFailureType;
 }
 
 /** Where an attempt went, for logs and events. */
@@ -14,6 +17,10 @@ export interface Route {
   readonly sourceIp?: string;
   /** Absent: the connection was plaintext (or none was made). */
   readonly tls?: TlsInfo;
+  /** A connection that failed for TLS: why, in RFC 8460's terms. */
+  readonly tlsFailure?: TlsFailureType;
+  /** The receiver's TLS policy (or the path's level) and whether the session met it (docs/tls.md). */
+  readonly tlsPolicy?: AppliedTlsPolicy;
   /** The delivery path (source, site[, domain]) and its provider, for the queue's per-path counts and metrics. */
   readonly path?: string;
   readonly provider?: string;

@@ -5,6 +5,9 @@
  * whether a sender must insist on verified TLS to them (`enforce`), only report (`testing`) or
  * forget the policy (`none`). Parsing only: fetching and caching are elsewhere in this folder.
  */
+import { mxMatches } from '../model/tls-policy.ts';
+
+export { mxMatches };
 
 export const STS_LIMITS = {
   /** A policy file larger than this is refused unread past it (RFC 8461 §3.3 suggests 64 KiB). */
@@ -83,19 +86,6 @@ export function parseStsPolicy(text: string): Parsed<StsPolicy> {
   const bad = mx.find((p) => !validPattern(p));
   if (bad !== undefined) return { ok: false, error: `mx "${bad.slice(0, 60)}" is not a host name or *.domain` };
   return { ok: true, value: { mode, mx, maxAgeSeconds: Math.min(Number(maxAge), STS_LIMITS.maxAgeSeconds) } };
-}
-
-/**
- * Whether an MX host is one the policy names (RFC 8461 §4.1): equal, or a `*.` pattern whose
- * wildcard stands for exactly one leftmost label. Case and a trailing dot do not matter.
- */
-export function mxMatches(policy: Pick<StsPolicy, 'mx'>, host: string): boolean {
-  const name = host.toLowerCase().replace(/\.$/, '');
-  return policy.mx.some((pattern) => {
-    if (!pattern.startsWith('*.')) return pattern === name;
-    const dot = name.indexOf('.');
-    return dot > 0 && name.slice(dot + 1) === pattern.slice(2);
-  });
 }
 
 function validPattern(pattern: string): boolean {

@@ -15,12 +15,8 @@ import type { Logger } from 'pino';
 import { replaceFile } from '../lib/atomic-file.ts';
 import type { Clock } from '../lib/clock.ts';
 import { saveSoon } from '../lib/save-soon.ts';
+import type { TlsPolicyDecision } from '../model/tls-policy.ts';
 import { parseStsRecord, type Parsed, type StsPolicy } from './mta-sts.ts';
-
-/** What delivery applies to a domain's mail. */
-export type TlsPolicyDecision =
-  | { readonly kind: 'none' }
-  | { readonly kind: 'mta-sts'; readonly mode: 'enforce' | 'testing'; readonly id: string; readonly mx: readonly string[] };
 
 export interface TlsPolicies {
   /** The policy for a domain now: from memory at once where known, else after DNS (and a fetch). */
@@ -54,14 +50,15 @@ export interface PoliciesDeps {
   readonly txt: (name: string) => Promise<readonly string[] | undefined>;
   readonly fetch: (domain: string) => Promise<Parsed<StsPolicy>>;
   readonly stateDir: string;
+  /** The cache's file in stateDir (one per shard). */
+  readonly file?: string;
   readonly clock: Clock;
   readonly log: Logger;
 }
 
-const FILE = 'mta-sts.json';
-
 export function createTlsPolicies(deps: PoliciesDeps): TlsPolicies {
   const { clock, log } = deps;
+  const FILE = deps.file ?? 'mta-sts.json';
   const cache = new Map<string, Cached>();
   const fetching = new Map<string, Promise<Cached | undefined>>();
   const failedUntil = new Map<string, number>();

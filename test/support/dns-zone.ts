@@ -11,6 +11,8 @@ export interface ZoneEntry {
   readonly servfail?: boolean;
   /** Never answer (the client must time out). */
   readonly silent?: boolean;
+  /** The answers' TTL in seconds (300 unless set). */
+  readonly ttl?: number;
 }
 
 export interface DnsZone {
@@ -38,12 +40,12 @@ export async function startDnsZone(zone: Record<string, ZoneEntry>): Promise<Dns
       if (!entry) response.header.rcode = 3;
       else if (entry.servfail) response.header.rcode = 2;
       else if (question.type === Packet.TYPE.MX) {
-        for (const mx of entry.mx ?? []) response.answers.push({ name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: 300, exchange: mx.exchange, priority: mx.priority });
+        for (const mx of entry.mx ?? []) response.answers.push({ name, type: Packet.TYPE.MX, class: Packet.CLASS.IN, ttl: entry.ttl ?? 300, exchange: mx.exchange, priority: mx.priority });
       } else if (question.type === Packet.TYPE.TXT) {
         // A TXT record is a list of strings of at most 255 bytes each; long values are split.
-        for (const text of entry.txt ?? []) response.answers.push({ name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: 300, data: text.match(/.{1,255}/g) ?? [''] });
+        for (const text of entry.txt ?? []) response.answers.push({ name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: entry.ttl ?? 300, data: text.match(/.{1,255}/g) ?? [''] });
       } else if (question.type === Packet.TYPE.A) {
-        for (const address of entry.a ?? []) response.answers.push({ name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 300, address });
+        for (const address of entry.a ?? []) response.answers.push({ name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: entry.ttl ?? 300, address });
       }
       send(response);
     },

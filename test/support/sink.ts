@@ -63,6 +63,8 @@ export interface SinkOptions {
   /** Delay the greeting by this many ms. */
   readonly greetingDelay?: number;
   readonly starttls?: boolean;
+  /** STARTTLS with this certificate (smtp-server's own self-signed one otherwise). */
+  readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
   /** Answer every connection with this greeting error (e.g. "421 4.3.2 busy"). */
   readonly refuseGreeting?: { code: number; text: string };
 }
@@ -106,7 +108,8 @@ export async function startSink(options: SinkOptions): Promise<Sink> {
   const server = new SMTPServer({
     logger: false,
     authOptional: true,
-    disabledCommands: options.starttls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    disabledCommands: options.starttls || options.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    ...(options.tls ? { key: options.tls.key, cert: options.tls.cert } : {}),
     hideDSN: false,
     size: 50 * 1024 * 1024,
     onConnect(session, done) {

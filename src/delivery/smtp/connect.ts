@@ -128,5 +128,5 @@ async function secureSession(wire: Wire, extensions: Extensions, options: Connec
 }
 
 function tlsRequired(level: TlsLevel, why: string): ConnectError {
-  return new ConnectError('ETLS', localReply(451, '4.7.4', `TLS failure: TLS is required (level ${level}), but ${why}`, 'STARTTLS'), 'tls-failed');
+  return new ConnectError('ETLS', localReply(451, '4.7.4', `TLS failure: TLS is required (level ${level}), but ${why}`, 'STARTTLS'), 'tls-failed', 'starttls-not-supported');
 }

@@ -12,6 +12,7 @@ import { systemClock } from '../../lib/clock.ts';
 import { TernError } from '../../lib/errors.ts';
 import type { TlsLevel } from '../../model/path.ts';
 import { localReply } from '../../model/reply.ts';
+import { tlsFailureOf } from '../../model/tls-policy.ts';
 import { ConnectError, type ConnectOptions, type TlsInfo } from './types.ts';
 
 /** OpenSSL's and Node's codes for a certificate that is there but not to be trusted. */
@@ -77,12 +78,15 @@ export function startTls(socket: Socket, options: ConnectOptions, level: TlsLeve
 
 /** `authorized` covers the chain and (through checkServerIdentity) the MX name, even where not required. */
 function sessionInfo(secure: TLSSocket): TlsInfo {
-  return { version: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown', verified: secure.authorized };
+  const info = { version: secure.getProtocol() ?? 'unknown', cipher: secure.getCipher()?.name ?? 'unknown', verified: secure.authorized };
+  if (secure.authorized) return info;
+  const error = secure.authorizationError as unknown as string | Error | undefined;
+  return { ...info, failure: tlsFailureOf(typeof error === 'string' ? error : (error as NodeJS.ErrnoException | undefined)?.code) };
 }
 
 function tlsFailure(err: Error, level: TlsLevel): ConnectError {
   const code = (err as NodeJS.ErrnoException).code ?? '';
   const why = err.message.replace(NODE_HINT, '');
   const text = level === 'verify' && CERTIFICATE_ERROR.test(code) ? `TLS failure: certificate verify failed: ${why}` : `TLS failure: ${why}`;
-  return new ConnectError('ETLS', localReply(451, '4.7.5', text, 'STARTTLS'), 'tls-failed');
+  return new ConnectError('ETLS', localReply(451, '4.7.5', text, 'STARTTLS'), 'tls-failed', tlsFailureOf(code));
 }

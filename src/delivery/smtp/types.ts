@@ -9,6 +9,7 @@ import type { Clock } from '../../lib/clock.ts';
 import type { TlsInfo } from '../../model/outcome.ts';
 import type { ConnectionEvent, TlsPolicy } from '../../model/path.ts';
 import { localReply, type SmtpReply } from '../../model/reply.ts';
+import type { TlsFailureType } from '../../model/tls-policy.ts';
 
 export type { TlsInfo } from '../../model/outcome.ts';
 
@@ -89,11 +90,14 @@ export class ConnectError extends Error {
   readonly code: string;
   readonly reply: SmtpReply;
   readonly event: ConnectionEvent | undefined;
-  constructor(code: string, reply: SmtpReply, event?: ConnectionEvent) {
+  /** A TLS failure: why, in RFC 8460's terms (a receiver's policy reports it). */
+  readonly tlsFailure: TlsFailureType | undefined;
+  constructor(code: string, reply: SmtpReply, event?: ConnectionEvent, tlsFailure?: TlsFailureType) {
     super(reply.text);
     this.code = code;
     this.reply = reply;
     this.event = event;
+    this.tlsFailure = tlsFailure;
   }
 }
 
