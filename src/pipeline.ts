@@ -9,7 +9,7 @@ import type { Classification } from './bounce/index.ts';
 import { fleetNodeName, type Config } from './config/index.ts';
 import { createDelivery, loadTrust, type Delivery, type DeliveryPorts } from './delivery/index.ts';
 import type { Signer } from './dkim/index.ts';
-import { createResolver } from './dns/index.ts';
+import { createResolver, type TlsaAnswer } from './dns/index.ts';
 import { planEgress } from './egress/index.ts';
 import { returnPath, returnsDir, SentLedger } from './returns/index.ts';
 import { CampaignLog, campaignLogDir, createFeedback, createRelayedRecorder, joinFeedback, type EventLog, type Feedback, type FeedbackDeps, type FeedbackOptions, type Ledger, type WebhookOptions } from './feedback/index.ts';
@@ -20,6 +20,7 @@ import { fateEvent, recipientIndexOf, relayedEvents, type FeedbackEvent } from '
 import type { QueueId } from './model/ids.ts';
 import { domainOf, type Envelope } from './model/envelope.ts';
 import type { JournalRecord } from './model/journal.ts';
+import { usable, type TlsaLookup } from './model/dane.ts';
 import type { SmtpReply } from './model/reply.ts';
 import { createQueue, matchesSelector, type MessageView, type Queue, type RecipientOutcome } from './queue/index.ts';
 import type { Change } from './shaping/index.ts';
@@ -156,6 +157,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       onConnection: ({ level, tls }) => metrics.deliveryTls.labels({ level, version: tls?.version ?? 'none', verified: String(tls?.verified ?? false) }).inc(),
       onRoom: (path, room) => queue.release(path, room),
       ...(mtaSts ? { tlsPolicy: (domain: string) => mtaSts.forDomain(domain) } : {}),
+      ...(config.delivery.dane ? { tlsa: (host: string) => resolver.resolveTlsa(host).then(daneOf) } : {}),
       onTlsPolicy: (applied) => metrics.tlsPolicy.labels({ policy: applied.type, mode: applied.mode ?? '', result: applied.result ?? '', failure: applied.failure ?? '' }).inc(),
     },
   );
@@ -405,4 +407,11 @@ function policyDns(resolver: ReturnType<typeof createResolver>): PolicyDns {
       return answer.kind === 'addresses' ? answer.addresses : [];
     },
   };
+}
+
+/** A TLSA answer as DANE reads it (RFC 7672 §2.2): only records DNSSEC vouches for count. */
+function daneOf(answer: TlsaAnswer): TlsaLookup {
+  if (answer.kind === 'temporary') return { kind: 'failed', detail: answer.detail };
+  if (answer.kind === 'nxdomain' || !answer.authenticated || answer.records.length === 0) return { kind: 'none' };
+  return { kind: 'dane', records: usable(answer.records) };
 }

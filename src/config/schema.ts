@@ -119,6 +119,11 @@ const delivery = z.strictObject({
   /** PEM CA certificates that level verify trusts instead of the system's; unset: the system CAs. */
   tls_ca_file: z.string().min(1).optional(),
   mta_sts: mtaSts.default(() => mtaSts.parse({})),
+  /**
+   * DANE (RFC 7672): TLSA records of MX hosts that a validating resolver vouches for (the AD bit)
+   * decide their TLS. Without a validating resolver in dns.servers, nothing is vouched for.
+   */
+  dane: z.boolean().default(true),
 });
 
 const dkimKey = z.strictObject({

@@ -5,7 +5,8 @@ import { localReply } from '../model/reply.ts';
 import type { PathHandle, TlsLevel } from '../model/path.ts';
 import type { AppliedTlsPolicy, TlsPolicyDecision } from '../model/tls-policy.ts';
 import { PathPool, type DeliveryJob, type PathPorts, type PoolDeps, type PoolSettings } from './pool.ts';
-import { planFor, reported, requiring } from './receiver-policy.ts';
+import { planFor, reported, requiring, withDane } from './receiver-policy.ts';
+import type { TlsaLookup } from '../model/dane.ts';
 
 export interface DeliveryPorts extends PathPorts {
   /**
@@ -25,6 +26,8 @@ export interface DeliverySettings extends PoolSettings {
 export interface DeliveryDeps extends PoolDeps {
   /** A recipient domain's own TLS policy (docs/tls.md); absent: none is looked for. */
   readonly tlsPolicy?: (domain: string) => Promise<TlsPolicyDecision>;
+  /** DANE (docs/tls.md): an MX host's TLSA records, asked for hosts DNSSEC vouches for; absent: no DANE. */
+  readonly tlsa?: (host: string) => Promise<TlsaLookup>;
   /** Each attempt under a receiver's policy, as it went: for metrics. */
   readonly onTlsPolicy?: (applied: AppliedTlsPolicy) => void;
 }
@@ -108,15 +111,17 @@ export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts,
 
   return {
     deliver(job) {
-      if (!deps.tlsPolicy) return attempt(job, undefined);
-      return deps.tlsPolicy(job.domain).then(
-        (decision) => {
-          const plan = planFor(job, decision);
-          const counted = (outcome: AttemptOutcome): AttemptOutcome => {
-            const applied = outcome.route.tlsPolicy;
-            if (applied && (applied.type === 'mta-sts' || applied.type === 'dane')) deps.onTlsPolicy?.(applied);
-            return outcome;
-          };
+      if (!deps.tlsPolicy && !deps.tlsa) return attempt(job, undefined);
+      const counted = (outcome: AttemptOutcome): AttemptOutcome => {
+        const applied = outcome.route.tlsPolicy;
+        if (applied && (applied.type === 'mta-sts' || applied.type === 'dane')) deps.onTlsPolicy?.(applied);
+        return outcome;
+      };
+      const none: TlsPolicyDecision = { kind: 'none' };
+      return Promise.all([deps.tlsPolicy?.(job.domain) ?? none, deps.tlsa ? withDane(job.hosts, deps.tlsa) : { hosts: job.hosts }]).then(
+        ([decision, dane]) => {
+          if ('refused' in dane) return counted(dane.refused);
+          const plan = planFor({ ...job, hosts: dane.hosts }, decision);
           if (plan.kind === 'refuse') return counted(plan.outcome);
           const variant = plan.level ? { level: plan.level, domain: job.domain } : undefined;
           return attempt({ ...job, hosts: plan.hosts }, variant).then((outcome) => counted(reported(outcome, decision, job.domain)));

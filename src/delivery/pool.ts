@@ -8,6 +8,8 @@ import type { SiteName } from '../model/ids.ts';
 import type { AttemptOutcome, Route, TlsInfo } from '../model/outcome.ts';
 import { tlsLevel, type Grant, type GrantRequest, type PathHandle, type PathLevels, type PathObservation, type PathSettings, type TlsLevel } from '../model/path.ts';
 import { isSuccess, localReply, type SmtpReply } from '../model/reply.ts';
+import type { TlsaRecord } from '../model/dane.ts';
+import type { AppliedTlsPolicy, TlsFailureType } from '../model/tls-policy.ts';
 import { holdOutcome, mergeOutcomes, observationsOf, splitJob } from './outcomes.ts';
 import {
   HOLD_MAX_MS, HOLD_MIN_MS, MAX_ADDRESSES_PER_ATTEMPT, MAX_READY, MESSAGE_GRANT_BATCH, MIN_READY, PEAK_WINDOW_MS,
@@ -15,7 +17,14 @@ import {
 } from './limits.ts';
 import { ConnectError, connectClient, connectFailure, type ClientConnection, type ConnectOptions, type Envelope } from './smtp-client.ts';
 
-export interface DeliveryHost { readonly name: string; readonly addresses: readonly string[] }
+export interface DeliveryHost {
+  readonly name: string;
+  readonly addresses: readonly string[];
+  /** DNSSEC vouched for the MX answer and this host's addresses: its TLSA records count. */
+  readonly secure?: boolean;
+  /** DANE (docs/tls.md): the host's usable TLSA records; empty: TLS required, unchecked. */
+  readonly dane?: readonly TlsaRecord[];
+}
 
 export interface DeliveryJob {
   readonly site: SiteName;
@@ -457,7 +466,7 @@ export class PathPool {
       // A source binds one family: an IPv4 source cannot reach an IPv6 address, nor the reverse.
       for (const address of family ? host.addresses.filter((a) => isIP(a) === family) : host.addresses) {
         if (tried++ >= MAX_ADDRESSES_PER_ATTEMPT) break;
-        const result = await this.#connectOne(host.name, address, settings, tlsLevel(settings.tls), startedAt);
+        const result = await this.#connectOne(host.name, address, settings, tlsLevel(settings.tls), startedAt, undefined, host.dane);
         if (result.kind === 'open') return result;
         this.#log.info({ site: this.path.site, path: this.path.key, mx: host.name, remote_ip: address, reply: result.reply.text }, 'connection failed, trying next MX');
         last = result;
@@ -471,7 +480,10 @@ export class PathPool {
    * `level` is the path's; `tls` what this attempt asks for: the same, or none for the plaintext
    * retry that level may allows after a failed handshake.
    */
-  async #connectOne(mx: string, address: string, settings: PathSettings, level: TlsLevel, startedAt: number, tls: TlsLevel = level): Promise<Opened> {
+  async #connectOne(mx: string, address: string, settings: PathSettings, level: TlsLevel, startedAt: number, tls: TlsLevel = level, dane?: readonly TlsaRecord[]): Promise<Opened> {
+    // What the attempt reports: DANE for a host with TLSA records, else the path's level.
+    const policy = (result: 'success' | 'failure', failure?: TlsFailureType): AppliedTlsPolicy =>
+      dane ? { type: 'dane', result, ...(failure ? { failure } : {}) } : { type: level };
     const options: ConnectOptions = {
       host: address,
       servername: mx,
@@ -479,6 +491,7 @@ export class PathPool {
       localName: this.#settings.localName,
       ...(this.#settings.localAddress ? { localAddress: this.#settings.localAddress } : {}),
       tls,
+      ...(dane ? { dane } : {}),
       ...(this.#settings.tlsTrust ? { trust: this.#settings.tlsTrust } : {}),
       timeouts: { connect: settings.connect_timeout, greeting: settings.greeting_timeout, command: this.#settings.timeouts.command, data: this.#settings.timeouts.data },
     };
@@ -486,16 +499,17 @@ export class PathPool {
     try {
       const conn = await connectClient({ ...options, giveUpGreeting: watch.signal });
       this.#onConnection?.({ level, tls: conn.tls });
-      return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), ...(conn.tls ? { tls: conn.tls } : {}), tlsPolicy: { type: level }, ...this.#pathRoute } };
+      return { kind: 'open', conn, route: { mx, remoteIp: conn.remoteIp, ...(conn.localIp ? { sourceIp: conn.localIp } : {}), ...(conn.tls ? { tls: conn.tls } : {}), tlsPolicy: policy('success'), ...this.#pathRoute } };
     } catch (err) {
       // Level may only: a failed handshake falls back to plaintext, as Postfix does at "may"
       // (the server offered STARTTLS and could not do it). encrypt and verify never do.
-      if (err instanceof ConnectError && err.code === 'ETLS' && tls === 'may') {
+      if (err instanceof ConnectError && err.code === 'ETLS' && tls === 'may' && !dane) {
         this.#log.info({ site: this.path.site, path: this.path.key, mx, remote_ip: address, reply: err.reply.text }, 'TLS handshake failed at level may: retrying in plaintext');
         return this.#connectOne(mx, address, settings, level, startedAt, 'none');
       }
       this.#observeConnectFailure(err, startedAt);
-      return { kind: 'failed', route: { mx, remoteIp: address, tlsPolicy: { type: level }, ...(err instanceof ConnectError && err.tlsFailure ? { tlsFailure: err.tlsFailure } : {}) }, reply: connectFailure(err) };
+      const tlsFailure = err instanceof ConnectError ? err.tlsFailure : undefined;
+      return { kind: 'failed', route: { mx, remoteIp: address, tlsPolicy: policy('failure', tlsFailure), ...(tlsFailure ? { tlsFailure } : {}) }, reply: connectFailure(err) };
     } finally {
       watch.timer?.cancel();
     }

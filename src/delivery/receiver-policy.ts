@@ -11,14 +11,35 @@ import type { PathHandle, PathSettings, TlsLevel } from '../model/path.ts';
 import { localReply } from '../model/reply.ts';
 import { mxMatches, type AppliedTlsPolicy, type TlsPolicyDecision } from '../model/tls-policy.ts';
 import type { DeliveryHost, DeliveryJob } from './pool.ts';
+import type { TlsaLookup } from '../model/dane.ts';
 
 export type PolicyPlan =
   | { readonly kind: 'send'; readonly hosts: readonly DeliveryHost[]; readonly level?: TlsLevel }
   | { readonly kind: 'refuse'; readonly outcome: AttemptOutcome };
 
+/**
+ * DANE first (RFC 8461 §2: it takes precedence over MTA-STS): each host DNSSEC vouches for is
+ * given its TLSA records; a host whose lookup failed is dropped, and a job left with none is a
+ * deferral. Hosts DNS does not vouch for are left as they are.
+ */
+export async function withDane(hosts: readonly DeliveryHost[], tlsa: (host: string) => Promise<TlsaLookup>): Promise<{ hosts: readonly DeliveryHost[] } | { refused: AttemptOutcome }> {
+  const looked = await Promise.all(hosts.map(async (h) => ({ h, found: h.secure ? await tlsa(h.name) : ({ kind: 'none' } as const) })));
+  const kept = looked.filter((l) => l.found.kind !== 'failed').map(({ h, found }) => (found.kind === 'dane' ? { ...h, dane: found.records } : h));
+  if (kept.length > 0) return { hosts: kept };
+  const failed = looked.map((l) => (l.found.kind === 'failed' ? `${l.h.name}: ${l.found.detail}` : '')).join('; ');
+  return {
+    refused: {
+      kind: 'site-unreachable',
+      route: { tlsPolicy: { type: 'dane', result: 'failure', failure: 'dnssec-invalid' } },
+      reply: localReply(451, '4.7.5', `TLS policy failure: DANE: no MX host's TLSA records could be looked up (${failed})`, 'DNS'),
+    },
+  };
+}
+
 export function planFor(job: DeliveryJob, decision: TlsPolicyDecision): PolicyPlan {
   if (decision.kind === 'none' || decision.mode === 'testing') return { kind: 'send', hosts: job.hosts };
-  const hosts = job.hosts.filter((h) => mxMatches(decision.mx, h.name));
+  // DANE hosts are DANE's whatever the MTA-STS policy lists; the others must be on its list.
+  const hosts = job.hosts.filter((h) => h.dane || mxMatches(decision.mx, h.name));
   if (hosts.length > 0) return { kind: 'send', hosts, level: 'verify' };
   const names = job.hosts.map((h) => h.name).join(', ');
   return {
@@ -34,6 +55,8 @@ export function planFor(job: DeliveryJob, decision: TlsPolicyDecision): PolicyPl
 /** The attempt's route says what the policy asked and whether the session met it; an enforced failure says so in its reply. */
 export function reported(outcome: AttemptOutcome, decision: TlsPolicyDecision, domain: string): AttemptOutcome {
   if (decision.kind === 'none' || outcome.kind === 'held' || outcome.kind === 'path-failed') return outcome;
+  // A DANE host's attempt reports DANE (it took precedence).
+  if (outcome.route.tlsPolicy?.type === 'dane') return outcome;
   const route = outcome.route;
   if (!route.mx && !route.tlsFailure) return outcome;
   const failure = !mxMatches(decision.mx, route.mx ?? '') ? 'validation-failure' : route.tlsFailure ?? (route.tls ? route.tls.failure : 'starttls-not-supported');

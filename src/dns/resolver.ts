@@ -4,17 +4,18 @@ import { LRUCache } from 'lru-cache';
 import type { Clock } from '../lib/clock.ts';
 import { parseHostPort } from '../lib/net.ts';
 import { siteNameOf } from '../model/ids.ts';
+import { parseTlsa, type TlsaRecord } from '../model/dane.ts';
 import type { MxHost, RouteAnswer } from '../model/route.ts';
 import { query, RCODE, TYPE, type DnsResponse, type NameServer } from './transport.ts';
 
 export type MxAnswer =
-  | { readonly kind: 'mx'; readonly hosts: readonly { exchange: string; priority: number }[]; readonly implicit: boolean }
+  | { readonly kind: 'mx'; readonly hosts: readonly { exchange: string; priority: number }[]; readonly implicit: boolean; readonly authenticated: boolean }
   | { readonly kind: 'null-mx' }
   | { readonly kind: 'nxdomain' }
   | { readonly kind: 'temporary'; readonly detail: string };
 
 export type AddressAnswer =
-  | { readonly kind: 'addresses'; readonly addresses: readonly string[] }
+  | { readonly kind: 'addresses'; readonly addresses: readonly string[]; readonly authenticated?: boolean }
   | { readonly kind: 'nxdomain' }
   | { readonly kind: 'temporary'; readonly detail: string };
 
@@ -24,7 +25,14 @@ export interface Resolver {
   route(domain: string): Promise<RouteAnswer>;
   /** TXT records of a name, each record's strings joined (DKIM keys, later SPF/DMARC). */
   resolveTxt(name: string): Promise<TxtAnswer>;
+  /** An MX host's TLSA records for SMTP (`_25._tcp.<host>`, RFC 7672), and whether DNSSEC vouches for them. */
+  resolveTlsa(host: string): Promise<TlsaAnswer>;
 }
+
+export type TlsaAnswer =
+  | { readonly kind: 'tlsa'; readonly records: readonly TlsaRecord[]; readonly authenticated: boolean }
+  | { readonly kind: 'nxdomain'; readonly authenticated: boolean }
+  | { readonly kind: 'temporary'; readonly detail: string };
 
 export type TxtAnswer =
   | { readonly kind: 'txt'; readonly records: readonly string[] }
@@ -117,20 +125,23 @@ export function createResolver(options: ResolverOptions, clock: Clock, onLookup?
     if (result.kind === 'temporary') return result;
     if (result.rcode === RCODE.NXDOMAIN) return { kind: 'nxdomain' };
     const records = result.response.answers.filter((a) => a.type === TYPE.MX);
-    if (records.length === 0) return { kind: 'mx', hosts: [{ exchange: domain, priority: 0 }], implicit: true };
+    const authenticated = result.response.authenticated;
+    if (records.length === 0) return { kind: 'mx', hosts: [{ exchange: domain, priority: 0 }], implicit: true, authenticated };
     // RFC 7505: a single "0 ." record says the domain accepts no mail.
     if (records.length === 1 && normaliseName(records[0]?.exchange ?? '') === '') return { kind: 'null-mx' };
     const hosts = records
       .map((r) => ({ exchange: normaliseName(r.exchange ?? ''), priority: r.priority ?? 0 }))
       .filter((h) => h.exchange !== '');
-    return { kind: 'mx', hosts, implicit: false };
+    return { kind: 'mx', hosts, implicit: false, authenticated };
   }
 
   async function resolveAddresses(host: string, used?: Used): Promise<AddressAnswer> {
     if (isIP(host)) return { kind: 'addresses', addresses: [host] };
     const [v4, v6] = await Promise.all([lookup(host, TYPE.A, used), lookup(host, TYPE.AAAA, used)]);
     const addresses = [...addressesOf(v4, TYPE.A), ...addressesOf(v6, TYPE.AAAA)];
-    if (addresses.length > 0) return { kind: 'addresses', addresses };
+    // Vouched for when every answer that gave an address was validated.
+    const authenticated = [v4, v6].every((r) => r.kind !== 'answer' || r.response.answers.length === 0 || r.response.authenticated);
+    if (addresses.length > 0) return { kind: 'addresses', addresses, authenticated };
     if (v4.kind === 'temporary') return v4;
     if (v4.rcode === RCODE.NXDOMAIN) return { kind: 'nxdomain' };
     return { kind: 'addresses', addresses: [] };
@@ -152,7 +163,7 @@ export function createResolver(options: ResolverOptions, clock: Clock, onLookup?
     const hosts = orderHosts(
       answers.flatMap(({ host, answer }) =>
         answer.kind === 'addresses' && answer.addresses.length > 0
-          ? [{ name: host.exchange, preference: host.priority, addresses: answer.addresses }]
+          ? [{ name: host.exchange, preference: host.priority, addresses: answer.addresses, ...(mx.authenticated && answer.authenticated ? { secure: true } : {}) }]
           : [],
       ),
     );
@@ -173,7 +184,16 @@ export function createResolver(options: ResolverOptions, clock: Clock, onLookup?
     return { kind: 'txt', records };
   }
 
-  return { resolveMx: (domain) => resolveMx(domain), resolveAddresses: (host) => resolveAddresses(host), route, resolveTxt };
+  async function resolveTlsa(host: string): Promise<TlsaAnswer> {
+    const result = await lookup(`_25._tcp.${normaliseName(host)}`, TYPE.TLSA);
+    if (result.kind === 'temporary') return result;
+    const authenticated = result.response.authenticated;
+    if (result.rcode === RCODE.NXDOMAIN) return { kind: 'nxdomain', authenticated };
+    const records = result.response.answers.flatMap((a) => (a.type === TYPE.TLSA && Buffer.isBuffer(a.data) ? [parseTlsa(a.data)].filter((r): r is TlsaRecord => r !== undefined) : []));
+    return { kind: 'tlsa', records, authenticated };
+  }
+
+  return { resolveMx: (domain) => resolveMx(domain), resolveAddresses: (host) => resolveAddresses(host), route, resolveTxt, resolveTlsa };
 }
 
 /** Hosts of equal preference are shuffled again on every use, as when the route was built. */

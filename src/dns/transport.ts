@@ -15,34 +15,38 @@ export interface DnsRecord {
   readonly address?: string;
   readonly exchange?: string;
   readonly priority?: number;
-  /** TXT: the record's character-strings. */
-  readonly data?: readonly string[] | string;
+  /** TXT: the record's character-strings; a type dns2 does not know (TLSA): the raw rdata. */
+  readonly data?: readonly string[] | string | Buffer;
 }
 
 export interface DnsResponse {
   readonly rcode: number;
   readonly truncated: boolean;
+  /** The AD bit: a validating resolver vouches for the answer by DNSSEC (RFC 4035 §3.2.3). */
+  readonly authenticated: boolean;
   readonly answers: readonly DnsRecord[];
 }
 
-export const TYPE = { A: Packet.TYPE.A, AAAA: Packet.TYPE.AAAA, MX: Packet.TYPE.MX, CNAME: Packet.TYPE.CNAME, TXT: Packet.TYPE.TXT } as const;
+export const TYPE = { A: Packet.TYPE.A, AAAA: Packet.TYPE.AAAA, MX: Packet.TYPE.MX, CNAME: Packet.TYPE.CNAME, TXT: Packet.TYPE.TXT, TLSA: 52 } as const;
 export const RCODE = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3 } as const;
 
 function encodeQuery(id: number, name: string, type: number): Buffer {
   const packet = new Packet();
   packet.header.id = id;
   packet.header.rd = 1;
+  // RFC 6840 §5.7: AD set in a query asks a validating resolver to say whether it validated.
+  (packet.header as unknown as { ad: number }).ad = 1;
   packet.questions.push(new Packet.Question(name, type, Packet.CLASS.IN));
   return packet.toBuffer();
 }
 
 function decode(buffer: Buffer, id: number): DnsResponse | undefined {
   const packet = Packet.parse(buffer) as unknown as {
-    header: { id: number; qr: number; rcode: number; tc: number };
+    header: { id: number; qr: number; rcode: number; tc: number; ad: number };
     answers: DnsRecord[];
   };
   if (packet.header.id !== id || packet.header.qr !== 1) return undefined;
-  return { rcode: packet.header.rcode, truncated: packet.header.tc === 1, answers: packet.answers };
+  return { rcode: packet.header.rcode, truncated: packet.header.tc === 1, authenticated: packet.header.ad === 1, answers: packet.answers };
 }
 
 /** One query to one server: UDP first, TCP when the answer is truncated. Rejects on timeout. */

@@ -13,6 +13,10 @@ export interface ZoneEntry {
   readonly silent?: boolean;
   /** The answers' TTL in seconds (300 unless set). */
   readonly ttl?: number;
+  /** TLSA records (RFC 6698), served at this name (`_25._tcp.<mx host>`). */
+  readonly tlsa?: readonly { usage: number; selector: number; matchingType: number; data: Buffer }[];
+  /** Answer with the AD bit set, as a validating resolver does for a DNSSEC-signed zone. */
+  readonly authenticated?: boolean;
 }
 
 export interface DnsZone {
@@ -37,6 +41,7 @@ export async function startDnsZone(zone: Record<string, ZoneEntry>): Promise<Dns
       queries.push(`${name}/${question.type}`);
       const entry = entries.get(name);
       if (entry?.silent) return;
+      if (entry?.authenticated) response.header.ad = 1;
       if (!entry) response.header.rcode = 3;
       else if (entry.servfail) response.header.rcode = 2;
       else if (question.type === Packet.TYPE.MX) {
@@ -44,6 +49,8 @@ export async function startDnsZone(zone: Record<string, ZoneEntry>): Promise<Dns
       } else if (question.type === Packet.TYPE.TXT) {
         // A TXT record is a list of strings of at most 255 bytes each; long values are split.
         for (const text of entry.txt ?? []) response.answers.push({ name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: entry.ttl ?? 300, data: text.match(/.{1,255}/g) ?? [''] });
+      } else if (question.type === 52) {
+        for (const r of entry.tlsa ?? []) response.answers.push({ name, type: 52, class: Packet.CLASS.IN, ttl: entry.ttl ?? 300, data: Buffer.concat([Buffer.from([r.usage, r.selector, r.matchingType]), r.data]) });
       } else if (question.type === Packet.TYPE.A) {
         for (const address of entry.a ?? []) response.answers.push({ name, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: entry.ttl ?? 300, address });
       }

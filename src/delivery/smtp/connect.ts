@@ -16,7 +16,8 @@ interface Session { readonly extensions: Extensions; readonly tls: TlsInfo | und
 
 export async function connectClient(options: ConnectOptions): Promise<ClientConnection> {
   const clock = options.clock ?? systemClock;
-  const level = tlsLevel(options.tls);
+  // DANE hosts need TLS whatever the path's level; its check is DANE's (tls.ts).
+  const level: TlsLevel = options.dane ? 'encrypt' : tlsLevel(options.tls);
   const wire = new Wire(await openSocket(options, clock), clock, options.timeouts.command);
   try {
     await greeting(wire, options);

@@ -7,7 +7,8 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP, type Socket } from 'node:net';
-import { checkServerIdentity, createSecureContext, connect as tlsConnect, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
+import { checkServerIdentity, createSecureContext, connect as tlsConnect, type DetailedPeerCertificate, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
+import { checkDane } from '../../model/dane.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { TernError } from '../../lib/errors.ts';
 import type { TlsLevel } from '../../model/path.ts';
@@ -52,9 +53,11 @@ export interface SecureSocket { readonly socket: TLSSocket; readonly info: TlsIn
 export function startTls(socket: Socket, options: ConnectOptions, level: TlsLevel): Promise<SecureSocket> {
   const clock = options.clock ?? systemClock;
   return new Promise((resolve, reject) => {
+    const dane = options.dane && options.dane.length > 0 ? options.dane : undefined;
     const secure = tlsConnect({
       socket,
-      rejectUnauthorized: level === 'verify',
+      // DANE checks the chain against the TLSA records itself, after the handshake.
+      rejectUnauthorized: level === 'verify' && !dane,
       ...(options.trust ? { secureContext: options.trust } : {}),
       // SNI carries a name, never an address; the identity check always uses the MX name.
       ...(isIP(options.servername) === 0 ? { servername: options.servername } : {}),
@@ -71,9 +74,30 @@ export function startTls(socket: Socket, options: ConnectOptions, level: TlsLeve
     secure.once('secureConnect', () => {
       deadline.cancel();
       secure.off('error', fail);
-      resolve({ socket: secure, info: sessionInfo(secure) });
+      if (!dane) return resolve({ socket: secure, info: sessionInfo(secure) });
+      const checked = checkDane(dane, peerChain(secure), options.servername, clock.now());
+      if (!checked.ok) {
+        secure.destroy();
+        return reject(new ConnectError('ETLS', localReply(451, '4.7.5', `TLS policy failure: DANE: ${checked.why}`, 'STARTTLS'), 'tls-failed', checked.failure));
+      }
+      // Verified by DANE: the CA-based check (sessionInfo's failure, if any) does not apply.
+      const { version, cipher } = sessionInfo(secure);
+      resolve({ socket: secure, info: { version, cipher, verified: true } });
     });
   });
+}
+
+/** The certificates the server sent, leaf first, as far as its chain goes. */
+function peerChain(secure: TLSSocket): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  let cert = secure.getPeerCertificate(true) as DetailedPeerCertificate | undefined;
+  const seen = new Set<string>();
+  while (cert && cert.raw && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    chain.push(new X509Certificate(cert.raw));
+    cert = cert.issuerCertificate;
+  }
+  return chain;
 }
 
 /** `authorized` covers the chain and (through checkServerIdentity) the MX name, even where not required. */

@@ -10,6 +10,7 @@ import type { TlsInfo } from '../../model/outcome.ts';
 import type { ConnectionEvent, TlsPolicy } from '../../model/path.ts';
 import { localReply, type SmtpReply } from '../../model/reply.ts';
 import type { TlsFailureType } from '../../model/tls-policy.ts';
+import type { TlsaRecord } from '../../model/dane.ts';
 
 export type { TlsInfo } from '../../model/outcome.ts';
 
@@ -38,6 +39,12 @@ export interface ConnectOptions {
    * by the caller: parsing a bundle for every connection would cost more than the handshake.
    */
   readonly trust?: SecureContext;
+  /**
+   * DANE (RFC 7672): the MX host's DNSSEC-validated TLSA records. Present: TLS is required
+   * whatever the level; non-empty: the certificate chain must match them (not a CA, not the
+   * level's check); empty (records, none usable): TLS without a check.
+   */
+  readonly dane?: readonly TlsaRecord[];
   /** Every one a deadline: a server that trickles bytes does not stretch it. */
   readonly timeouts: Timeouts;
   /** Aborted: stop waiting for the greeting now, as if its timeout had passed (a session tarpitted). */
