@@ -30,7 +30,8 @@ import { suspensionFor, type Suspension } from './model/suspension.ts';
 import { SuppressionCopy, type SuppressionChange } from './model/suppression.ts';
 import { partitionDir, partitionsOf, presentPartitions } from './shards/partitions.ts';
 import { joinSpools, openSpool, type LoadedMessage } from './spool/index.ts';
-import { openMtaSts, type PolicyDns } from './tls-policy/index.ts';
+import { openMtaSts, sessionOf, type PolicyDns } from './tls-policy/index.ts';
+import { openTlsRpt } from './tls-reports.ts';
 
 export interface PipelineDeps {
   readonly clock: Clock;
@@ -144,6 +145,9 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   const mtaSts = config.delivery.mta_sts.enabled
     ? openMtaSts(config.delivery.mta_sts, { dns: policyDns(resolver), trust: tlsTrust, file: `mta-sts.${layout.shard}.json`, clock, log: log.child({ stage: 'tls-policy' }) })
     : undefined;
+  const tlsReports = openTlsRpt(config, {
+    shard: layout.shard, ...policyDns(resolver), ownSmtp: () => ingress.addresses()[0], trust: tlsTrust, clock, log: log.child({ stage: 'tls-rpt' }),
+  });
   const delivery = createDelivery(
     {
       port: config.delivery.port, localName: config.hostname, timeouts: { command: config.delivery.timeouts.command, data: config.delivery.timeouts.data },
@@ -158,7 +162,12 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       onRoom: (path, room) => queue.release(path, room),
       ...(mtaSts ? { tlsPolicy: (domain: string) => mtaSts.forDomain(domain) } : {}),
       ...(config.delivery.dane ? { tlsa: (host: string) => resolver.resolveTlsa(host).then(daneOf) } : {}),
-      onTlsPolicy: (applied) => metrics.tlsPolicy.labels({ policy: applied.type, mode: applied.mode ?? '', result: applied.result ?? '', failure: applied.failure ?? '' }).inc(),
+      onTlsPolicy: (applied, session) => {
+        metrics.tlsPolicy.labels({ policy: applied.type, mode: applied.mode ?? '', result: applied.result ?? '', failure: applied.failure ?? '' }).inc();
+        // The policy the session ran under: DANE's records, or MTA-STS's terms.
+        const { sts, tlsa, ...where } = session;
+        tlsReports?.record(session.domain, sessionOf({ ...where, ...applied, ...(applied.type === 'dane' ? (tlsa ? { tlsa } : {}) : sts ? { sts } : {}) }));
+      },
     },
   );
   const { timeouts } = config.delivery;
@@ -256,6 +265,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
     feedback,
     async recover() {
       await mtaSts?.start();
+      await tlsReports?.start();
       ids = await spool.recover();
       ledger = await feedback.recover();
     },
@@ -285,6 +295,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       await campaignLog?.flush();
       await feedback.stop();
       await mtaSts?.stop();
+      await tlsReports?.stop();
       await spool.close();
     },
     shapingChanged(change, path) {

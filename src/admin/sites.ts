@@ -11,7 +11,7 @@ export interface PathFacts {
 
 export interface SitesInput<P extends PathFacts> {
   readonly paths: readonly P[];
-  readonly pools: ReadonlyMap<string, { readonly connections: number; readonly waiting: number }>;
+  readonly pools: ReadonlyMap<string, { readonly connections: number; readonly waiting: number; readonly tls_policies?: Readonly<Record<string, unknown>> }>;
   readonly queued: ReadonlyMap<string, number>;
 }
 
@@ -20,7 +20,7 @@ export interface SiteView<P> {
   readonly provider: string | null;
   readonly connections: number;
   readonly queued_recipients: number;
-  readonly paths: readonly (P & { readonly connections: number; readonly ready: number; readonly queued_recipients: number })[];
+  readonly paths: readonly (P & { readonly connections: number; readonly ready: number; readonly queued_recipients: number; readonly tls_policies: Readonly<Record<string, unknown>> })[];
 }
 
 export function sitesView<P extends PathFacts>(input: SitesInput<P>): SiteView<P>[] {
@@ -28,7 +28,8 @@ export function sitesView<P extends PathFacts>(input: SitesInput<P>): SiteView<P
   for (const p of input.paths) {
     const pool = input.pools.get(p.path);
     const ready = pool?.waiting ?? 0;
-    const path = { ...p, connections: pool?.connections ?? 0, ready, queued_recipients: (input.queued.get(p.path) ?? 0) + ready };
+    // The receivers' TLS policies (MTA-STS, DANE) last applied on the path, by recipient domain.
+    const path = { ...p, connections: pool?.connections ?? 0, ready, queued_recipients: (input.queued.get(p.path) ?? 0) + ready, tls_policies: pool?.tls_policies ?? {} };
     const site = sites.get(p.site) ?? { site: p.site, provider: p.provider, connections: 0, queued_recipients: 0, paths: [] };
     sites.set(p.site, {
       ...site,

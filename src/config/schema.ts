@@ -105,6 +105,17 @@ const mtaSts = z.strictObject({
   state_dir: z.string().default(''),
 });
 
+/** TLS-RPT (RFC 8460): daily aggregate reports of sessions under receivers' policies, to the domains that ask. */
+const tlsRpt = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** The report's organization-name; empty: hostname. */
+  organization: z.string().max(200).default(''),
+  /** The report's contact-info; empty: mailto:postmaster@<hostname>. */
+  contact: z.string().max(200).default(''),
+  /** The sender of mailed reports; empty: tlsrpt-noreply@<hostname>. */
+  from: z.string().max(320).default(''),
+});
+
 const delivery = z.strictObject({
   port: z.number().int().min(1).max(65_535).default(25),
   validity: positiveDuration.default(259_200_000),
@@ -124,6 +135,7 @@ const delivery = z.strictObject({
    * decide their TLS. Without a validating resolver in dns.servers, nothing is vouched for.
    */
   dane: z.boolean().default(true),
+  tls_rpt: tlsRpt.default(() => tlsRpt.parse({})),
 });
 
 const dkimKey = z.strictObject({

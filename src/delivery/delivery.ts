@@ -6,7 +6,7 @@ import type { PathHandle, TlsLevel } from '../model/path.ts';
 import type { AppliedTlsPolicy, TlsPolicyDecision } from '../model/tls-policy.ts';
 import { PathPool, type DeliveryJob, type PathPorts, type PoolDeps, type PoolSettings } from './pool.ts';
 import { planFor, reported, requiring, withDane } from './receiver-policy.ts';
-import type { TlsaLookup } from '../model/dane.ts';
+import type { TlsaLookup, TlsaRecord } from '../model/dane.ts';
 
 export interface DeliveryPorts extends PathPorts {
   /**
@@ -28,15 +28,32 @@ export interface DeliveryDeps extends PoolDeps {
   readonly tlsPolicy?: (domain: string) => Promise<TlsPolicyDecision>;
   /** DANE (docs/tls.md): an MX host's TLSA records, asked for hosts DNSSEC vouches for; absent: no DANE. */
   readonly tlsa?: (host: string) => Promise<TlsaLookup>;
-  /** Each attempt under a receiver's policy, as it went: for metrics. */
-  readonly onTlsPolicy?: (applied: AppliedTlsPolicy) => void;
+  /** Each attempt under a receiver's policy, as it went: for metrics and TLS-RPT reports. */
+  readonly onTlsPolicy?: (applied: AppliedTlsPolicy, session: PolicySession) => void;
+}
+
+/** What a TLS-RPT report says of a session: where it went, and the policy's own terms. */
+export interface PolicySession {
+  readonly domain: string;
+  readonly route: AttemptOutcome['route'];
+  /** MTA-STS: the policy applied. */
+  readonly sts?: Extract<TlsPolicyDecision, { kind: 'mta-sts' }>;
+  /** DANE: the MX host's TLSA records. */
+  readonly tlsa?: readonly TlsaRecord[];
 }
 
 /** A pool for mail whose domain's policy needs a level of its own: that level, for that domain. */
 interface Variant { readonly level: TlsLevel; readonly domain: string }
 
-/** One path's pool as the admin API shows it. */
-export interface PoolView { readonly connections: number; readonly waiting: number }
+/** One path's pool as the admin API shows it; `tls_policies`: the receivers' policies last applied on it, by domain. */
+export interface PoolView {
+  readonly connections: number;
+  readonly waiting: number;
+  readonly tls_policies?: Readonly<Record<string, AppliedTlsPolicy & { readonly at: string }>>;
+}
+
+/** Domains whose last policy a path's view keeps (the most recent). */
+const POLICIES_SHOWN = 50;
 
 export interface Delivery {
   /** Send one message to one domain's recipients; always resolves with an outcome, never throws. */
@@ -57,11 +74,23 @@ export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts,
   const { egress } = settings;
   const pools = new Map<string, PathPool>();
   const verified = requiring('verify', new WeakMap());
+  /** path key → domain → the receiver's policy last applied there, for the sites view. */
+  const applied = new Map<string, Map<string, AppliedTlsPolicy & { at: string }>>();
+  const remember = (path: string | undefined, domain: string, policy: AppliedTlsPolicy): void => {
+    if (!path) return;
+    const byDomain = applied.get(path) ?? new Map<string, AppliedTlsPolicy & { at: string }>();
+    byDomain.delete(domain);
+    byDomain.set(domain, { ...policy, at: new Date(deps.clock.now()).toISOString() });
+    if (byDomain.size > POLICIES_SHOWN) byDomain.delete(byDomain.keys().next().value as string);
+    applied.set(path, byDomain);
+  };
   let sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   let stopped = false;
 
   function sweep(): void {
     for (const [key, pool] of pools) if (!pool.busy) pools.delete(key);
+    const live = new Set([...pools.values()].map((p) => p.path.key));
+    for (const key of applied.keys()) if (!live.has(key)) applied.delete(key);
     if (!stopped) sweeper = deps.clock.at(deps.clock.now() + POOL_SWEEP_MS, sweep);
   }
 
@@ -112,14 +141,17 @@ export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts,
   return {
     deliver(job) {
       if (!deps.tlsPolicy && !deps.tlsa) return attempt(job, undefined);
-      const counted = (outcome: AttemptOutcome): AttemptOutcome => {
-        const applied = outcome.route.tlsPolicy;
-        if (applied && (applied.type === 'mta-sts' || applied.type === 'dane')) deps.onTlsPolicy?.(applied);
-        return outcome;
-      };
       const none: TlsPolicyDecision = { kind: 'none' };
       return Promise.all([deps.tlsPolicy?.(job.domain) ?? none, deps.tlsa ? withDane(job.hosts, deps.tlsa) : { hosts: job.hosts }]).then(
         ([decision, dane]) => {
+          const counted = (outcome: AttemptOutcome): AttemptOutcome => {
+            const applied = outcome.route.tlsPolicy;
+            if (!applied || (applied.type !== 'mta-sts' && applied.type !== 'dane')) return outcome;
+            const tlsa = 'hosts' in dane ? dane.hosts.find((h) => h.name === outcome.route.mx)?.dane : undefined;
+            remember(outcome.route.path, job.domain, applied);
+            deps.onTlsPolicy?.(applied, { domain: job.domain, route: outcome.route, ...(decision.kind === 'mta-sts' ? { sts: decision } : {}), ...(tlsa ? { tlsa } : {}) });
+            return outcome;
+          };
           if ('refused' in dane) return counted(dane.refused);
           const plan = planFor({ ...job, hosts: dane.hosts }, decision);
           if (plan.kind === 'refuse') return counted(plan.outcome);
@@ -152,7 +184,8 @@ export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts,
       const view = new Map<string, PoolView>();
       for (const pool of pools.values()) {
         const seen = view.get(pool.path.key) ?? { connections: 0, waiting: 0 };
-        view.set(pool.path.key, { connections: seen.connections + pool.connections, waiting: seen.waiting + pool.depth });
+        const policies = applied.get(pool.path.key);
+        view.set(pool.path.key, { connections: seen.connections + pool.connections, waiting: seen.waiting + pool.depth, ...(policies ? { tls_policies: Object.fromEntries(policies) } : {}) });
       }
       return view;
     },

@@ -4,6 +4,6 @@
  * its path, its settings and its grants, and tells it what receivers said. Knows nothing of
  * retries, spool or events.
  */
-export { createDelivery, type Delivery, type DeliveryPorts, type PoolView } from './delivery.ts';
-export { loadTrust } from './smtp-client.ts';
+export { createDelivery, type Delivery, type DeliveryPorts, type PolicySession, type PoolView } from './delivery.ts';
+export { connectClient, loadTrust } from './smtp-client.ts';
 export type { ConnectionReport, DeliveryJob, DeliveryHost, PoolDeps, PoolSettings, PathPorts } from './pool.ts';

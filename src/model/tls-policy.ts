@@ -7,7 +7,7 @@
 /** The policy a recipient domain publishes, as found now. */
 export type TlsPolicyDecision =
   | { readonly kind: 'none' }
-  | { readonly kind: 'mta-sts'; readonly mode: 'enforce' | 'testing'; readonly id: string; readonly mx: readonly string[] };
+  | { readonly kind: 'mta-sts'; readonly mode: 'enforce' | 'testing'; readonly id: string; readonly mx: readonly string[]; readonly maxAgeSeconds?: number };
 
 /**
  * Why a TLS session did not meet a policy: RFC 8460 §4.3's result types, as TLS-RPT reports them

@@ -186,7 +186,7 @@ export function workerShards(config: Config, threads: number, deps: WorkerShards
       return mergeKpiLists(await all<KpiView[]>('kpiList', { scope }));
     },
     async pools() {
-      return sumMaps(await all<Map<string, PoolView>>('pools'), (a, b) => ({ connections: a.connections + b.connections, waiting: a.waiting + b.waiting }));
+      return sumMaps(await all<Map<string, PoolView>>('pools'), (a, b) => ({ connections: a.connections + b.connections, waiting: a.waiting + b.waiting, ...(a.tls_policies || b.tls_policies ? { tls_policies: { ...a.tls_policies, ...b.tls_policies } } : {}) }));
     },
     async queued() {
       return sumMaps(await all<Map<string, number>>('queued'), (a, b) => a + b);

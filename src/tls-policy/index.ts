@@ -26,3 +26,5 @@ export function openMtaSts(options: MtaStsOptions, deps: { dns: PolicyDns; trust
     stateDir: options.state_dir, file: deps.file, clock, log: deps.log,
   });
 }
+export { openTlsReports, REPORT_TIMING, type ReportSender, type TlsReports } from './reports.ts';
+export { buildReport, parseTlsRptRecord, sessionOf, type PolicySessionFacts } from './tlsrpt.ts';

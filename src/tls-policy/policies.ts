@@ -77,7 +77,7 @@ export function createTlsPolicies(deps: PoliciesDeps): TlsPolicies {
   };
 
   const decision = (c: Cached | undefined): TlsPolicyDecision =>
-    !c || c.policy.mode === 'none' ? { kind: 'none' } : { kind: 'mta-sts', mode: c.policy.mode, id: c.id, mx: c.policy.mx };
+    !c || c.policy.mode === 'none' ? { kind: 'none' } : { kind: 'mta-sts', mode: c.policy.mode, id: c.id, mx: c.policy.mx, maxAgeSeconds: c.policy.maxAgeSeconds };
 
   /** One fetch per domain at a time; its result cached (or the failure remembered). */
   function refresh(domain: string, id: string): Promise<Cached | undefined> {

@@ -2,7 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import t from 'tap';
 import type { FeedbackEvent } from '../../src/model/event.ts';
-import { startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
+import { adminFetch, startTern, tempDir, testConfig, type RunningTern } from '../support/daemon.ts';
 import { message, sendMail, until } from '../support/smtp-client.ts';
 import { makeTestCerts } from '../support/tls-certs.ts';
 import { WebhookReceiver } from '../support/webhook-receiver.ts';
@@ -71,6 +71,8 @@ async function firstEvent(rcpt: string): Promise<FeedbackEvent> {
 
 t.test('DANE-EE: the key in the TLSA record is enough; the name and the CA do not matter', async (t) => {
   t.match(await firstEvent('a@ee.test'), { type: 'delivered', tls: { verified: true }, tls_policy: { type: 'dane', result: 'success' } });
+  const { sites } = (await (await adminFetch(tern.adminPort, '/api/v1/sites')).json()) as { sites: { site: string; paths: { tls_policies: Record<string, unknown> }[] }[] };
+  t.match(sites.find((s) => s.site === 'mx.ee.test')?.paths[0]?.tls_policies, { 'ee.test': { type: 'dane', result: 'success', at: /^\d{4}-/ } }, 'the sites view shows the policy applied');
 });
 
 t.test('DANE-EE: a key that is not the record\'s is deferred (4.7.5, securityerror), never sent', async (t) => {

@@ -18,8 +18,8 @@ import { STANDARD_ZONE, startWorld, type World } from '../support/world.ts';
  * and its result.
  */
 const POLICY_HOST = '127.0.0.30';
-const domains = ['sts.test', 'wrong.test', 'nomatch.test', 'testing.test', 'down.test'];
-const certs = makeTestCerts('mx.sts.test', domains.map((d) => `mta-sts.${d}`));
+const domains = ['sts.test', 'wrong.test', 'nomatch.test', 'testing.test', 'down.test', 'expired.test'];
+const certs = makeTestCerts('mx.sts.test', domains.map((d) => `mta-sts.${d}`), ['mx.expired.test']);
 const dir = tempDir();
 writeFileSync(join(dir.path, 'ca.pem'), certs.ca);
 
@@ -31,6 +31,7 @@ const served = new Map<string, string | number>([
   ['mta-sts.nomatch.test', policy('enforce', 'mx.elsewhere.test')],
   ['mta-sts.testing.test', policy('testing', 'mx.testing.test')],
   ['mta-sts.down.test', 404],
+  ['mta-sts.expired.test', policy('enforce', 'mx.expired.test')],
 ]);
 
 const zone = {
@@ -43,7 +44,7 @@ const zone = {
     [`mta-sts.${d}`, { a: [POLICY_HOST] }],
   ])),
   'plain.test': { mx: [{ exchange: 'mx.plain.test', priority: 10 }] },
-  'mx.plain.test': { a: ['127.0.0.36'] },
+  'mx.plain.test': { a: ['127.0.0.38'] },
   'mx.evil.test': { a: ['127.0.0.37'] },
 };
 
@@ -52,14 +53,15 @@ let tern: RunningTern;
 const webhook = new WebhookReceiver('sts');
 
 t.before(async () => {
-  world = await startWorld(zone, [], ['127.0.0.31', '127.0.0.32', '127.0.0.33', '127.0.0.34', '127.0.0.35', '127.0.0.36', '127.0.0.37']);
+  world = await startWorld(zone, [], ['127.0.0.31', '127.0.0.32', '127.0.0.33', '127.0.0.34', '127.0.0.35', '127.0.0.36', '127.0.0.37', '127.0.0.38']);
   const tls = (pair: KeyPair) => ({ tls: { key: pair.key, cert: pair.cert } });
   await world.addSink('127.0.0.31', tls(certs.good)); // mx.sts.test: its own name
   await world.addSink('127.0.0.32', tls(certs.wrongName)); // mx.wrong.test: a certificate for another name
   await world.addSink('127.0.0.33', tls(certs.good)); // mx.nomatch.test: never reached
   await world.addSink('127.0.0.34', tls(certs.wrongName)); // mx.testing.test
   await world.addSink('127.0.0.35', tls(certs.good)); // mx.down.test
-  await world.addSink('127.0.0.36'); // mx.plain.test: no STARTTLS
+  await world.addSink('127.0.0.36', tls(certs.expiredNamed['mx.expired.test'] as KeyPair)); // mx.expired.test: its name, out of date
+  await world.addSink('127.0.0.38'); // mx.plain.test: no STARTTLS
   await world.addSink('127.0.0.37'); // mx.evil.test: an MX an attacker put in
   const contexts = new Map(Object.entries(certs.named).map(([name, pair]) => [name, createSecureContext({ key: pair.key, cert: pair.cert })]));
   const https = createServer({ SNICallback: (name, cb) => cb(null, contexts.get(name)) }, (req, res) => {
@@ -112,6 +114,11 @@ t.test('enforce: MX hosts the policy does not name are not connected to', async 
   const e = await first('a@nomatch.test');
   t.match(e, { type: 'soft_bounce', response: { enhanced: '4.7.5', text: /names none of its MX hosts \(mx\.nomatch\.test\)/ }, tls_policy: { result: 'failure', failure: 'validation-failure' } });
   t.equal(world.sinks.get('127.0.0.33')?.connections, 0);
+});
+
+t.test('enforce: an expired certificate for the right name is deferred too', async (t) => {
+  await send('a@expired.test');
+  t.match(await first('a@expired.test'), { type: 'soft_bounce', response: { enhanced: '4.7.5', text: /^TLS policy failure: .*certificate has expired/ }, tls_policy: { result: 'failure', failure: 'certificate-expired' } });
 });
 
 t.test('testing: delivered as without a policy; the event reports what failed', async (t) => {

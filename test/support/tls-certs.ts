@@ -18,11 +18,13 @@ export interface TestCerts {
   readonly selfSigned: KeyPair;
   /** Signed by the CA for each of the other names asked for (an MTA-STS policy host, more MX hosts). */
   readonly named: Readonly<Record<string, KeyPair>>;
+  /** Signed by the CA for each of the expired names asked for, expired from the start. */
+  readonly expiredNamed: Readonly<Record<string, KeyPair>>;
 }
 
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
-export function makeTestCerts(mxName: string, others: readonly string[] = []): TestCerts {
+export function makeTestCerts(mxName: string, others: readonly string[] = [], expiredOthers: readonly string[] = []): TestCerts {
   const dir = mkdtempSync(join(tmpdir(), 'tern-certs-'));
   try {
     const at = (name: string): string => join(dir, name);
@@ -44,7 +46,8 @@ export function makeTestCerts(mxName: string, others: readonly string[] = []): T
     openssl('req', '-x509', ...EC, '-keyout', at('self.key'), '-out', at('self.crt'), '-days', '30', '-subj', `/CN=${mxName}`, '-addext', `subjectAltName=DNS:${mxName}`);
     const selfSigned = { key: readFileSync(at('self.key')), cert: readFileSync(at('self.crt')) };
     const named = Object.fromEntries(others.map((name, i) => [name, signed(`named${i}`, name, 30)]));
-    return { ca: readFileSync(at('ca.crt')), good, expired, wrongName, selfSigned, named };
+    const expiredNamed = Object.fromEntries(expiredOthers.map((name, i) => [name, signed(`expired${i}`, name, -1)]));
+    return { ca: readFileSync(at('ca.crt')), good, expired, wrongName, selfSigned, named, expiredNamed };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

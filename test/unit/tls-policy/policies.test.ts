@@ -36,7 +36,7 @@ t.test('a published policy is fetched once and used by its id until the id chang
   const { state, open } = world(t);
   const p = open();
   await p.start();
-  t.same(await p.forDomain('Example.COM.'), { kind: 'mta-sts', mode: 'enforce', id: 'one', mx: ['mx.example.com'] });
+  t.same(await p.forDomain('Example.COM.'), { kind: 'mta-sts', mode: 'enforce', id: 'one', mx: ['mx.example.com'], maxAgeSeconds: 3_600 });
   await p.forDomain('example.com');
   t.equal(state.fetches, 1, 'the same id: no second fetch');
   state.txt = ['v=STSv1; id=two'];
