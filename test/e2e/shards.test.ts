@@ -5,6 +5,7 @@
  * could pass with one shard doing everything.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import type { FeedbackEvent } from '../../src/model/event.ts';
@@ -203,4 +204,25 @@ t.test('from two shards down to one: the single loop adopts shard 1\'s partition
   const to = sink.received.flatMap((m) => m.rcptTo);
   t.equal(new Set(to).size, rcpts, 'every message delivered');
   t.equal(to.length, rcpts, 'none twice');
+});
+
+t.test('a drain closes every shard\'s SMTP listener; deliveries in progress finish', async (t) => {
+  const tern = await twoShards();
+  const sink = world.sinks.get(LIMITED);
+  if (sink) sink.patience.dataDelayMs = 400;
+  t.teardown(() => {
+    if (sink) sink.patience.dataDelayMs = 30;
+  });
+  const rcpts = Array.from({ length: 6 }, (_, k) => `drain${k}@limited.test`);
+  await inject(tern.smtpPort, 'limited.test', 6, 'drain');
+  await until(() => (sink?.stats.sessions ?? 0) > 0, 10_000, 'deliveries under way');
+  const started = await adminFetch(tern.adminPort, '/api/v1/drain', { method: 'POST' });
+  t.match(await started.json(), { draining: true });
+  t.equal((await adminFetch(tern.adminPort, '/readyz')).status, 503, 'not ready: the balancer moves on');
+  // Both shards listen on the port (SO_REUSEPORT): a connection refused means every one closed.
+  const refused = await new Promise<string>((resolve) => connect(tern.smtpPort, '127.0.0.1').once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? '')).once('connect', () => resolve('connected')));
+  t.equal(refused, 'ECONNREFUSED');
+  await until(async () => ((await (await adminFetch(tern.adminPort, '/api/v1/drain')).json()) as { finished: boolean }).finished, 30_000, 'the drain finished');
+  t.ok(rcpts.every((r) => tern.outcomes(r).some((l) => l.event === 'delivered')), 'every accepted message delivered');
+  t.ok(tern.logs.some((l) => l.action === 'drain' || /draining/.test(l.msg)), 'logged');
 });
