@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
-import type { Config } from './config/index.ts';
+import { fleetNodeName, type Config } from './config/index.ts';
 import { connectClient } from './delivery/index.ts';
 import type { Clock } from './lib/clock.ts';
 import { isSuccess } from './model/reply.ts';
@@ -41,6 +41,7 @@ export function openTlsRpt(config: Config, deps: TlsRptDeps): TlsReports | undef
       organization: rpt.organization || config.hostname,
       contact: rpt.contact || `mailto:postmaster@${config.hostname}`,
       from: rpt.from || `tlsrpt-noreply@${config.hostname}`,
+      node: fleetNodeName(config) ?? config.hostname,
     },
     { txt: deps.txt, send: sender(config, deps), clock: deps.clock, log: deps.log },
   );

@@ -5,7 +5,6 @@
  * one report per domain that asks for them (`_smtp._tls` TXT), gzipped JSON, to each of its
  * `rua` addresses. One shard sends (`sends`), merging every shard's file of the day.
  */
-import { randomUUID } from 'node:crypto';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -22,6 +21,8 @@ export const REPORT_TIMING = {
   checkEveryMs: 3_600_000,
   /** A day is reported once this long past its end, so every shard has written it. */
   settleMs: 300_000,
+  /** An address that could not be reached is tried again at each check for this long past the day. */
+  retryForMs: 2 * 86_400_000,
 } as const;
 
 export interface ReportSender {
@@ -39,6 +40,8 @@ export interface TlsReportsOptions {
   readonly organization: string;
   readonly contact: string;
   readonly from: string;
+  /** This node's name: report ids are `<day>.<domain>.<node>`, the same on each try, unique in a fleet. */
+  readonly node: string;
 }
 
 export interface TlsReports {
@@ -84,13 +87,16 @@ export function openTlsReports(options: TlsReportsOptions, deps: { txt: (name: s
     return Object.entries(out).map(([domain, list]) => ({ ...mergeDays(list), domain }) as DayCounts & { domain: string });
   }
 
-  async function sendOne(day: string, domain: string, counts: DayCounts): Promise<boolean> {
+  /** The domain's report to each of its addresses not yet reached (`done` holds `domain rua` of those reached); false: not asked for. */
+  async function sendOne(day: string, domain: string, counts: DayCounts, done: Set<string>): Promise<{ asked: boolean; failed: number }> {
     const records = await deps.txt(`_smtp._tls.${domain}`);
     const record = records ? parseTlsRptRecord(records) : undefined;
-    if (!record?.ok) return false;
-    const meta = { organization: options.organization, contact: options.contact, reportId: `${day}.${domain}.${randomUUID()}`, date: day, domain };
+    if (!record?.ok) return { asked: false, failed: 0 };
+    const meta = { organization: options.organization, contact: options.contact, reportId: `${day}.${domain}.${options.node}`, date: day, domain };
     const gzipped = gzipSync(JSON.stringify(buildReport(meta, counts)));
+    let failed = 0;
     for (const rua of record.value.rua) {
+      if (done.has(`${domain} ${rua}`)) continue;
       try {
         if (rua.startsWith('mailto:')) {
           await deps.send.mail(options.from, rua.slice(7), reportMail(meta, options.from, rua.slice(7), gzipped, `${meta.reportId}@${options.organization}`, new Date(clock.now())));
@@ -98,12 +104,14 @@ export function openTlsReports(options: TlsReportsOptions, deps: { txt: (name: s
           const status = await deps.send.https(rua, gzipped);
           if (status < 200 || status >= 300) throw new Error(`HTTP ${status}`);
         }
+        done.add(`${domain} ${rua}`);
         log.info({ domain, day, rua }, `TLS-RPT: report for ${domain} (${day}) sent to ${rua}`);
       } catch (err) {
-        log.warn({ err, domain, day, rua }, `TLS-RPT: report for ${domain} (${day}) not sent to ${rua}: ${(err as Error).message}`);
+        failed++;
+        log.warn({ err, domain, day, rua }, `TLS-RPT: report for ${domain} (${day}) not sent to ${rua}: ${(err as Error).message}; tried again at the next check`);
       }
     }
-    return true;
+    return { asked: true, failed };
   }
 
   // One run at a time: the hourly check and a caller never report a day twice.
@@ -119,10 +127,24 @@ export function openTlsReports(options: TlsReportsOptions, deps: { txt: (name: s
     const due = [...new Set(files.map((n) => n.slice(0, 10)).filter((d) => /^\d{4}-\d{2}-\d{2}$/.test(d) && d < today))].sort();
     let sent = 0;
     for (const day of due) {
-      for (const counts of (await readDay(day)) as (DayCounts & { domain: string })[]) if (await sendOne(day, counts.domain, counts)) sent++;
-      // Reported (or asked for by no one): the day's counts go, every shard's, and from memory.
+      const sentFile = `${day}.sent`;
+      const done = new Set<string>(await readFile(join(options.dir, sentFile), 'utf8').then((t) => JSON.parse(t) as string[], () => []));
+      let failed = 0;
+      for (const counts of (await readDay(day)) as (DayCounts & { domain: string })[]) {
+        const result = await sendOne(day, counts.domain, counts, done);
+        if (result.asked) sent++;
+        failed += result.failed;
+      }
       days.delete(day);
       savers.delete(day);
+      const givingUp = clock.now() > Date.parse(`${day}T23:59:59Z`) + REPORT_TIMING.retryForMs;
+      if (failed > 0 && !givingUp) {
+        // Some address was not reached: the day stays, with who has it, for the next check.
+        await replaceFile(options.dir, sentFile, JSON.stringify([...done]));
+        continue;
+      }
+      if (failed > 0) log.warn({ day }, `TLS-RPT: reports of ${day} not sent to every address within ${REPORT_TIMING.retryForMs / 3_600_000} h; given up`);
+      // Reported (or asked for by no one): the day's counts go, every shard's, and from memory.
       for (const name of files.filter((n) => n.startsWith(`${day}.`))) await rm(join(options.dir, name), { force: true });
     }
     return sent;

@@ -22,7 +22,7 @@ t.test('each shard counts; the sending shard merges every shard\'s day, reports 
     },
   };
   const txt = async (name: string) => (name === '_smtp._tls.asks.test' ? ['v=TLSRPTv1; rua=https://r.test/x,mailto:rua@r.test'] : undefined);
-  const open = (shard: number) => openTlsReports({ dir: dir.path, shard, sends: shard === 0, organization: 'o', contact: 'c', from: 'f@o' }, { txt, send, clock, log: pino({ level: 'silent' }) });
+  const open = (shard: number) => openTlsReports({ dir: dir.path, shard, sends: shard === 0, organization: 'o', contact: 'c', from: 'f@o', node: 'n1' }, { txt, send, clock, log: pino({ level: 'silent' }) });
   const [zero, one] = [open(0), open(1)];
   await zero.start();
   await one.start();
@@ -41,4 +41,39 @@ t.test('each shard counts; the sending shard merges every shard\'s day, reports 
   t.same(readdirSync(dir.path).filter((n) => n.startsWith('2026-12-05')), [], 'the day is cleared, every shard\'s file');
   t.equal(await zero.reportDue(), 0, 'and not reported twice');
   await zero.stop();
+});
+
+t.test('an address that cannot be reached is tried again at the next checks, the others not; after two days the day is given up', async (t) => {
+  const dir = tempDir();
+  t.teardown(() => dir.remove());
+  const clock = new FakeClock(Date.parse('2026-12-05T12:00:00Z'));
+  const tries: string[] = [];
+  let httpsUp = false;
+  const send: ReportSender = {
+    https: async (url) => {
+      tries.push(url);
+      return httpsUp ? 202 : 503;
+    },
+    mail: async (_from, to) => {
+      tries.push(`mailto:${to}`);
+    },
+  };
+  const txt = async (name: string) => (name === '_smtp._tls.asks.test' ? ['v=TLSRPTv1; rua=https://r.test/x,mailto:rua@r.test'] : undefined);
+  const reports = openTlsReports({ dir: dir.path, shard: 0, sends: true, organization: 'o', contact: 'c', from: 'f@o', node: 'n1' }, { txt, send, clock, log: pino({ level: 'silent' }) });
+  reports.record('asks.test', sessionOf({ result: 'success', route: {}, tlsa: [] }));
+  await clock.advance(Date.parse('2026-12-06T00:10:00Z') - clock.now());
+  await reports.reportDue();
+  t.same(tries, ['https://r.test/x', 'mailto:rua@r.test'], 'the first check: the https address answers 503');
+  t.ok(readdirSync(dir.path).some((n) => n.startsWith('2026-12-05')), 'the day is kept');
+  httpsUp = true;
+  await reports.reportDue();
+  t.same(tries.slice(2), ['https://r.test/x'], 'the next check: only the address not yet reached');
+  t.same(readdirSync(dir.path).filter((n) => n.startsWith('2026-12-05')), [], 'now the day goes');
+
+  httpsUp = false;
+  reports.record('asks.test', sessionOf({ result: 'success', route: {}, tlsa: [] }));
+  await clock.advance(3 * 86_400_000);
+  await reports.reportDue();
+  t.same(readdirSync(dir.path).filter((n) => n.startsWith('2026-12-06')), [], 'a day more than two days old is given up after one more try');
+  await reports.stop();
 });
