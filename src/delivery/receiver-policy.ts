@@ -1,10 +1,12 @@
 /**
- * A recipient domain's own TLS policy (MTA-STS now; docs/tls.md), applied to one delivery: which
- * MX hosts the mail may go to, at which TLS level, and what each attempt reports of it.
- * - enforce: only the MX hosts the policy names, at level verify (a certificate that chains to a
- *   trusted CA and names the MX host); none of them, or a session that fails: a deferral (4.7.5),
- *   never plaintext, never another host, retried until the policy or the mail expires.
- * - testing: delivered as without a policy; each attempt reports whether it would have met it.
+ * A recipient domain's own TLS policy (docs/tls.md), applied to one delivery: which MX hosts the
+ * mail may go to, at which TLS level, and what each attempt reports of it.
+ * - DANE, per MX host DNSSEC vouches for: its TLSA records decide (src/model/dane.ts), first.
+ * - MTA-STS enforce: only the MX hosts the policy names, at level verify (a certificate that
+ *   chains to a trusted CA and names the MX host); none of them, or a session that fails: a
+ *   deferral (4.7.5), never plaintext, never another host, retried until the policy or the mail
+ *   expires.
+ * - MTA-STS testing: delivered as without a policy; each attempt reports whether it met it.
  */
 import type { AttemptOutcome } from '../model/outcome.ts';
 import type { PathHandle, PathSettings, TlsLevel } from '../model/path.ts';
