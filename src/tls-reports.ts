@@ -4,7 +4,6 @@
  * mailto: rua get a mail submitted to this node's own SMTP listener, so it is spooled, signed,
  * delivered and retried like any other. No logic of its own beyond the two transports.
  */
-import { request } from 'node:https';
 import { isIP } from 'node:net';
 import { Readable } from 'node:stream';
 import type { SecureContext } from 'node:tls';
@@ -12,12 +11,15 @@ import type { Logger } from 'pino';
 import { fleetNodeName, type Config } from './config/index.ts';
 import { connectClient } from './delivery/index.ts';
 import type { Clock } from './lib/clock.ts';
+import { strictHttps } from './lib/strict-https.ts';
 import { isSuccess } from './model/reply.ts';
 import { openTlsReports, type ReportSender, type TlsReports } from './tls-policy/index.ts';
 
 export const REPORT_SENDING = {
   /** The whole POST of a report, or the whole submission of its mail. */
   timeoutMs: 30_000,
+  /** A report receiver's answer read at most this far (only its status matters). */
+  maxAnswerBytes: 65_536,
 } as const;
 
 export interface TlsRptDeps {
@@ -73,28 +75,13 @@ function sender(config: Config, deps: TlsRptDeps): ReportSender {
   };
 }
 
-function post(target: URL, address: string, gzipped: Buffer, deps: TlsRptDeps): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({
-      host: address, port: target.port || 443, path: `${target.pathname}${target.search}`, method: 'POST',
-      ...(isIP(target.hostname) ? {} : { servername: target.hostname }),
-      headers: { host: target.host, 'content-type': 'application/tlsrpt+gzip', 'content-length': String(gzipped.length), 'user-agent': 'Tern TLS-RPT' },
-      rejectUnauthorized: true, agent: false,
-      ...(deps.trust ? { secureContext: deps.trust } : {}),
-    });
-    const deadline = deps.clock.at(deps.clock.now() + REPORT_SENDING.timeoutMs, () => {
-      req.destroy();
-      reject(new Error(`no answer within ${REPORT_SENDING.timeoutMs} ms`));
-    });
-    req.once('error', (err) => {
-      deadline.cancel();
-      reject(err);
-    });
-    req.once('response', (res) => {
-      deadline.cancel();
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.end(gzipped);
+/** A report's POST (RFC 8460 §5.2); the answer's body is not wanted, only its status. */
+async function post(target: URL, address: string, gzipped: Buffer, deps: TlsRptDeps): Promise<number> {
+  const answer = await strictHttps({
+    host: target.hostname, address, port: Number(target.port || 443), path: `${target.pathname}${target.search}`, method: 'POST',
+    headers: { 'content-type': 'application/tlsrpt+gzip', 'user-agent': 'Tern TLS-RPT' }, body: gzipped,
+    trust: deps.trust, timeoutMs: REPORT_SENDING.timeoutMs, maxBytes: REPORT_SENDING.maxAnswerBytes, what: 'answer', clock: deps.clock,
   });
+  if (!answer.ok) throw new Error(answer.error);
+  return answer.status;
 }

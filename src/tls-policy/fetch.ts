@@ -1,13 +1,13 @@
 /**
- * The MTA-STS policy fetch (RFC 8461 §3.3), strict: HTTPS to `mta-sts.<domain>` with its
- * certificate verified for that name, status 200 only (no redirect is followed), text/plain,
- * at most STS_LIMITS.maxPolicyBytes, within a deadline for the whole exchange. The name is
- * resolved by Tern's own resolver, as the MX hosts are, and the address connected to directly.
+ * The MTA-STS policy fetch (RFC 8461 §3.3), strict (src/lib/strict-https.ts): HTTPS to
+ * `mta-sts.<domain>` with its certificate verified for that name, status 200 only (no redirect
+ * is followed), text/plain, at most STS_LIMITS.maxPolicyBytes, within a deadline for the whole
+ * exchange. The name is resolved by Tern's own resolver, as the MX hosts are.
  */
-import { request } from 'node:https';
 import { isIP } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Clock } from '../lib/clock.ts';
+import { strictHttps } from '../lib/strict-https.ts';
 import { parseStsPolicy, STS_LIMITS, type Parsed, type StsPolicy } from './mta-sts.ts';
 
 export interface FetchDeps {
@@ -35,36 +35,14 @@ export async function fetchStsPolicy(domain: string, deps: FetchDeps): Promise<P
   return fetched.ok ? parseStsPolicy(fetched.value) : fetched;
 }
 
-function get(host: string, address: string, deps: FetchDeps): Promise<Parsed<string>> {
-  return new Promise((resolve) => {
-    const req = request({
-      host: address, port: deps.port, servername: host, path: '/.well-known/mta-sts.txt', method: 'GET',
-      headers: { host, accept: 'text/plain', 'user-agent': 'Tern MTA-STS' },
-      rejectUnauthorized: true, agent: false,
-      ...(deps.trust ? { secureContext: deps.trust } : {}),
-    });
-    // A deadline for the whole exchange: a server dribbling a byte a second ends all the same.
-    const deadline = deps.clock.at(deps.clock.now() + deps.timeoutMs, () => done({ ok: false, error: `https://${host}: no policy within ${deps.timeoutMs} ms` }));
-    function done(result: Parsed<string>): void {
-      deadline.cancel();
-      req.destroy();
-      resolve(result);
-    }
-    req.once('error', (err) => done({ ok: false, error: `https://${host}: ${err.message}` }));
-    req.once('response', (res) => {
-      const type = String(res.headers['content-type'] ?? '');
-      if (res.statusCode !== 200) return done({ ok: false, error: `https://${host}: HTTP ${res.statusCode}${res.statusCode && res.statusCode >= 300 && res.statusCode < 400 ? ' (redirects are not followed)' : ''}` });
-      if (!/^text\/plain\b/i.test(type)) return done({ ok: false, error: `https://${host}: content-type "${type.slice(0, 60)}" is not text/plain` });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > STS_LIMITS.maxPolicyBytes) return done({ ok: false, error: `https://${host}: policy over ${STS_LIMITS.maxPolicyBytes} bytes` });
-        chunks.push(chunk);
-      });
-      res.once('end', () => done({ ok: true, value: Buffer.concat(chunks).toString('utf8') }));
-      res.once('error', (err) => done({ ok: false, error: `https://${host}: ${err.message}` }));
-    });
-    req.end();
+async function get(host: string, address: string, deps: FetchDeps): Promise<Parsed<string>> {
+  const answer = await strictHttps({
+    host, address, port: deps.port, path: '/.well-known/mta-sts.txt', method: 'GET', headers: { accept: 'text/plain', 'user-agent': 'Tern MTA-STS' },
+    trust: deps.trust, timeoutMs: deps.timeoutMs, maxBytes: STS_LIMITS.maxPolicyBytes, what: 'policy', clock: deps.clock,
   });
+  if (!answer.ok) return { ok: false, error: `https://${host}: ${answer.error}` };
+  const { status, contentType } = answer;
+  if (status !== 200) return { ok: false, error: `https://${host}: HTTP ${status}${status >= 300 && status < 400 ? ' (redirects are not followed)' : ''}` };
+  if (!/^text\/plain\b/i.test(contentType)) return { ok: false, error: `https://${host}: content-type "${contentType.slice(0, 60)}" is not text/plain` };
+  return { ok: true, value: answer.body.toString('utf8') };
 }
