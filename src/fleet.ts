@@ -106,15 +106,21 @@ export function openFleet(config: Config, deps: { clock: Clock; log: Logger; met
 
   /** Each warming source's counts of today: this node's set in Redis, the others' taken. */
   async function tally(): Promise<void> {
-    for (const [id, at] of lastExtendShared) if (clock.now() - at >= FLEET_SHARING.extendShareMs) lastExtendShared.delete(id);
     if (!parts || membership.state() !== 'connected') return;
     for (const { source, date, counts } of parts.warmup.counts()) {
       const others = await board.tally(`warmup:${source}:${date}`, counts, FLEET_SHARING.warmupTallyTtlMs);
       parts.warmup.setOthers(source, date, others);
     }
   }
+  /** Extensions told long enough ago may be told again: their marks go (on the tally's tick, once a second). */
+  const forgetOldExtends = (): void => {
+    for (const [id, at] of lastExtendShared) if (clock.now() - at >= FLEET_SHARING.extendShareMs) lastExtendShared.delete(id);
+  };
   const scheduleTally = (): void => {
-    tallying = clock.at(clock.now() + FLEET_SHARING.warmupTallyMs, () => void tally().catch((err: unknown) => log.debug({ err }, 'cluster: warm-up counts not shared (Redis)')).finally(scheduleTally));
+    tallying = clock.at(clock.now() + FLEET_SHARING.warmupTallyMs, () => {
+      forgetOldExtends();
+      void tally().catch((err: unknown) => log.debug({ err }, 'cluster: warm-up counts not shared (Redis)')).finally(scheduleTally);
+    });
   };
 
   return {

@@ -141,12 +141,13 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
   const suppressions = new SuppressionCopy();
   const resolver = createResolver(config.dns, clock, (type, result) => metrics.dnsLookups.labels({ type, result }).inc());
   const tlsTrust = config.delivery.tls_ca_file ? loadTrust(config.delivery.tls_ca_file) : undefined;
+  const dns = policyDns(resolver);
   // One cache file a shard: each finds the policies of the domains it delivers to.
   const mtaSts = config.delivery.mta_sts.enabled
-    ? openMtaSts(config.delivery.mta_sts, { dns: policyDns(resolver), trust: tlsTrust, file: `mta-sts.${layout.shard}.json`, clock, log: log.child({ stage: 'tls-policy' }) })
+    ? openMtaSts(config.delivery.mta_sts, { dns, trust: tlsTrust, file: `mta-sts.${layout.shard}.json`, clock, log: log.child({ stage: 'tls-policy' }) })
     : undefined;
   const tlsReports = openTlsRpt(config, {
-    shard: layout.shard, ...policyDns(resolver), ownSmtp: () => ingress.addresses()[0], trust: tlsTrust, clock, log: log.child({ stage: 'tls-rpt' }),
+    shard: layout.shard, ...dns, ownSmtp: () => ingress.addresses()[0], trust: tlsTrust, clock, log: log.child({ stage: 'tls-rpt' }),
   });
   const delivery = createDelivery(
     {
@@ -164,9 +165,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
       ...(config.delivery.dane ? { tlsa: (host: string) => resolver.resolveTlsa(host).then(daneOf) } : {}),
       onTlsPolicy: (applied, session) => {
         metrics.tlsPolicy.labels({ policy: applied.type, mode: applied.mode ?? '', result: applied.result ?? '', failure: applied.failure ?? '' }).inc();
-        // The policy the session ran under: DANE's records, or MTA-STS's terms.
-        const { sts, tlsa, ...where } = session;
-        tlsReports?.record(session.domain, sessionOf({ ...where, ...applied, ...(applied.type === 'dane' ? (tlsa ? { tlsa } : {}) : sts ? { sts } : {}) }));
+        tlsReports?.record(session.domain, sessionOf(session));
       },
     },
   );
@@ -337,6 +336,7 @@ export function createPipeline(config: Config, { clock, log, metrics, classify, 
 }
 
 function feedbackOptions(config: Config): FeedbackOptions {
+  const node = fleetNodeName(config);
   const { feedback } = config;
   return {
     dir: feedback.dir,
@@ -344,7 +344,7 @@ function feedbackOptions(config: Config): FeedbackOptions {
     maxDiskBytes: feedback.max_disk,
     webhooks: webhooksOf(feedback),
     ...(feedback.log ? { log: { path: feedback.log.path, maxBytes: feedback.log.max_size, keep: feedback.log.keep } } : {}),
-    ...(fleetNodeName(config) ? { node: fleetNodeName(config) as string } : {}),
+    ...(node ? { node } : {}),
   };
 }
 

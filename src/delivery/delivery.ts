@@ -32,13 +32,15 @@ export interface DeliveryDeps extends PoolDeps {
   readonly onTlsPolicy?: (applied: AppliedTlsPolicy, session: PolicySession) => void;
 }
 
-/** What a TLS-RPT report says of a session: where it went, and the policy's own terms. */
+/** What a TLS-RPT report says of a session: where it went, how, and the terms of the policy that applied (one of sts, tlsa). */
 export interface PolicySession {
   readonly domain: string;
   readonly route: AttemptOutcome['route'];
-  /** MTA-STS: the policy applied. */
+  readonly result?: 'success' | 'failure';
+  readonly failure?: string;
+  /** MTA-STS applied: its policy. */
   readonly sts?: Extract<TlsPolicyDecision, { kind: 'mta-sts' }>;
-  /** DANE: the MX host's TLSA records. */
+  /** DANE applied: the MX host's TLSA records. */
   readonly tlsa?: readonly TlsaRecord[];
 }
 
@@ -147,9 +149,12 @@ export function createDelivery(settings: DeliverySettings, ports: DeliveryPorts,
           const counted = (outcome: AttemptOutcome): AttemptOutcome => {
             const applied = outcome.route.tlsPolicy;
             if (!applied || (applied.type !== 'mta-sts' && applied.type !== 'dane')) return outcome;
-            const tlsa = 'hosts' in dane ? dane.hosts.find((h) => h.name === outcome.route.mx)?.dane : undefined;
             remember(outcome.route.path, job.domain, applied);
-            deps.onTlsPolicy?.(applied, { domain: job.domain, route: outcome.route, ...(decision.kind === 'mta-sts' ? { sts: decision } : {}), ...(tlsa ? { tlsa } : {}) });
+            const terms = applied.type === 'dane'
+              ? { tlsa: ('hosts' in dane ? dane.hosts.find((h) => h.name === outcome.route.mx)?.dane : undefined) ?? [] }
+              : decision.kind === 'mta-sts' ? { sts: decision } : {};
+            const { result, failure } = applied;
+            deps.onTlsPolicy?.(applied, { domain: job.domain, route: outcome.route, ...(result ? { result } : {}), ...(failure ? { failure } : {}), ...terms });
             return outcome;
           };
           if ('refused' in dane) return counted(dane.refused);

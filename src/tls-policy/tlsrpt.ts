@@ -3,6 +3,7 @@
  * Tern counts of its sessions to that domain under a policy, and the daily aggregate report.
  * Pure: counting happens in src/tls-policy/reports.ts, sending in the daemon's wiring.
  */
+import type { Parsed } from './mta-sts.ts';
 
 export const TLSRPT_LIMITS = {
   /** rua addresses taken from one record; more are ignored. */
@@ -11,7 +12,6 @@ export const TLSRPT_LIMITS = {
   maxFailureDetails: 1_000,
 } as const;
 
-export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
 /** The `_smtp._tls` TXT answer (each record's strings joined): where reports go. */
 export function parseTlsRptRecord(records: readonly string[]): Parsed<{ rua: string[] }> {
